@@ -1,0 +1,68 @@
+"""A tiny peer process for cross-process tests and benchmarks.
+
+``python -m faultlab.transports._peer echo URI`` listens on URI, prints
+``READY <real address>`` and echoes every client (bytes or messages) until it
+is killed or its stdin closes. ``hold URI`` connects, prints ``READY`` and
+waits, so a test can SIGKILL a connected client. ``--cpu N`` pins the process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+
+from faultlab import transports
+from faultlab.errors import TransportError
+from faultlab.streams import ByteStream, MessageStream, Stream
+
+
+def _echo(stream: Stream) -> None:
+    try:
+        while True:
+            if isinstance(stream, ByteStream):
+                stream.send(stream.receive(1 << 20, timeout=3600), timeout=60)
+            else:
+                assert isinstance(stream, MessageStream)
+                stream.send(stream.receive(timeout=3600), timeout=60)
+    except TransportError:
+        pass
+    finally:
+        stream.close()
+
+
+def _exit_when_stdin_closes() -> None:
+    try:
+        sys.stdin.buffer.read()
+    finally:
+        os._exit(0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m faultlab.transports._peer")
+    parser.add_argument("mode", choices=["echo", "hold"])
+    parser.add_argument("address")
+    parser.add_argument("--cpu", type=int, default=None, help="pin to this CPU")
+    args = parser.parse_args(argv)
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})
+    threading.Thread(target=_exit_when_stdin_closes, daemon=True).start()
+    if args.mode == "echo":
+        with transports.listen(args.address) as listener:
+            print(f"READY {listener.address}", flush=True)
+            while True:
+                try:
+                    stream = listener.accept(timeout=3600)
+                except TransportError:
+                    continue
+                threading.Thread(target=_echo, args=(stream,), daemon=True).start()
+    stream = transports.connect(args.address, timeout=10)
+    print("READY", flush=True)
+    threading.Event().wait()
+    stream.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,136 @@
+"""``unix:///path`` or ``unix://@name``: AF_UNIX SOCK_STREAM, path or Linux abstract name.
+
+A path listener removes its socket file on close and at exit. A socket file
+left by a crashed run is removed only after a connect to it is refused, so a
+live server's socket is never stolen.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import stat
+import uuid
+from typing import Any
+
+from faultlab._cleanup import Owner, runtime_dir
+from faultlab.errors import AddressError
+from faultlab.streams import ByteStream, Deadline, Listener
+from faultlab.transports import register
+from faultlab.transports._sockets import SocketByteStream, SocketListener, translate_oserror
+from faultlab.transports.base import Capabilities, ParsedAddress, Transport
+
+__all__ = ["UnixTransport", "bind_unix", "connect_unix", "unix_sockaddr"]
+
+
+def unix_sockaddr(parsed: ParsedAddress) -> str | bytes:
+    """``@name`` becomes an abstract address (leading NUL); else a filesystem path."""
+    path = parsed.path
+    if parsed.host and not path.startswith("@"):
+        raise AddressError(f"{parsed.uri!r}: use {parsed.scheme}:///absolute/path or @name")
+    if not path:
+        raise AddressError(f"{parsed.uri!r} has no path")
+    if path.startswith("@"):
+        return b"\0" + path[1:].encode()
+    if len(path.encode()) > 107:
+        raise AddressError(f"socket path too long (max 107 bytes): {path!r}")
+    return path
+
+
+def _remove_if_stale(path: str, kind: int) -> None:
+    """Unlink a socket file nobody listens on; refuse to touch anything else."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise AddressError(f"{path!r} exists and is not a socket; refusing to remove it")
+    probe = socket.socket(socket.AF_UNIX, kind)
+    try:
+        probe.connect(path)
+    except OSError as exc:
+        if exc.errno in (errno.ECONNREFUSED, errno.ENOENT):
+            os.unlink(path)
+            return
+        raise AddressError(f"cannot check socket {path!r}: {exc}") from exc
+    finally:
+        probe.close()
+    raise AddressError(f"address in use: a live server listens on {path!r}")
+
+
+def bind_unix(parsed: ParsedAddress, kind: int) -> tuple[socket.socket, Owner | None]:
+    addr = unix_sockaddr(parsed)
+    if isinstance(addr, str):
+        _remove_if_stale(addr, kind)
+    sock = socket.socket(socket.AF_UNIX, kind)
+    try:
+        sock.bind(addr)
+        if kind != socket.SOCK_DGRAM:
+            sock.listen(512)
+    except OSError as exc:
+        sock.close()
+        raise AddressError(f"cannot listen on {parsed.uri}: {exc}") from exc
+    owner = None
+    if isinstance(addr, str):
+        ino = os.lstat(addr).st_ino
+
+        def remove(path: str = addr, ino: int = ino) -> None:
+            try:
+                if os.lstat(path).st_ino == ino:  # never remove a successor's socket
+                    os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+        owner = Owner(remove)
+    return sock, owner
+
+
+def connect_unix(parsed: ParsedAddress, kind: int, deadline: Deadline) -> socket.socket:
+    addr = unix_sockaddr(parsed)
+    sock = socket.socket(socket.AF_UNIX, kind)
+    try:
+        sock.settimeout(deadline.remaining())
+        sock.connect(addr)
+    except OSError as exc:
+        sock.close()
+        raise translate_oserror(exc, f"connect to {parsed.uri}") from exc
+    return sock
+
+
+class UnixTransport(Transport):
+    scheme = "unix"
+    description = "Unix domain socket, SOCK_STREAM (path or @abstract)"
+    capabilities = Capabilities(
+        kind="stream",
+        max_message_size=None,
+        native_max=None,
+        ordered=True,
+        reliable=True,
+        cross_process=True,
+        multi_client=True,
+        detects_peer_death=True,
+        half_close=True,
+        mechanism="AF_UNIX SOCK_STREAM",
+    )
+    platforms = ("linux", "darwin")
+
+    def listen(self, address: str, **options: Any) -> Listener[ByteStream]:
+        parsed = self._parse(address)
+        sock, owner = bind_unix(parsed, socket.SOCK_STREAM)
+        return SocketListener(
+            sock, address, lambda conn, _d: SocketByteStream(conn), owner=owner
+        )
+
+    def connect(
+        self, address: str, *, timeout: float | None = None, **options: Any
+    ) -> ByteStream:
+        parsed = self._parse(address)
+        t = SocketByteStream.default_timeout if timeout is None else timeout
+        return SocketByteStream(connect_unix(parsed, socket.SOCK_STREAM, Deadline.after(t)))
+
+    def example_address(self, tag: str) -> str:
+        return f"unix://{runtime_dir()}/{tag}-{os.getpid()}-{uuid.uuid4().hex[:8]}.sock"
+
+
+register(UnixTransport())
