@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import threading
 
 from faultlab import transports
@@ -34,7 +33,8 @@ def _echo(stream: Stream) -> None:
 
 def _exit_when_stdin_closes() -> None:
     try:
-        sys.stdin.buffer.read()
+        while os.read(0, 4096):
+            pass
     finally:
         os._exit(0)
 

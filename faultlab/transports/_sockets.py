@@ -23,8 +23,9 @@ from faultlab.errors import (
     EndOfStream,
     TransportError,
     TransportTimeout,
+    UnsupportedOperation,
 )
-from faultlab.streams import ByteStream, Deadline, Listener
+from faultlab.streams import ByteStream, Deadline, Listener, MessageStream
 
 __all__ = ["SocketByteStream", "SocketListener", "translate_oserror", "wait_fd"]
 
@@ -129,8 +130,6 @@ class SocketByteStream(ByteStream):
 
     def send_eof(self) -> None:
         if not self._half_close:
-            from faultlab.errors import UnsupportedOperation
-
             raise UnsupportedOperation("this stream cannot half-close (TLS has no half-close)")
         try:
             self.sock.shutdown(socket.SHUT_WR)
@@ -146,14 +145,17 @@ class SocketByteStream(ByteStream):
         return self.sock.fileno()
 
 
-class SocketListener(Listener[ByteStream]):
+S = TypeVar("S", ByteStream, MessageStream)
+
+
+class SocketListener(Listener[S]):
     """A listening socket; ``wrap`` turns each accepted socket into a stream."""
 
     def __init__(
         self,
         sock: socket.socket,
         address: str,
-        wrap: Callable[[socket.socket, Deadline], ByteStream],
+        wrap: Callable[[socket.socket, Deadline], S],
         *,
         owner: Owner | None = None,
     ) -> None:
@@ -164,7 +166,7 @@ class SocketListener(Listener[ByteStream]):
         self._owner = owner
         self._closed = False
 
-    def accept(self, *, timeout: float | None = None) -> ByteStream:
+    def accept(self, *, timeout: float | None = None) -> S:
         deadline = self._deadline(timeout)
         while True:
             if self._closed:

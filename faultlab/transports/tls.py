@@ -1,1 +1,155 @@
-"""placeholder"""
+"""``tls://host:port``: TCP + TLS (TLS 1.2+), faults below TLS are the proxy's job.
+
+Certificates come from trustme, a test CA cached per user in the runtime
+directory so a client in another process trusts a server without setup.
+Give your own with ``?cafile=&certfile=&keyfile=`` on the URI or an
+``ssl_context=`` keyword. TLS has no half-close: ``send_eof`` raises
+:class:`UnsupportedOperation`. OpenSSL objects are not safe for concurrent
+use, so send and receive are serialised by a lock (never held while waiting).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import select
+import socket
+import ssl
+from pathlib import Path
+from typing import Any
+
+from faultlab._cleanup import runtime_dir
+from faultlab.errors import AddressError
+from faultlab.streams import ByteStream, Deadline, Listener
+from faultlab.transports import register
+from faultlab.transports._sockets import SocketByteStream, SocketListener, wait_fd
+from faultlab.transports.base import Capabilities, ParsedAddress, Transport
+from faultlab.transports.tcp import format_host_port, listen_tcp, open_tcp
+
+__all__ = ["TLSTransport", "test_ca_files"]
+
+_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def test_ca_files() -> tuple[Path, Path]:
+    """(CA cert, server cert+key PEM) of the cached test CA, created once per user."""
+    folder = runtime_dir() / "tls"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    ca_path, server_path = folder / "ca.pem", folder / "server.pem"
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (ca_path.exists() and server_path.exists()):
+            import trustme
+
+            ca = trustme.CA()
+            cert = ca.issue_cert(*_HOSTS)
+            tmp_ca, tmp_server = folder / "ca.pem.tmp", folder / "server.pem.tmp"
+            ca.cert_pem.write_to_path(str(tmp_ca))
+            cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_server))
+            tmp_ca.replace(ca_path)
+            tmp_server.replace(server_path)
+    return ca_path, server_path
+
+
+def _server_context(parsed: ParsedAddress) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    certfile = parsed.options.get("certfile")
+    keyfile = parsed.options.get("keyfile")
+    if certfile is None:
+        certfile = str(test_ca_files()[1])
+    try:
+        ctx.load_cert_chain(certfile, keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        raise AddressError(f"cannot load TLS certificate {certfile!r}: {exc}") from exc
+    return ctx
+
+
+def _client_context(parsed: ParsedAddress) -> ssl.SSLContext:
+    cafile = parsed.options.get("cafile") or str(test_ca_files()[0])
+    try:
+        return ssl.create_default_context(cafile=cafile)
+    except (OSError, ssl.SSLError) as exc:
+        raise AddressError(f"cannot load TLS CA {cafile!r}: {exc}") from exc
+
+
+def _handshake(sock: ssl.SSLSocket, deadline: Deadline) -> None:
+    while True:
+        try:
+            sock.do_handshake()
+            return
+        except ssl.SSLWantReadError:
+            wait_fd(sock.fileno(), select.POLLIN, deadline, "TLS handshake")
+        except ssl.SSLWantWriteError:
+            wait_fd(sock.fileno(), select.POLLOUT, deadline, "TLS handshake")
+
+
+def _wrap(sock: ssl.SSLSocket, deadline: Deadline) -> ByteStream:
+    from faultlab.errors import BrokenResourceError
+
+    try:
+        _handshake(sock, deadline)
+    except (ssl.SSLError, OSError) as exc:
+        sock.close()
+        raise BrokenResourceError(f"TLS handshake failed: {exc}") from exc
+    return SocketByteStream(sock, serialize=True, half_close=False)
+
+
+class TLSTransport(Transport):
+    scheme = "tls"
+    description = "TCP + TLS (trustme test CA by default)"
+    capabilities = Capabilities(
+        kind="stream",
+        max_message_size=None,
+        native_max=None,
+        ordered=True,
+        reliable=True,
+        cross_process=True,
+        multi_client=True,
+        detects_peer_death=True,
+        half_close=False,
+        mechanism="TLS over AF_INET SOCK_STREAM",
+    )
+    platforms = ("linux", "darwin", "win32")
+
+    def listen(
+        self, address: str, *, ssl_context: ssl.SSLContext | None = None, **options: Any
+    ) -> Listener[ByteStream]:
+        parsed = self._parse(address)
+        ctx = ssl_context or _server_context(parsed)
+        sock = listen_tcp(parsed)
+        host, port = sock.getsockname()[:2]
+        query = "?" + address.split("?", 1)[1] if "?" in address else ""
+
+        def wrap(conn: socket.socket, deadline: Deadline) -> ByteStream:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn.setblocking(False)
+            tls = ctx.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+            return _wrap(tls, deadline)
+
+        return SocketListener(sock, format_host_port("tls", host, port) + query, wrap)
+
+    def connect(
+        self,
+        address: str,
+        *,
+        timeout: float | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        **options: Any,
+    ) -> ByteStream:
+        parsed = self._parse(address)
+        ctx = ssl_context or _client_context(parsed)
+        deadline = Deadline.after(SocketByteStream.default_timeout if timeout is None else timeout)
+        raw = open_tcp(parsed, deadline)
+        try:
+            tls = ctx.wrap_socket(
+                raw, server_hostname=parsed.host, do_handshake_on_connect=False
+            )
+        except BaseException:
+            raw.close()
+            raise
+        return _wrap(tls, deadline)
+
+    def example_address(self, tag: str) -> str:
+        return "tls://127.0.0.1:0"
+
+
+register(TLSTransport())
