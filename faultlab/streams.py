@@ -214,4 +214,3 @@ class AsyncListener:
 def to_async(stream: Stream) -> AsyncStream:
     """Wrap a synchronous stream for use from asyncio code."""
     return AsyncStream(stream)
-

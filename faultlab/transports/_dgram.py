@@ -12,9 +12,11 @@ from __future__ import annotations
 import select
 import socket
 import struct
+from functools import partial
+from socket import SO_RCVTIMEO, SO_SNDTIMEO
 
-from faultlab.errors import EndOfStream, MessageTooLarge, RemoteProtocolError
-from faultlab.streams import MessageStream
+from faultlab.errors import EndOfStream, MessageTooLarge, RemoteProtocolError, TransportTimeout
+from faultlab.streams import Deadline, MessageStream
 from faultlab.transports._sockets import _SockIO
 
 __all__ = ["ACK", "BYE", "DATA", "HEADER", "HELLO", "DatagramMessageStream", "control"]
@@ -39,12 +41,11 @@ class DatagramMessageStream(MessageStream):
         reliable: bool,
         on_close: object = None,
     ) -> None:
-        sock.setblocking(False)
         self.sock = sock
         self.max_message_size = max_message_size
         self._fragment = fragment_size
         self._reliable = reliable
-        self._io = _SockIO(sock, None)
+        self._io = _SockIO(sock, None, kernel_timeouts=True)
         self._next_id = 0
         self._buf = bytearray(fragment_size + HEADER.size + 64)
         self._view = memoryview(self._buf)
@@ -58,27 +59,51 @@ class DatagramMessageStream(MessageStream):
                 f"message of {size} bytes exceeds this transport's maximum of "
                 f"{self.max_message_size} bytes"
             )
-        deadline = self._deadline(timeout)
         msg_id = self._next_id
         self._next_id = (msg_id + 1) & 0xFFFF
         frag = self._fragment
+        io = self._io
+        if size <= frag and timeout is None and io.armed_default(SO_SNDTIMEO, self.default_timeout):
+            try:  # fast path: one datagram, the kernel bounds the wait
+                self.sock.send(HEADER.pack(DATA, msg_id, 0, 1) + message)
+                return
+            except BlockingIOError:
+                raise TransportTimeout(f"send timed out after {self.default_timeout:g} s") from None
+            except OSError as exc:
+                raise io.translate(exc, "send") from exc
+        deadline = self._deadline(timeout)
         count = max(1, -(-size // frag))
         view = memoryview(message)
         for index in range(count):
-            dgram = HEADER.pack(DATA, msg_id, index, count) + view[index * frag : (index + 1) * frag]
-            self._io.run(lambda d=dgram: self.sock.send(d), select.POLLOUT, deadline, "send")
+            dgram = (
+                HEADER.pack(DATA, msg_id, index, count) + view[index * frag : (index + 1) * frag]
+            )
+            io.run(partial(self.sock.send, dgram), select.POLLOUT, deadline, "send")
+
+    def _recv_into(self, deadline: Deadline | None) -> int:
+        """One datagram into the buffer; ``deadline=None`` uses the armed default."""
+        if deadline is not None:
+            return self._io.run(
+                lambda: self.sock.recv_into(self._buf), select.POLLIN, deadline, "receive"
+            )
+        try:
+            return self.sock.recv_into(self._buf)
+        except BlockingIOError:
+            raise TransportTimeout(f"receive timed out after {self.default_timeout:g} s") from None
+        except OSError as exc:
+            raise self._io.translate(exc, "receive") from exc
 
     def receive(self, *, timeout: float | None = None) -> bytes:
         if self._eof:
             raise EndOfStream("peer closed the stream")
-        deadline = self._deadline(timeout)
+        deadline: Deadline | None = None
+        if timeout is not None or not self._io.armed_default(SO_RCVTIMEO, self.default_timeout):
+            deadline = self._deadline(timeout)
         parts: list[bytes] = []
         current = -1
         view = self._view
         while True:
-            n = self._io.run(
-                lambda: self.sock.recv_into(self._buf), select.POLLIN, deadline, "receive"
-            )
+            n = self._recv_into(deadline)
             if n == 0 and self._reliable:  # SEQPACKET EOF; our datagrams are never empty
                 self._eof = True
                 raise EndOfStream("peer closed the stream")
@@ -114,7 +139,6 @@ class DatagramMessageStream(MessageStream):
                 self.sock.send(control(BYE))
         except OSError:
             pass
-        self._io.closed = True
-        self.sock.close()
+        self._io.close()
         if callable(self._on_close):
             self._on_close()

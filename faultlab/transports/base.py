@@ -107,9 +107,7 @@ class Transport(ABC):
     async def connect_async(
         self, address: str, *, timeout: float | None = None, **options: Any
     ) -> AsyncStream:
-        stream = await asyncio.to_thread(
-            lambda: self.connect(address, timeout=timeout, **options)
-        )
+        stream = await asyncio.to_thread(lambda: self.connect(address, timeout=timeout, **options))
         return AsyncStream(stream)
 
     def _parse(self, address: str) -> ParsedAddress:

@@ -84,9 +84,7 @@ def round_trip(stream: Stream, payload: bytes, timeout: float = 10) -> bytes:
 def check_round_trip(stream: Stream, sizes: tuple[int, ...] = SIZES) -> None:
     """Every size comes back byte for byte from an echo peer."""
     for size in sizes:
-        payload = bytes((i * 7 + size) & 0xFF for i in range(min(size, 256))) * (
-            size // 256 + 1
-        )
+        payload = bytes((i * 7 + size) & 0xFF for i in range(min(size, 256))) * (size // 256 + 1)
         payload = payload[:size]
         echoed = round_trip(stream, payload)
         assert echoed == payload, f"{size}-byte round trip returned {len(echoed)} other bytes"

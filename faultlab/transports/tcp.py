@@ -6,6 +6,7 @@ pieces waits for the delayed ACK, about 40 ms per call on Linux.
 
 from __future__ import annotations
 
+import errno
 import socket
 from typing import Any
 
@@ -20,7 +21,7 @@ from faultlab.transports._sockets import (
 )
 from faultlab.transports.base import Capabilities, ParsedAddress, Transport
 
-__all__ = ["TCPTransport", "format_host_port", "open_tcp", "listen_tcp"]
+__all__ = ["TCPTransport", "format_host_port", "listen_tcp", "open_tcp"]
 
 
 def format_host_port(scheme: str, host: str, port: int) -> str:
@@ -60,15 +61,15 @@ def open_tcp(parsed: ParsedAddress, deadline: Deadline) -> socket.socket:
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         err = sock.connect_ex(sockaddr)
-        if err not in (0, 115):  # 115 = EINPROGRESS
-            raise OSError(err, f"connect to {parsed.uri} failed: {socket.errno.errorcode.get(err)}")
+        if err not in (0, errno.EINPROGRESS):
+            raise OSError(err, f"connect to {parsed.uri} failed: {errno.errorcode.get(err)}")
         if err:
             import select
 
             wait_fd(sock.fileno(), select.POLLOUT, deadline, f"connect to {parsed.uri}")
             err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if err:
-                raise OSError(err, f"connect to {parsed.uri} failed: {socket.errno.errorcode.get(err)}")
+                raise OSError(err, f"connect to {parsed.uri} failed: {errno.errorcode.get(err)}")
     except OSError as exc:
         sock.close()
         raise translate_oserror(exc, f"connect to {parsed.uri}") from exc
@@ -106,9 +107,7 @@ class TCPTransport(Transport):
 
         return SocketListener(sock, format_host_port("tcp", host, port), wrap)
 
-    def connect(
-        self, address: str, *, timeout: float | None = None, **options: Any
-    ) -> ByteStream:
+    def connect(self, address: str, *, timeout: float | None = None, **options: Any) -> ByteStream:
         parsed = self._parse(address)
         stream_timeout = SocketByteStream.default_timeout
         sock = open_tcp(parsed, Deadline.after(stream_timeout if timeout is None else timeout))

@@ -140,9 +140,7 @@ class TLSTransport(Transport):
         deadline = Deadline.after(SocketByteStream.default_timeout if timeout is None else timeout)
         raw = open_tcp(parsed, deadline)
         try:
-            tls = ctx.wrap_socket(
-                raw, server_hostname=parsed.host, do_handshake_on_connect=False
-            )
+            tls = ctx.wrap_socket(raw, server_hostname=parsed.host, do_handshake_on_connect=False)
         except BaseException:
             raw.close()
             raise

@@ -118,13 +118,9 @@ class UnixTransport(Transport):
     def listen(self, address: str, **options: Any) -> Listener[ByteStream]:
         parsed = self._parse(address)
         sock, owner = bind_unix(parsed, socket.SOCK_STREAM)
-        return SocketListener(
-            sock, address, lambda conn, _d: SocketByteStream(conn), owner=owner
-        )
+        return SocketListener(sock, address, lambda conn, _d: SocketByteStream(conn), owner=owner)
 
-    def connect(
-        self, address: str, *, timeout: float | None = None, **options: Any
-    ) -> ByteStream:
+    def connect(self, address: str, *, timeout: float | None = None, **options: Any) -> ByteStream:
         parsed = self._parse(address)
         t = SocketByteStream.default_timeout if timeout is None else timeout
         return SocketByteStream(connect_unix(parsed, socket.SOCK_STREAM, Deadline.after(t)))

@@ -1,0 +1,1 @@
+"""Benchmarks behind ``faultlab bench``: each figure beside a baseline from the same run."""
