@@ -55,7 +55,7 @@ def _run_all() -> None:
     for remove in reversed(removers):
         try:
             remove()
-        except Exception:  # noqa: S112 - best effort at exit; nothing to report to
+        except Exception:
             continue
 
 

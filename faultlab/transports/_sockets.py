@@ -210,15 +210,19 @@ class SocketByteStream(ByteStream):
         io = self._io
         if timeout is None and io.armed_default(socket.SO_SNDTIMEO, self.default_timeout):
             # Fast path: the kernel already bounds this call by the default timeout.
+            sent = 0
             try:
-                if self.sock.send(data) == len(data):
+                sent = self.sock.send(data)
+                if sent == len(data):
                     return
             except (BlockingIOError, InterruptedError):
                 pass
             except OSError as exc:
                 raise io.translate(exc, "send") from exc
+            view = memoryview(data)[sent:]
+        else:
+            view = memoryview(data)
         deadline = self._deadline(timeout)
-        view = memoryview(data)
         while view:
             sent = self._io.run(partial(self.sock.send, view), select.POLLOUT, deadline, "send")
             view = view[sent:]

@@ -1,1 +1,385 @@
-"""placeholder"""
+"""``shm://name``: two shared-memory rings per connection, eventfd wake-ups, socket liveness.
+
+Rendezvous and liveness use an AF_UNIX SOCK_SEQPACKET socket in the Linux
+abstract namespace, ``@faultlab-shm-<name>``: no file to remove, and the
+kernel frees the name when the listener dies, however it dies.
+
+Per connection the client creates one memory segment holding a ring for each
+direction (1 MiB each by default; see :mod:`faultlab.transports._shmring`)
+and four eventfds (data and space, per ring), and passes them to the server
+with ``SCM_RIGHTS`` in one hello message. After that the socket carries no
+data: it turns readable only when the peer closes it or its process dies, so
+waiting on it next to the eventfd detects peer death at once.
+
+Why ``memfd_create`` instead of a named POSIX segment (``/dev/shm/...``): the
+segment never has a name, so there is nothing to unlink, no window in which
+a SIGKILL leaves an entry in /dev/shm, no stale-entry sweep, and no
+``multiprocessing.resource_tracker`` (which on 3.11 unlinks or warns about
+segments it did not create). The kernel frees the memory when the last
+mapping and descriptor are gone, including after SIGKILL on both sides.
+
+Why ``connect`` does not wait for an acknowledgement: like a socket
+connect, it succeeds once the server's kernel queues the connection, so a
+test may connect before it calls ``accept`` in the same thread; messages sent
+meanwhile wait in the ring.
+"""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+import re
+import select
+import socket
+import struct
+import sys
+import threading
+import uuid
+from typing import Any
+
+from faultlab.errors import (
+    AddressError,
+    BrokenResourceError,
+    ClosedResourceError,
+    TransportTimeout,
+)
+from faultlab.streams import DEFAULT_TIMEOUT, Deadline, Listener, MessageStream
+from faultlab.transports import register
+from faultlab.transports._shmring import (
+    DEFAULT_SPIN,
+    RING_HEADER,
+    RingReader,
+    RingWriter,
+)
+from faultlab.transports._sockets import translate_oserror, wait_fd
+from faultlab.transports.base import Capabilities, ParsedAddress, Transport
+
+__all__ = ["DEFAULT_RING_SIZE", "MAX_MESSAGE_SIZE", "ShmListener", "ShmStream", "ShmTransport"]
+
+DEFAULT_RING_SIZE = 1 << 20
+"""Bytes per direction; a message up to this minus 4 is published in one step."""
+
+MAX_MESSAGE_SIZE = 16 << 20
+"""Largest message one ``send`` takes; larger ones stream through the ring in pieces."""
+
+_PREFIX = "faultlab-shm-"
+_NAME = re.compile(r"[A-Za-z0-9._-]{1,90}")
+_MAGIC = b"FLTSHM01"
+_HELLO = struct.Struct("<8sII")  # magic, ring size, max message size
+_PAGE = 4096
+_C2S_HEADER = 0
+_S2C_HEADER = RING_HEADER
+_MIN_RING, _MAX_RING = 64, 1 << 30
+_N_FDS = 5  # memfd + (c2s data, c2s space, s2c data, s2c space) eventfds
+
+
+def _segment_size(ring: int) -> int:
+    return _PAGE + 2 * ring
+
+
+def _name_of(parsed: ParsedAddress, *, allow_empty: bool) -> str:
+    """The name after ``shm://``, case kept (``ParsedAddress.host`` is lower-cased)."""
+    rest = parsed.uri.split("://", 1)[1].split("?", 1)[0].split("#", 1)[0].strip("/")
+    if not rest and allow_empty:
+        return ""
+    if not _NAME.fullmatch(rest):
+        raise AddressError(
+            f"{parsed.uri!r}: expected shm://NAME with NAME of 1-90 characters from [A-Za-z0-9._-]"
+        )
+    return rest
+
+
+def _sockaddr(name: str) -> bytes:
+    return b"\0" + (_PREFIX + name).encode()
+
+
+def _int_option(options: dict[str, Any], key: str, default: int, lo: int, hi: int) -> int:
+    raw = options.get(key, default)
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise AddressError(f"option {key}={raw!r} is not an integer") from None
+    if not lo <= value <= hi:
+        raise AddressError(f"option {key}={value} is outside {lo}..{hi}")
+    return value
+
+
+def _spin_of(options: dict[str, Any]) -> float:
+    return _int_option(options, "spin_us", round(DEFAULT_SPIN * 1e6), 0, 100_000) / 1e6
+
+
+def _close_fds(fds: list[int]) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+class ShmStream(MessageStream):
+    """One end of a connection: a writer on the outgoing ring, a reader on the incoming one.
+
+    A lock per direction lets one thread send while another receives; the
+    socket is kept only to notice the peer closing or dying.
+    """
+
+    max_message_size = MAX_MESSAGE_SIZE
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        mm: mmap.mmap,
+        ring_size: int,
+        efds: list[int],
+        *,
+        is_client: bool,
+        spin: float = DEFAULT_SPIN,
+    ) -> None:
+        c2s_data, c2s_space, s2c_data, s2c_space = efds
+        live = sock.fileno()
+        c2s = (mm, _C2S_HEADER, _PAGE, ring_size)
+        s2c = (mm, _S2C_HEADER, _PAGE + ring_size, ring_size)
+        out, inc = (c2s, s2c) if is_client else (s2c, c2s)
+        out_fds, in_fds = ((c2s_data, c2s_space), (s2c_data, s2c_space))
+        if not is_client:
+            out_fds, in_fds = in_fds, out_fds
+        kw: dict[str, Any] = {"liveness_fd": live, "spin": spin, "max_message": MAX_MESSAGE_SIZE}
+        self._writer = RingWriter(*out, data_efd=out_fds[0], space_efd=out_fds[1], **kw)
+        self._reader = RingReader(*inc, data_efd=in_fds[0], space_efd=in_fds[1], **kw)
+        self._sock = sock
+        self._mm = mm
+        self._efds = efds
+        self._send_lock = threading.Lock()
+        self._recv_lock = threading.Lock()
+        self._closed = False
+        self.ring_size = ring_size
+
+    def _lock(self, lock: threading.Lock, timeout: float, what: str) -> None:
+        """Wait for another thread's call in the same direction, within the timeout."""
+        if self._closed:
+            raise ClosedResourceError(f"{what}: stream is closed")
+        if lock.acquire(False):
+            return
+        wait = Deadline.after(timeout).remaining_or_zero()
+        if not lock.acquire(timeout=min(wait, threading.TIMEOUT_MAX)):
+            raise TransportTimeout(f"{what} timed out waiting for another {what}")
+
+    def send(self, message: bytes, *, timeout: float | None = None) -> None:
+        t = self.default_timeout if timeout is None else timeout
+        lock = self._send_lock
+        self._lock(lock, t, "send")
+        try:
+            self._writer.send(message, t)
+        finally:
+            lock.release()
+
+    def receive(self, *, timeout: float | None = None) -> bytes:
+        t = self.default_timeout if timeout is None else timeout
+        lock = self._recv_lock
+        self._lock(lock, t, "receive")
+        try:
+            return self._reader.receive(t)
+        finally:
+            lock.release()
+
+    def send_eof(self) -> None:
+        """Half-close: the peer receives what was sent, then :class:`EndOfStream`."""
+        self._lock(self._send_lock, DEFAULT_TIMEOUT, "send_eof")
+        try:
+            if not self._writer.eof_sent:
+                self._writer.close()
+        finally:
+            self._send_lock.release()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._reader.abort()
+        self._writer.abort()
+        # Threads of ours blocked in send/receive wake on abort() and leave within a
+        # poll slice; only then is it safe to unmap and to close the fds they poll.
+        got_send = self._send_lock.acquire(timeout=5.0)
+        got_recv = self._recv_lock.acquire(timeout=5.0)
+        try:
+            if not self._writer.eof_sent:
+                self._writer.close()
+            self._reader.close()
+        except OSError:
+            pass
+        finally:
+            self._sock.close()
+            _close_fds(self._efds)
+            try:
+                self._mm.close()
+            except BufferError:  # pragma: no cover - only if a thread is still copying
+                pass
+            if got_send:
+                self._send_lock.release()
+            if got_recv:
+                self._recv_lock.release()
+
+
+class ShmListener(Listener[MessageStream]):
+    """Accepts one :class:`ShmStream` per client on the abstract rendezvous socket."""
+
+    def __init__(self, sock: socket.socket, address: str, spin: float) -> None:
+        sock.setblocking(False)
+        self.sock = sock
+        self.address = address
+        self._spin = spin
+        self._closed = False
+
+    def accept(self, *, timeout: float | None = None) -> MessageStream:
+        deadline = self._deadline(timeout)
+        while True:
+            if self._closed:
+                raise ClosedResourceError("accept: listener is closed")
+            try:
+                conn, _ = self.sock.accept()
+            except BlockingIOError:
+                wait_fd(self.sock.fileno(), select.POLLIN, deadline, "accept")
+                continue
+            except OSError as exc:
+                if self._closed:
+                    raise ClosedResourceError("accept: listener is closed") from exc
+                raise translate_oserror(exc, "accept") from exc
+            try:
+                return self._handshake(conn, deadline)
+            except BaseException:
+                conn.close()
+                raise
+
+    def _handshake(self, conn: socket.socket, deadline: Deadline) -> ShmStream:
+        """Receive the client's hello: ring size, the memfd and the four eventfds."""
+        conn.setblocking(False)
+        while True:
+            try:
+                data, fds, _, _ = socket.recv_fds(conn, 64, _N_FDS + 1, socket.MSG_CMSG_CLOEXEC)
+                break
+            except BlockingIOError:
+                wait_fd(conn.fileno(), select.POLLIN, deadline, "accept (hello)")
+            except OSError as exc:
+                raise translate_oserror(exc, "accept (hello)") from exc
+        try:
+            if not data and not fds:
+                raise BrokenResourceError("accept: client went away before its hello")
+            if len(data) != _HELLO.size or len(fds) != _N_FDS:
+                raise BrokenResourceError("accept: malformed hello from client")
+            magic, ring, _ = _HELLO.unpack(data)
+            if magic != _MAGIC or ring & (ring - 1) or not _MIN_RING <= ring <= _MAX_RING:
+                raise BrokenResourceError("accept: client speaks another shm protocol")
+            if os.fstat(fds[0]).st_size != _segment_size(ring):
+                raise BrokenResourceError("accept: client's segment has the wrong size")
+            mm = mmap.mmap(fds[0], _segment_size(ring))
+        except BaseException:
+            _close_fds(fds)
+            raise
+        os.close(fds[0])
+        return ShmStream(conn, mm, ring, list(fds[1:]), is_client=False, spin=self._spin)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.sock.close()
+
+
+def _client(sock: socket.socket, ring: int, spin: float) -> ShmStream:
+    """Create the segment and eventfds, hand them to the server, keep our own copies."""
+    memfd = os.memfd_create("faultlab-shm", os.MFD_CLOEXEC)
+    efds: list[int] = []
+    mm: mmap.mmap | None = None
+    try:
+        os.ftruncate(memfd, _segment_size(ring))
+        mm = mmap.mmap(memfd, _segment_size(ring))
+        for _ in range(4):
+            efds.append(os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK))
+        hello = _HELLO.pack(_MAGIC, ring, MAX_MESSAGE_SIZE)
+        socket.send_fds(sock, [hello], [memfd, *efds])
+    except BaseException as exc:
+        _close_fds(efds)
+        if mm is not None:
+            mm.close()
+        if isinstance(exc, OSError):
+            raise translate_oserror(exc, "connect (hello)") from exc
+        raise
+    finally:
+        os.close(memfd)  # the mapping and the fd in flight keep the memory alive
+    sock.setblocking(False)
+    return ShmStream(sock, mm, ring, efds, is_client=True, spin=spin)
+
+
+class ShmTransport(Transport):
+    scheme = "shm"
+    description = "shared-memory rings (memfd) with eventfd wake-ups, abstract-socket rendezvous"
+    capabilities = Capabilities(
+        kind="message",
+        max_message_size=MAX_MESSAGE_SIZE,
+        native_max=DEFAULT_RING_SIZE - 4,
+        ordered=True,
+        reliable=True,
+        cross_process=True,
+        multi_client=True,
+        detects_peer_death=True,
+        half_close=True,
+        mechanism="memfd shared-memory ring + eventfd",
+    )
+
+    def unavailable_reason(self) -> str | None:
+        reason = super().unavailable_reason()
+        if reason is None and not (hasattr(os, "memfd_create") and hasattr(os, "eventfd")):
+            reason = f"shm:// needs memfd_create and eventfd (Linux; Python {sys.version[:4]})"
+        return reason
+
+    def listen(self, address: str, **options: Any) -> Listener[MessageStream]:
+        """Listen on ``shm://NAME``; ``shm://`` alone picks a fresh name."""
+        parsed = self._parse(address)
+        opts = {**parsed.options, **options}
+        spin = _spin_of(opts)
+        name = _name_of(parsed, allow_empty=True) or f"auto-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            sock.bind(_sockaddr(name))
+            sock.listen(512)
+        except OSError as exc:
+            sock.close()
+            if exc.errno == errno.EADDRINUSE:
+                raise AddressError(f"address in use: shm://{name}") from exc
+            raise AddressError(f"cannot listen on shm://{name}: {exc}") from exc
+        return ShmListener(sock, f"shm://{name}", spin)
+
+    def connect(
+        self, address: str, *, timeout: float | None = None, **options: Any
+    ) -> MessageStream:
+        """Connect; options (or ``?query``): ``ring_size`` bytes per direction, ``spin_us``."""
+        parsed = self._parse(address)
+        opts = {**parsed.options, **options}
+        name = _name_of(parsed, allow_empty=False)
+        ring = _int_option(opts, "ring_size", DEFAULT_RING_SIZE, _MIN_RING, _MAX_RING)
+        if ring & (ring - 1):
+            raise AddressError(f"option ring_size={ring} is not a power of two")
+        spin = _spin_of(opts)
+        deadline = Deadline.after(ShmStream.default_timeout if timeout is None else timeout)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            sock.settimeout(deadline.remaining())
+            sock.connect(_sockaddr(name))
+        except OSError as exc:
+            sock.close()
+            if exc.errno in (errno.ECONNREFUSED, errno.ENOENT):
+                raise BrokenResourceError(f"connect to {address}: nobody listens there") from exc
+            raise translate_oserror(exc, f"connect to {address}") from exc
+        try:
+            return _client(sock, ring, spin)
+        except BaseException:
+            sock.close()
+            raise
+
+    def example_address(self, tag: str) -> str:
+        safe = re.sub(r"[^A-Za-z0-9._-]", "-", tag)[:40] or "x"
+        return f"shm://{safe}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+register(ShmTransport())
