@@ -136,6 +136,16 @@ class _SockIO:
             return True
         return False
 
+    def wait_readable(self, timeout: float) -> bool:
+        """Poll for input up to ``timeout``; False means "use the general path"."""
+        if self.closed:
+            return False
+        poller = self._pollers.get(select.POLLIN)
+        if poller is None:
+            poller = self._pollers[select.POLLIN] = select.poll()
+            poller.register(self.sock.fileno(), select.POLLIN)
+        return bool(poller.poll(timeout * 1000.0))
+
     def translate(self, exc: OSError, what: str) -> TransportError:
         if self.closed:
             return ClosedResourceError(f"{what}: stream is closed")
@@ -220,6 +230,17 @@ class SocketByteStream(ByteStream):
             except OSError as exc:
                 raise io.translate(exc, "send") from exc
             view = memoryview(data)[sent:]
+        elif io.lock is not None and not io.closed:
+            try:  # TLS fast path: a non-blocking write that usually completes
+                with io.lock:
+                    sent = self.sock.send(data)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                sent = 0
+            except OSError as exc:
+                raise io.translate(exc, "send") from exc
+            if sent == len(data):
+                return
+            view = memoryview(data)[sent:]
         else:
             view = memoryview(data)
         deadline = self._deadline(timeout)
@@ -243,6 +264,18 @@ class SocketByteStream(ByteStream):
             if not data:
                 raise EndOfStream("peer closed the stream")
             return data
+        if timeout is None and io.lock is not None and io.wait_readable(self.default_timeout):
+            try:  # TLS fast path: data is there; the lock is held only for the read
+                with io.lock:
+                    data = self.sock.recv(n)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                pass  # a partial TLS record: finish in the general path below
+            except OSError as exc:
+                raise io.translate(exc, "receive") from exc
+            else:
+                if not data:
+                    raise EndOfStream("peer closed the stream")
+                return data
         deadline = self._deadline(timeout)
         data = self._io.run(
             lambda: self.sock.recv(n), select.POLLIN, deadline, "receive", poll_first=True

@@ -1,0 +1,46 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+# Each creates .venv if missing and installs what it needs (re-run when pyproject changes).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-dev
+
+.PHONY: demo test lint typecheck unit bench clean help
+
+help:
+	@echo "make demo   - run the demo (for now: the transport benchmark) and write reports/"
+	@echo "make test   - install test dependencies, then ruff, mypy --strict and pytest"
+	@echo "make bench  - pytest-benchmark suites under benchmarks/"
+	@echo "make clean  - remove the virtualenv and caches"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+demo: $(STAMP)
+	@mkdir -p reports
+	$(BIN)/faultlab transports
+	$(BIN)/faultlab bench transports --json reports/bench-transports.json
+
+lint: $(STAMP)
+	$(BIN)/ruff check faultlab tests benchmarks
+	$(BIN)/ruff format --check faultlab tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy --strict faultlab
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest
+
+test: lint typecheck unit
+
+bench: $(STAMP)
+	$(BIN)/python -m pytest benchmarks --benchmark-only
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
