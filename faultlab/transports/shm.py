@@ -22,6 +22,13 @@ Why ``connect`` does not wait for an acknowledgement: like a socket
 connect, it succeeds once the server's kernel queues the connection, so a
 test may connect before it calls ``accept`` in the same thread; messages sent
 meanwhile wait in the ring.
+
+Speed: a message costs no system call while both sides are busy; a waiting
+side first spins ~50 µs calling ``sched_yield`` (which also hands the CPU to
+a peer pinned to the same CPU), then sleeps on its eventfd. Pages are mapped
+with MAP_POPULATE (about 2 ms per connect for 2 MiB) so the first lap of a
+ring takes no page faults. Options, as keyword arguments or ``?query``:
+``ring_size`` (client; power of two, bytes per direction) and ``spin_us``.
 """
 
 from __future__ import annotations
@@ -34,7 +41,6 @@ import select
 import socket
 import struct
 import sys
-import threading
 import uuid
 from typing import Any
 
@@ -42,7 +48,6 @@ from faultlab.errors import (
     AddressError,
     BrokenResourceError,
     ClosedResourceError,
-    TransportTimeout,
 )
 from faultlab.streams import DEFAULT_TIMEOUT, Deadline, Listener, MessageStream
 from faultlab.transports import register
@@ -76,6 +81,13 @@ _N_FDS = 5  # memfd + (c2s data, c2s space, s2c data, s2c space) eventfds
 
 def _segment_size(ring: int) -> int:
     return _PAGE + 2 * ring
+
+
+def _map(fd: int, ring: int) -> mmap.mmap:
+    """Map the segment with its pages populated: otherwise the first lap of each ring
+    takes a page fault every 4 KiB on both sides, visible as a latency tail."""
+    flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+    return mmap.mmap(fd, _segment_size(ring), flags=flags)
 
 
 def _name_of(parsed: ParsedAddress, *, allow_empty: bool) -> str:
@@ -120,8 +132,8 @@ def _close_fds(fds: list[int]) -> None:
 class ShmStream(MessageStream):
     """One end of a connection: a writer on the outgoing ring, a reader on the incoming one.
 
-    A lock per direction lets one thread send while another receives; the
-    socket is kept only to notice the peer closing or dying.
+    Each ring end has its own lock, so one thread may send while another
+    receives; the socket is kept only to notice the peer closing or dying.
     """
 
     max_message_size = MAX_MESSAGE_SIZE
@@ -150,64 +162,49 @@ class ShmStream(MessageStream):
         self._sock = sock
         self._mm = mm
         self._efds = efds
-        self._send_lock = threading.Lock()
-        self._recv_lock = threading.Lock()
         self._closed = False
         self.ring_size = ring_size
 
-    def _lock(self, lock: threading.Lock, timeout: float, what: str) -> None:
-        """Wait for another thread's call in the same direction, within the timeout."""
-        if self._closed:
-            raise ClosedResourceError(f"{what}: stream is closed")
-        if lock.acquire(False):
-            return
-        wait = Deadline.after(timeout).remaining_or_zero()
-        if not lock.acquire(timeout=min(wait, threading.TIMEOUT_MAX)):
-            raise TransportTimeout(f"{what} timed out waiting for another {what}")
+        # The ring ends' own methods serve the calls: a wrapper frame would cost about
+        # a fifth of a message's Python time. The class methods below document them.
+        self.send = self._writer.send  # type: ignore[method-assign]
+        self.receive = self._reader.receive  # type: ignore[method-assign]
+
+    @property
+    def default_timeout(self) -> float:
+        return self._writer.default_timeout
+
+    @default_timeout.setter
+    def default_timeout(self, value: float) -> None:
+        self._writer.default_timeout = self._reader.default_timeout = value
 
     def send(self, message: bytes, *, timeout: float | None = None) -> None:
-        t = self.default_timeout if timeout is None else timeout
-        lock = self._send_lock
-        self._lock(lock, t, "send")
-        try:
-            self._writer.send(message, t)
-        finally:
-            lock.release()
+        self._writer.send(message, timeout=timeout)
 
     def receive(self, *, timeout: float | None = None) -> bytes:
-        t = self.default_timeout if timeout is None else timeout
-        lock = self._recv_lock
-        self._lock(lock, t, "receive")
-        try:
-            return self._reader.receive(t)
-        finally:
-            lock.release()
+        return self._reader.receive(timeout=timeout)
 
     def send_eof(self) -> None:
         """Half-close: the peer receives what was sent, then :class:`EndOfStream`."""
-        self._lock(self._send_lock, DEFAULT_TIMEOUT, "send_eof")
-        try:
-            if not self._writer.eof_sent:
-                self._writer.close()
-        finally:
-            self._send_lock.release()
+        self._writer.send_eof(self.default_timeout)
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        self._reader.abort()
-        self._writer.abort()
+        reader, writer = self._reader, self._writer
+        reader.abort()
+        writer.abort()
         # Threads of ours blocked in send/receive wake on abort() and leave within a
         # poll slice; only then is it safe to unmap and to close the fds they poll.
-        got_send = self._send_lock.acquire(timeout=5.0)
-        got_recv = self._recv_lock.acquire(timeout=5.0)
+        got_send = writer.lock.acquire(timeout=5.0)
+        got_recv = reader.lock.acquire(timeout=5.0)
         try:
-            if not self._writer.eof_sent:
-                self._writer.close()
-            self._reader.close()
-        except OSError:
-            pass
+            for end in (writer, reader):  # flags first: the peer then sees a clean close
+                try:
+                    end.mark_closed()
+                except OSError:
+                    pass
         finally:
             self._sock.close()
             _close_fds(self._efds)
@@ -216,9 +213,9 @@ class ShmStream(MessageStream):
             except BufferError:  # pragma: no cover - only if a thread is still copying
                 pass
             if got_send:
-                self._send_lock.release()
+                writer.lock.release()
             if got_recv:
-                self._recv_lock.release()
+                reader.lock.release()
 
 
 class ShmListener(Listener[MessageStream]):
@@ -272,7 +269,7 @@ class ShmListener(Listener[MessageStream]):
                 raise BrokenResourceError("accept: client speaks another shm protocol")
             if os.fstat(fds[0]).st_size != _segment_size(ring):
                 raise BrokenResourceError("accept: client's segment has the wrong size")
-            mm = mmap.mmap(fds[0], _segment_size(ring))
+            mm = _map(fds[0], ring)
         except BaseException:
             _close_fds(fds)
             raise
@@ -293,7 +290,7 @@ def _client(sock: socket.socket, ring: int, spin: float) -> ShmStream:
     mm: mmap.mmap | None = None
     try:
         os.ftruncate(memfd, _segment_size(ring))
-        mm = mmap.mmap(memfd, _segment_size(ring))
+        mm = _map(memfd, ring)
         for _ in range(4):
             efds.append(os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK))
         hello = _HELLO.pack(_MAGIC, ring, MAX_MESSAGE_SIZE)
@@ -361,7 +358,7 @@ class ShmTransport(Transport):
         if ring & (ring - 1):
             raise AddressError(f"option ring_size={ring} is not a power of two")
         spin = _spin_of(opts)
-        deadline = Deadline.after(ShmStream.default_timeout if timeout is None else timeout)
+        deadline = Deadline.after(DEFAULT_TIMEOUT if timeout is None else timeout)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             sock.settimeout(deadline.remaining())
