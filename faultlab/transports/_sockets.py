@@ -328,7 +328,10 @@ class SocketListener(Listener[S]):
             try:
                 conn, _ = self.sock.accept()
             except BlockingIOError:
-                wait_fd(self.sock.fileno(), select.POLLIN, deadline, "accept")
+                fd = self.sock.fileno()
+                if self._closed or fd < 0:
+                    raise ClosedResourceError("accept: listener is closed") from None
+                wait_fd(fd, select.POLLIN, deadline, "accept")
                 continue
             except OSError as exc:
                 if self._closed:

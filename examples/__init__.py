@@ -1,0 +1,1 @@
+"""Reference services and clients; the services themselves live in ``faultlab.examples``."""

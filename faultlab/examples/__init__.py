@@ -1,0 +1,1 @@
+"""Reference services (calc, kv) that suites, demos and tests run against."""

@@ -1,0 +1,86 @@
+"""Run an example service: ``python -m faultlab.examples.serve calc --protocol jsonrpc
+--transport unix:///tmp/c.sock``. Prints ``READY <address>`` once it answers, then
+serves until SIGTERM/SIGINT or until its stdin closes (with ``--exit-with-stdin``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from faultlab.examples.calc import Calc, CalcV2
+from faultlab.examples.kv import KV
+
+__all__ = ["SERVICES", "main", "make_service"]
+
+SERVICES = {"calc": {1: Calc, 2: CalcV2}, "kv": {1: KV}}
+
+
+def make_service(name: str, version: int = 1) -> Any:
+    try:
+        return SERVICES[name][version]()
+    except KeyError:
+        raise SystemExit(f"unknown service {name!r} version {version}") from None
+
+
+def _parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
+    parser.add_argument("service", choices=sorted(SERVICES), help="which example service")
+    parser.add_argument(
+        "--protocol",
+        default="jsonrpc",
+        help="jsonrpc, xmlrpc, msgpackrpc, binrpc, rest or grpc (default: jsonrpc)",
+    )
+    parser.add_argument(
+        "--transport", default="tcp://127.0.0.1:0", help="address URI (default: tcp://127.0.0.1:0)"
+    )
+    parser.add_argument(
+        "--framing", default=None, help="framing on byte streams (default: the protocol's)"
+    )
+    parser.add_argument("--schema-version", type=int, default=1, help="service schema version")
+    parser.add_argument("--exit-with-stdin", action="store_true", help="exit when stdin closes")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "python -m faultlab.examples.serve") -> int:
+    args = _parser(prog).parse_args(argv)
+    service = make_service(args.service, args.schema_version)
+    server: Any
+    if args.protocol == "grpc":
+        from faultlab.rpc.grpc import GrpcServer
+
+        server = GrpcServer(service, address=args.transport, proto=f"v{args.schema_version}")
+    else:
+        from faultlab.rpc.server import serve
+
+        server = serve(
+            service, protocol=args.protocol, address=args.transport, framing=args.framing
+        )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if args.exit_with_stdin:
+
+        def watch() -> None:
+            while os.read(0, 4096):
+                pass
+            stop.set()
+
+        threading.Thread(target=watch, daemon=True).start()
+    print(f"READY {server.address}", flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

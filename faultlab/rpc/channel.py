@@ -1,0 +1,231 @@
+"""Message channels: a transport stream plus the framing that cuts it into messages.
+
+``FramedChannel`` runs a sans-IO framer over a byte stream; ``DatagramChannel``
+passes a message stream through (one message per datagram/queue message).
+``HttpServerChannel`` and ``HttpClientChannel`` carry HTTP/1.1 with h11,
+keep-alive, bounded bodies, and ``Content-Length`` on every message.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import h11
+
+from faultlab.codecs.errors import FrameTooLarge, MalformedFrame
+from faultlab.codecs.framing import CLOSED, Framer, get_framer
+from faultlab.errors import EndOfStream
+from faultlab.streams import ByteStream, Deadline, MessageStream, Stream
+
+__all__ = [
+    "Channel",
+    "DatagramChannel",
+    "FramedChannel",
+    "HttpClientChannel",
+    "HttpRequest",
+    "HttpServerChannel",
+    "open_channel",
+]
+
+MAX_MESSAGE = 16 * 1024 * 1024
+_READ = 65536
+
+
+class Channel(ABC):
+    """One connection that sends and receives whole messages."""
+
+    stream: Stream
+
+    @abstractmethod
+    def send(self, payload: bytes, *, timeout: float | None = None) -> None: ...
+
+    @abstractmethod
+    def receive(self, *, timeout: float | None = None) -> bytes:
+        """The next whole message; :class:`EndOfStream` at a clean end between messages."""
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+class DatagramChannel(Channel):
+    def __init__(self, stream: MessageStream) -> None:
+        self.stream = stream
+
+    def send(self, payload: bytes, *, timeout: float | None = None) -> None:
+        self.stream.send(payload, timeout=timeout)
+
+    def receive(self, *, timeout: float | None = None) -> bytes:
+        return self.stream.receive(timeout=timeout)
+
+
+class FramedChannel(Channel):
+    def __init__(self, stream: ByteStream, framer: Framer[bytes]) -> None:
+        self.stream = stream
+        self._bytes = stream
+        self.framer = framer
+
+    def send(self, payload: bytes, *, timeout: float | None = None) -> None:
+        self.stream.send(self.framer.frame(payload), timeout=timeout)
+
+    def receive(self, *, timeout: float | None = None) -> bytes:
+        deadline: Deadline | None = None
+        while True:
+            frame = self.framer.next_frame()
+            if isinstance(frame, bytes):
+                return frame
+            if frame is CLOSED:
+                raise EndOfStream("peer closed the stream")
+            if deadline is None:
+                deadline = Deadline.after(
+                    self.stream.default_timeout if timeout is None else timeout
+                )
+            try:
+                data = self._bytes.receive(_READ, timeout=deadline.remaining())
+            except EndOfStream:
+                data = b""
+            self.framer.receive_data(data)
+
+
+def open_channel(stream: Stream, framing: str, *, max_size: int = MAX_MESSAGE) -> Channel:
+    """A message channel over ``stream``; ``framing`` is ignored on message streams."""
+    if isinstance(stream, MessageStream):
+        return DatagramChannel(stream)
+    return FramedChannel(stream, get_framer(framing, max_size=max_size))
+
+
+class HttpRequest:
+    __slots__ = ("body", "headers", "method", "target")
+
+    def __init__(self, method: str, target: str, headers: dict[str, str], body: bytes) -> None:
+        self.method = method
+        self.target = target
+        self.headers = headers
+        self.body = body
+
+
+def _feed(conn: h11.Connection, stream: ByteStream, deadline: Deadline) -> None:
+    try:
+        data = stream.receive(_READ, timeout=deadline.remaining())
+    except EndOfStream:
+        data = b""
+    conn.receive_data(data)
+
+
+class HttpServerChannel:
+    """Server side of one HTTP/1.1 connection."""
+
+    def __init__(self, stream: ByteStream, *, max_body: int = MAX_MESSAGE) -> None:
+        self.stream = stream
+        self.max_body = max_body
+        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=64 * 1024)
+
+    def next_request(self, *, timeout: float | None = None) -> HttpRequest | None:
+        """The next request, or ``None`` once the client closed between requests."""
+        deadline = Deadline.after(self.stream.default_timeout if timeout is None else timeout)
+        head: h11.Request | None = None
+        body: list[bytes] = []
+        size = 0
+        while True:
+            try:
+                event = self.conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise MalformedFrame(f"bad HTTP request: {exc}") from None
+            if event is h11.NEED_DATA:
+                _feed(self.conn, self.stream, deadline)
+            elif isinstance(event, h11.Request):
+                head = event
+                length = dict(event.headers).get(b"content-length")
+                if length is not None and length.isdigit() and int(length) > self.max_body:
+                    raise FrameTooLarge(f"request body of {int(length)} bytes over {self.max_body}")
+            elif isinstance(event, h11.Data):
+                size += len(event.data)
+                if size > self.max_body:
+                    raise FrameTooLarge(f"request body over {self.max_body} bytes")
+                body.append(bytes(event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                assert head is not None
+                headers = {k.decode().lower(): v.decode("latin-1") for k, v in head.headers}
+                return HttpRequest(
+                    head.method.decode(), head.target.decode("latin-1"), headers, b"".join(body)
+                )
+            elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
+                return None
+
+    def send_reply(
+        self, status: int, body: bytes, headers: list[tuple[str, str]] | None = None
+    ) -> None:
+        hdrs = [(k, v) for k, v in headers or []]
+        hdrs.append(("Content-Length", str(len(body))))
+        out = self.conn.send(h11.Response(status_code=status, headers=hdrs)) or b""
+        out += self.conn.send(h11.Data(data=body)) or b""
+        out += self.conn.send(h11.EndOfMessage()) or b""
+        self.stream.send(out)
+        if self.conn.our_state is h11.DONE and self.conn.their_state is h11.DONE:
+            self.conn.start_next_cycle()
+
+    @property
+    def must_close(self) -> bool:
+        return self.conn.our_state in (h11.MUST_CLOSE, h11.CLOSED, h11.ERROR)
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+class HttpClientChannel:
+    """Client side of one keep-alive HTTP/1.1 connection."""
+
+    def __init__(self, stream: ByteStream, host: str, *, max_body: int = MAX_MESSAGE) -> None:
+        self.stream = stream
+        self.host = host or "localhost"
+        self.max_body = max_body
+        self.conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=64 * 1024)
+
+    @property
+    def reusable(self) -> bool:
+        return self.conn.our_state is h11.IDLE and self.conn.their_state is h11.IDLE
+
+    def request(
+        self,
+        method: str,
+        target: str,
+        body: bytes,
+        headers: list[tuple[str, str]],
+        *,
+        timeout: float | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
+        deadline = Deadline.after(self.stream.default_timeout if timeout is None else timeout)
+        hdrs = [("Host", self.host), *headers, ("Content-Length", str(len(body)))]
+        out = self.conn.send(h11.Request(method=method, target=target, headers=hdrs)) or b""
+        out += self.conn.send(h11.Data(data=body)) or b""
+        out += self.conn.send(h11.EndOfMessage()) or b""
+        self.stream.send(out, timeout=deadline.remaining())
+        status = 0
+        reply_headers: dict[str, str] = {}
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            try:
+                event = self.conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise MalformedFrame(f"bad HTTP response: {exc}") from None
+            if event is h11.NEED_DATA:
+                _feed(self.conn, self.stream, deadline)
+            elif isinstance(event, h11.Response):
+                status = event.status_code
+                reply_headers = {k.decode().lower(): v.decode("latin-1") for k, v in event.headers}
+            elif isinstance(event, h11.Data):
+                size += len(event.data)
+                if size > self.max_body:
+                    raise FrameTooLarge(f"response body over {self.max_body} bytes")
+                chunks.append(bytes(event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                if self.conn.our_state is h11.DONE and self.conn.their_state is h11.DONE:
+                    self.conn.start_next_cycle()
+                return status, reply_headers, b"".join(chunks)
+            elif isinstance(event, h11.ConnectionClosed):
+                raise EndOfStream("server closed the connection before replying")
+            elif isinstance(event, h11.InformationalResponse):
+                continue
+
+    def close(self) -> None:
+        self.stream.close()

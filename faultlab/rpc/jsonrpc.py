@@ -1,0 +1,151 @@
+"""JSON-RPC 2.0, complete: batches, notifications, id types, standard error codes.
+
+Carried over HTTP by default (any JSON-RPC client can POST to the server);
+newline-delimited and length-prefixed framings are options on byte streams,
+one message per datagram on message transports. Extra request members are
+ignored; faultlab's own metadata rides in an optional ``"faultlab"`` member.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from faultlab.rpc.base import Dispatch, RpcProtocol, register_protocol
+from faultlab.rpc.errors import InvalidRequest, ParseError, RpcError
+from faultlab.rpc.messages import ErrorInfo, Request, Response
+from faultlab.rpc.wire import WireError, error_kind_for_code
+
+__all__ = ["JsonRpc"]
+
+_MAX_BATCH = 1000
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode()
+
+
+def _valid_id(value: Any) -> bool:
+    return value is None or (isinstance(value, int | str) and not isinstance(value, bool))
+
+
+class JsonRpc(RpcProtocol):
+    name = "jsonrpc"
+    framings = ("http", "lines", "length-prefix")
+    content_type = "application/json"
+
+    # client side
+    def encode_request(self, request: Request) -> bytes:
+        msg: dict[str, Any] = {"jsonrpc": "2.0", "method": request.method}
+        if request.params or request.params == {}:
+            msg["params"] = request.params
+        if not request.notification:
+            msg["id"] = request.id
+        if request.meta:
+            msg["faultlab"] = request.meta
+        return _dumps(msg)
+
+    def encode_batch(self, requests: list[Request]) -> bytes:
+        return b"[" + b",".join(self.encode_request(r) for r in requests) + b"]"
+
+    def decode_response(self, data: bytes) -> Response:
+        obj = self._parse(data)
+        return self._response(obj)
+
+    def decode_batch_response(self, data: bytes) -> list[Response]:
+        obj = self._parse(data)
+        if not isinstance(obj, list):
+            return [self._response(obj)]
+        return [self._response(item) for item in obj]
+
+    @staticmethod
+    def _parse(data: bytes) -> Any:
+        try:
+            return json.loads(data)
+        except (ValueError, RecursionError) as exc:
+            raise WireError(f"JSON-RPC reply is not JSON: {exc}") from None
+
+    @staticmethod
+    def _response(obj: Any) -> Response:
+        if not isinstance(obj, dict) or obj.get("jsonrpc") != "2.0" or "id" not in obj:
+            raise WireError(f"not a JSON-RPC 2.0 response: {str(obj)[:200]}")
+        if ("result" in obj) == ("error" in obj):
+            raise WireError("a JSON-RPC response has exactly one of result and error")
+        if "error" in obj:
+            err = obj["error"]
+            if not isinstance(err, dict) or not isinstance(err.get("code"), int):
+                raise WireError(f"malformed JSON-RPC error object: {str(err)[:200]}")
+            code = err["code"]
+            info = ErrorInfo(
+                error_kind_for_code(code), code, str(err.get("message", "")), err.get("data")
+            )
+            return Response(obj["id"], error=info)
+        return Response(obj["id"], result=obj["result"])
+
+    # server side
+    def error_message(self, info: ErrorInfo) -> bytes:
+        return _dumps(self._error_info_obj(None, info))
+
+    def handle(self, data: bytes, dispatch: Dispatch) -> bytes | None:
+        try:
+            obj = json.loads(data)
+        except (ValueError, RecursionError) as exc:
+            return _dumps(self._error_obj(None, ParseError(f"parse error: {exc}")))
+        if isinstance(obj, list):
+            if not obj:
+                return _dumps(self._error_obj(None, InvalidRequest("empty batch")))
+            if len(obj) > _MAX_BATCH:
+                return _dumps(
+                    self._error_obj(None, InvalidRequest(f"batch larger than {_MAX_BATCH}"))
+                )
+            replies = [r for r in (self._one(item, dispatch) for item in obj) if r is not None]
+            return _dumps(replies) if replies else None
+        reply = self._one(obj, dispatch)
+        return None if reply is None else _dumps(reply)
+
+    def _one(self, obj: Any, dispatch: Dispatch) -> dict[str, Any] | None:
+        request_or_error = self._request(obj)
+        if isinstance(request_or_error, dict):
+            return request_or_error
+        request = request_or_error
+        response = dispatch(request)
+        if request.notification:
+            return None
+        if response.error is not None:
+            return self._error_info_obj(request.id, response.error)
+        try:
+            _dumps(response.result)
+        except (TypeError, ValueError) as exc:
+            return self._error_obj(request.id, RpcError(f"result is not JSON: {exc}"))
+        return {"jsonrpc": "2.0", "result": response.result, "id": request.id}
+
+    def _request(self, obj: Any) -> Request | dict[str, Any]:
+        if not isinstance(obj, dict):
+            return self._error_obj(None, InvalidRequest("a request must be a JSON object"))
+        rid = obj.get("id")
+        if not _valid_id(rid):
+            return self._error_obj(None, InvalidRequest("id must be a string, integer or null"))
+        if obj.get("jsonrpc") != "2.0":
+            return self._error_obj(rid, InvalidRequest('"jsonrpc" must be exactly "2.0"'))
+        method = obj.get("method")
+        if not isinstance(method, str):
+            return self._error_obj(rid, InvalidRequest('"method" must be a string'))
+        params = obj.get("params", [])
+        if not isinstance(params, list | dict):
+            return self._error_obj(rid, InvalidRequest('"params" must be an array or object'))
+        meta = obj.get("faultlab") if isinstance(obj.get("faultlab"), dict) else {}
+        return Request(method, params, rid, notification="id" not in obj, meta=meta or {})
+
+    @staticmethod
+    def _error_obj(rid: Any, exc: RpcError) -> dict[str, Any]:
+        return JsonRpc._error_info_obj(rid, ErrorInfo.from_exception(exc))
+
+    @staticmethod
+    def _error_info_obj(rid: Any, info: ErrorInfo) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": info.code, "message": info.message}
+        if info.data is not None:
+            error["data"] = info.data
+        return {"jsonrpc": "2.0", "error": error, "id": rid}
+
+
+register_protocol(JsonRpc())

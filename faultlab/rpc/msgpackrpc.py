@@ -1,0 +1,122 @@
+"""msgpack-RPC: ``[0, msgid, method, params]`` / ``[1, msgid, error, result]`` / ``[2, method, params]``.
+
+On byte streams the wire is the spec's plain stream of msgpack objects (no
+length prefix), so existing msgpack-rpc clients interoperate. Replies carry
+their msgid, so calls can be pipelined. faultlab's errors are maps
+``{"code", "message", "kind", "data"}``; a foreign string or ``[type, message]``
+error is read as an application error. A message we cannot read at all gets
+an error reply with msgid 0: there is no id to answer to.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack  # type: ignore[import-untyped]
+
+from faultlab.rpc.base import Dispatch, RpcProtocol, register_protocol
+from faultlab.rpc.errors import InvalidRequest, ParseError, RpcError
+from faultlab.rpc.messages import ErrorInfo, Request, Response
+from faultlab.rpc.wire import WireError, error_kind_for_code
+
+__all__ = ["MsgpackRpc", "packb", "unpackb"]
+
+REQUEST, RESPONSE, NOTIFY = 0, 1, 2
+_MSGID_MAX = 2**32 - 1
+
+
+def packb(obj: Any) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True, datetime=True)  # type: ignore[no-any-return]
+
+
+def unpackb(data: bytes) -> Any:
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False, timestamp=3)
+    except (ValueError, msgpack.UnpackException, msgpack.ExtraData, TypeError) as exc:
+        raise WireError(f"not a msgpack object: {exc}") from None
+
+
+def _error_obj(info: ErrorInfo) -> dict[str, Any]:
+    return {"code": info.code, "message": info.message, "kind": info.kind, "data": info.data}
+
+
+def _error_info(err: Any) -> ErrorInfo:
+    if isinstance(err, dict) and isinstance(err.get("code"), int):
+        kind = err.get("kind") if isinstance(err.get("kind"), str) else None
+        code = err["code"]
+        return ErrorInfo(
+            kind or error_kind_for_code(code), code, str(err.get("message", "")), err.get("data")
+        )
+    if isinstance(err, list | tuple) and len(err) == 2:
+        return ErrorInfo("application_error", -32500, f"{err[0]}: {err[1]}", None)
+    return ErrorInfo("application_error", -32500, str(err), None)
+
+
+class MsgpackRpc(RpcProtocol):
+    name = "msgpackrpc"
+    framings = ("msgpack-stream", "length-prefix")
+    content_type = "application/msgpack"
+
+    def encode_request(self, request: Request) -> bytes:
+        params = request.params if isinstance(request.params, list) else [request.params]
+        if request.notification:
+            return packb([NOTIFY, request.method, params])
+        return packb([REQUEST, request.id, request.method, params])
+
+    def decode_response(self, data: bytes) -> Response:
+        obj = unpackb(data)
+        if (
+            not isinstance(obj, list)
+            or len(obj) != 4
+            or obj[0] != RESPONSE
+            or not isinstance(obj[1], int)
+        ):
+            raise WireError(f"not a msgpack-RPC response: {str(obj)[:200]}")
+        _, msgid, error, result = obj
+        if error is not None:
+            return Response(msgid, error=_error_info(error))
+        return Response(msgid, result=result)
+
+    def error_message(self, info: ErrorInfo) -> bytes:
+        return packb([RESPONSE, 0, _error_obj(info), None])
+
+    def handle(self, data: bytes, dispatch: Dispatch) -> bytes | None:
+        try:
+            obj = unpackb(data)
+        except WireError as exc:
+            return self._error_reply(0, ParseError(str(exc)))
+        if not isinstance(obj, list) or not obj:
+            return self._error_reply(0, InvalidRequest("a message must be a non-empty array"))
+        if obj[0] == NOTIFY and len(obj) == 3 and isinstance(obj[1], str):
+            dispatch(Request(obj[1], self._params(obj[2]), None, notification=True))
+            return None
+        if (
+            obj[0] != REQUEST
+            or len(obj) != 4
+            or not isinstance(obj[1], int)
+            or not 0 <= obj[1] <= _MSGID_MAX
+        ):
+            return self._error_reply(0, InvalidRequest("expected [0, msgid, method, params]"))
+        _, msgid, method, params = obj
+        if not isinstance(method, str) or not isinstance(params, list | dict):
+            return self._error_reply(msgid, InvalidRequest("method must be str, params array"))
+        response = dispatch(Request(method, self._params(params), msgid))
+        if response.error is not None:
+            return packb([RESPONSE, msgid, _error_obj(response.error), None])
+        try:
+            return packb([RESPONSE, msgid, None, response.result])
+        except (TypeError, ValueError, OverflowError) as exc:
+            return self._error_reply(msgid, RpcError(f"result is not msgpack: {exc}"))
+
+    @staticmethod
+    def _params(params: Any) -> list[Any] | dict[str, Any]:
+        if isinstance(params, list) and len(params) == 1 and isinstance(params[0], dict):
+            return params  # a single positional map stays positional
+        return params if isinstance(params, list | dict) else [params]
+
+    @staticmethod
+    def _error_reply(msgid: int, exc: RpcError) -> bytes:
+        return packb([RESPONSE, msgid, _error_obj(ErrorInfo.from_exception(exc)), None])
+
+
+register_protocol(MsgpackRpc())

@@ -1,0 +1,140 @@
+"""REST: JSON over HTTP/1.1 with proper status codes.
+
+A call ``counter.incr(key="k")`` is ``POST /counter/incr`` whose body is the
+JSON params (an array for positional, an object for keyword). Success is
+``200`` with the JSON result; errors carry a status code and a JSON body
+``{"error": {"kind", "code", "message", "data"}}``. An ``Idempotency-Key``
+header carries the call's idempotency key, as Stripe-style APIs do.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from faultlab.rpc.base import Dispatch, HttpReply, RpcProtocol, register_protocol
+from faultlab.rpc.errors import KINDS, InvalidRequest, MethodNotFound, ParseError
+from faultlab.rpc.messages import ErrorInfo, Request, Response
+from faultlab.rpc.wire import WireError
+
+__all__ = ["STATUS_BY_KIND", "Rest"]
+
+STATUS_BY_KIND = {
+    "parse_error": 400,
+    "invalid_request": 400,
+    "invalid_params": 400,
+    "method_not_found": 404,
+    "version_mismatch": 409,
+    "application_error": 422,
+    "internal_error": 500,
+    "unavailable": 503,
+    "deadline_exceeded": 504,
+}
+_KIND_BY_STATUS = {
+    400: "invalid_request",
+    404: "method_not_found",
+    409: "version_mismatch",
+    422: "application_error",
+    500: "internal_error",
+    503: "unavailable",
+    504: "deadline_exceeded",
+}
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _error_body(info: ErrorInfo) -> bytes:
+    return _dumps(
+        {
+            "error": {
+                "kind": info.kind,
+                "code": info.code,
+                "message": info.message,
+                "data": info.data,
+            }
+        }
+    )
+
+
+class Rest(RpcProtocol):
+    name = "rest"
+    framings = ("http",)
+    message_transports = False
+    content_type = "application/json"
+
+    def http_request(self, request: Request) -> tuple[str, str, bytes]:
+        return "POST", "/" + request.method.replace(".", "/"), _dumps(request.params)
+
+    def encode_request(self, request: Request) -> bytes:
+        return _dumps(request.params)
+
+    def decode_response(self, data: bytes) -> Response:
+        return self.http_response(200, data, Request(""))
+
+    def http_response(self, status: int, body: bytes, request: Request) -> Response:
+        try:
+            obj = json.loads(body) if body else None
+        except ValueError as exc:
+            if status >= 400:
+                kind = _KIND_BY_STATUS.get(status, "internal_error")
+                return Response(
+                    request.id, error=ErrorInfo(kind, KINDS[kind].default_code, f"HTTP {status}")
+                )
+            raise WireError(f"REST reply is not JSON: {exc}") from None
+        if 200 <= status < 300:
+            return Response(request.id, result=obj)
+        err = obj.get("error") if isinstance(obj, dict) else None
+        if isinstance(err, dict) and isinstance(err.get("kind"), str):
+            kind = err["kind"] if err["kind"] in KINDS else "application_error"
+            code_value = err.get("code")
+            code = code_value if isinstance(code_value, int) else KINDS[kind].default_code
+            info = ErrorInfo(kind, code, str(err.get("message", "")), err.get("data"))
+        else:
+            kind = _KIND_BY_STATUS.get(
+                status, "internal_error" if status >= 500 else "invalid_request"
+            )
+            info = ErrorInfo(kind, KINDS[kind].default_code, f"HTTP {status}")
+        return Response(request.id, error=info)
+
+    def error_message(self, info: ErrorInfo) -> bytes:
+        return _error_body(info)
+
+    def handle(self, data: bytes, dispatch: Dispatch) -> bytes | None:
+        raise InvalidRequest("REST needs HTTP: use handle_http")
+
+    def handle_http(self, method: str, target: str, body: bytes, dispatch: Dispatch) -> HttpReply:
+        path = target.split("?", 1)[0].strip("/")
+        if method not in ("POST", "GET"):
+            return self._reply(
+                ErrorInfo.from_exception(InvalidRequest(f"{method} not allowed")), 405
+            )
+        if not path:
+            return self._reply(ErrorInfo.from_exception(MethodNotFound("no method in the path")))
+        params: Any = []
+        if body:
+            try:
+                params = json.loads(body)
+            except ValueError as exc:
+                return self._reply(ErrorInfo.from_exception(ParseError(f"body is not JSON: {exc}")))
+        if not isinstance(params, list | dict):
+            params = [params]
+        response = dispatch(Request(path.replace("/", "."), params, None))
+        if response.error is not None:
+            return self._reply(response.error)
+        try:
+            payload = _dumps(response.result)
+        except (TypeError, ValueError) as exc:
+            return self._reply(ErrorInfo("internal_error", -32603, f"result is not JSON: {exc}"))
+        return HttpReply(200, payload, [("Content-Type", self.content_type)])
+
+    def _reply(self, info: ErrorInfo, status: int | None = None) -> HttpReply:
+        return HttpReply(
+            status or STATUS_BY_KIND.get(info.kind, 500),
+            _error_body(info),
+            [("Content-Type", self.content_type)],
+        )
+
+
+register_protocol(Rest())

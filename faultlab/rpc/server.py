@@ -1,0 +1,202 @@
+"""Serve a :class:`Service` with any protocol over any transport.
+
+One thread accepts; each connection gets a thread that reads messages (or
+HTTP requests), lets the protocol answer them, and writes the replies in
+order. A bad message gets the protocol's native error reply; a frame the
+server cannot read past (oversize, malformed framing) gets an error reply and
+that connection is closed. Other clients are never affected.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from faultlab import transports
+from faultlab.codecs.errors import FrameTooLarge
+from faultlab.errors import (
+    ClosedResourceError,
+    LocalProtocolError,
+    RemoteProtocolError,
+    TransportError,
+)
+from faultlab.rpc.base import RpcProtocol, get_protocol
+from faultlab.rpc.channel import MAX_MESSAGE, HttpServerChannel, open_channel
+from faultlab.rpc.errors import InvalidRequest, ParseError
+from faultlab.rpc.messages import ErrorInfo, Request, Response
+from faultlab.rpc.service import Service
+from faultlab.streams import ByteStream, Listener, MessageStream, Stream
+
+__all__ = ["RpcServer", "serve"]
+
+IDLE_TIMEOUT = 3600.0
+Hook = Callable[[Request, Response], None]
+
+
+def resolve_framing(protocol: RpcProtocol, stream_kind: str, framing: str | None) -> str:
+    """The framing to use, checked against what the protocol and transport allow."""
+    if stream_kind == "message":
+        if not protocol.message_transports:
+            raise LocalProtocolError(
+                f"{protocol.name} needs a byte-stream transport (it is carried over HTTP)"
+            )
+        return "datagram"
+    framing = framing or protocol.framings[0]
+    if framing not in protocol.framings:
+        raise LocalProtocolError(
+            f"{protocol.name} does not use framing {framing!r}; choose from {protocol.framings}"
+        )
+    return framing
+
+
+class RpcServer:
+    """A running server; ``address`` is the real one (port 0 resolved)."""
+
+    def __init__(
+        self,
+        service: Service | object,
+        *,
+        protocol: str | RpcProtocol = "jsonrpc",
+        address: str = "tcp://127.0.0.1:0",
+        framing: str | None = None,
+        max_message: int = MAX_MESSAGE,
+        on_request: Hook | None = None,
+    ) -> None:
+        self.service = service if isinstance(service, Service) else Service(service)
+        self.protocol = protocol if isinstance(protocol, RpcProtocol) else get_protocol(protocol)
+        transport = transports.get(transports.parse_address(address).scheme)
+        self.framing = resolve_framing(self.protocol, transport.capabilities.kind, framing)
+        self.max_message = max_message
+        self.on_request = on_request
+        self.requests_handled = 0
+        self._lock = threading.Lock()
+        self._listener: Listener[Any] = transports.listen(address)
+        self.address: str = self._listener.address
+        self._streams: set[Stream] = set()
+        self._threads: list[threading.Thread] = []
+        self._closed = threading.Event()
+        accept = threading.Thread(target=self._accept_loop, name="faultlab-rpc-accept", daemon=True)
+        self._threads.append(accept)
+        accept.start()
+
+    def _dispatch(self, request: Request) -> Response:
+        response = self.service.dispatch(request)
+        with self._lock:
+            self.requests_handled += 1
+        if self.on_request is not None:
+            self.on_request(request, response)
+        return response
+
+    def _accept_loop(self) -> None:
+        while not self._closed.is_set():
+            try:
+                stream = self._listener.accept(timeout=0.5)
+            except ClosedResourceError:
+                return
+            except TransportError:
+                continue
+            stream.default_timeout = IDLE_TIMEOUT
+            with self._lock:
+                if self._closed.is_set():
+                    stream.close()
+                    return
+                self._streams.add(stream)
+                self._threads = [t for t in self._threads if t.is_alive()]
+                thread = threading.Thread(
+                    target=self._serve_connection,
+                    args=(stream,),
+                    daemon=True,
+                    name="faultlab-rpc-conn",
+                )
+                self._threads.append(thread)
+            thread.start()
+
+    def _serve_connection(self, stream: Stream) -> None:
+        try:
+            if self.framing == "http":
+                assert isinstance(stream, ByteStream)
+                self._serve_http(HttpServerChannel(stream, max_body=self.max_message))
+            else:
+                self._serve_messages(stream)
+        except (TransportError, RemoteProtocolError, LocalProtocolError):
+            pass  # the connection is gone or unusable; other clients carry on
+        finally:
+            stream.close()
+            with self._lock:
+                self._streams.discard(stream)
+
+    def _serve_messages(self, stream: Stream) -> None:
+        channel = open_channel(stream, self.framing, max_size=self.max_message)
+        while True:
+            try:
+                data = channel.receive()
+            except FrameTooLarge as exc:
+                channel.send(self.protocol.error_message(_info(InvalidRequest(str(exc)))))
+                return  # cannot resynchronise past an unread frame
+            except RemoteProtocolError as exc:
+                if isinstance(stream, MessageStream):
+                    continue
+                channel.send(self.protocol.error_message(_info(ParseError(str(exc)))))
+                return
+            reply = self.protocol.handle(data, self._dispatch)
+            if reply is not None:
+                channel.send(reply)
+
+    def _serve_http(self, channel: HttpServerChannel) -> None:
+        while True:
+            try:
+                request = channel.next_request()
+            except FrameTooLarge as exc:
+                channel.send_reply(
+                    413, self.protocol.error_message(_info(InvalidRequest(str(exc))))
+                )
+                return
+            except RemoteProtocolError as exc:
+                channel.send_reply(400, self.protocol.error_message(_info(ParseError(str(exc)))))
+                return
+            if request is None:
+                return
+            reply = self.protocol.handle_http(
+                request.method, request.target, request.body, self._dispatch
+            )
+            channel.send_reply(reply.status, reply.body, reply.headers)
+            if channel.must_close:
+                return
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop accepting, close every connection, and join the threads."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._listener.close()
+        with self._lock:
+            streams = list(self._streams)
+        for stream in streams:
+            stream.close()
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def __enter__(self) -> RpcServer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _info(exc: InvalidRequest | ParseError) -> ErrorInfo:
+    return ErrorInfo.from_exception(exc)
+
+
+def serve(
+    service: Service | object,
+    *,
+    protocol: str = "jsonrpc",
+    address: str = "tcp://127.0.0.1:0",
+    framing: str | None = None,
+    on_request: Hook | None = None,
+) -> RpcServer:
+    """Start serving in background threads; returns once the listener is bound."""
+    return RpcServer(
+        service, protocol=protocol, address=address, framing=framing, on_request=on_request
+    )

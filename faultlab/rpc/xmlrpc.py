@@ -1,0 +1,92 @@
+"""XML-RPC: method calls and faults, over HTTP (so ``xmlrpc.client`` works) or raw framing.
+
+Marshalling is the standard library's (``xmlrpc.client.dumps``/``loads``),
+with ``allow_none``. Fault codes follow the XML-RPC fault-code interop spec
+(-32700 parse error, -32601 method not found, -32602 invalid params, -32603
+internal, -32500 application), so kinds survive the round trip. XML-RPC has
+positional params only, and 32-bit ints: a bigger result becomes a fault,
+never a silently changed value.
+"""
+
+from __future__ import annotations
+
+import xmlrpc.client
+from typing import Any
+from xml.parsers.expat import ExpatError
+
+from faultlab.errors import LocalProtocolError
+from faultlab.rpc.base import Dispatch, RpcProtocol, register_protocol
+from faultlab.rpc.errors import InvalidRequest, ParseError, RpcError
+from faultlab.rpc.messages import ErrorInfo, Request, Response
+from faultlab.rpc.wire import WireError, error_kind_for_code
+
+__all__ = ["XmlRpc"]
+
+_MARSHAL_ERRORS = (TypeError, OverflowError, ValueError)
+
+
+def _fault(info: ErrorInfo) -> bytes:
+    text = info.message if info.kind == "application_error" else f"{info.kind}: {info.message}"
+    return xmlrpc.client.dumps(xmlrpc.client.Fault(info.code, text), allow_none=True).encode()
+
+
+class XmlRpc(RpcProtocol):
+    name = "xmlrpc"
+    framings = ("http", "length-prefix")
+    content_type = "text/xml"
+    http_path = "/RPC2"
+
+    def encode_request(self, request: Request) -> bytes:
+        if isinstance(request.params, dict):
+            raise LocalProtocolError("XML-RPC has positional params only")
+        try:
+            return xmlrpc.client.dumps(
+                tuple(request.params), methodname=request.method, allow_none=True
+            ).encode()
+        except _MARSHAL_ERRORS as exc:
+            raise LocalProtocolError(f"XML-RPC cannot carry these params: {exc}") from None
+
+    def decode_response(self, data: bytes) -> Response:
+        try:
+            params, _ = xmlrpc.client.loads(data, use_builtin_types=True)
+        except xmlrpc.client.Fault as fault:
+            code = fault.faultCode if isinstance(fault.faultCode, int) else -32500
+            message = str(fault.faultString)
+            kind = error_kind_for_code(code)
+            prefix = f"{kind}: "
+            if message.startswith(prefix):
+                message = message[len(prefix) :]
+            return Response(None, error=ErrorInfo(kind, code, message))
+        except (ExpatError, *_MARSHAL_ERRORS, xmlrpc.client.ResponseError) as exc:
+            raise WireError(f"not an XML-RPC response: {exc}") from None
+        if len(params) != 1:
+            raise WireError(f"an XML-RPC response has one param, got {len(params)}")
+        return Response(None, result=params[0])
+
+    def error_message(self, info: ErrorInfo) -> bytes:
+        return _fault(info)
+
+    def handle(self, data: bytes, dispatch: Dispatch) -> bytes | None:
+        try:
+            params, method = xmlrpc.client.loads(data, use_builtin_types=True)
+        except (ExpatError, *_MARSHAL_ERRORS, xmlrpc.client.ResponseError) as exc:
+            return _fault(ErrorInfo.from_exception(ParseError(f"parse error: {exc}")))
+        except xmlrpc.client.Fault:
+            return _fault(ErrorInfo.from_exception(InvalidRequest("a fault is not a call")))
+        if not isinstance(method, str):
+            return _fault(ErrorInfo.from_exception(InvalidRequest("no methodName")))
+        response = dispatch(Request(method, list(params), None))
+        if response.error is not None:
+            return _fault(response.error)
+        return self._result(response.result)
+
+    @staticmethod
+    def _result(result: Any) -> bytes:
+        try:
+            return xmlrpc.client.dumps((result,), methodresponse=True, allow_none=True).encode()
+        except _MARSHAL_ERRORS as exc:
+            err = RpcError(f"result cannot be carried by XML-RPC: {exc}")
+            return _fault(ErrorInfo.from_exception(err))
+
+
+register_protocol(XmlRpc())
