@@ -18,7 +18,7 @@ from faultlab.examples.kv import KV
 
 __all__ = ["SERVICES", "main", "make_service"]
 
-SERVICES = {"calc": {1: Calc, 2: CalcV2}, "kv": {1: KV}}
+SERVICES: dict[str, dict[int, type]] = {"calc": {1: Calc, 2: CalcV2}, "kv": {1: KV}}
 
 
 def make_service(name: str, version: int = 1) -> Any:

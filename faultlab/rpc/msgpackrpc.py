@@ -1,4 +1,6 @@
-"""msgpack-RPC: ``[0, msgid, method, params]`` / ``[1, msgid, error, result]`` / ``[2, method, params]``.
+"""msgpack-RPC: request ``[0, msgid, method, params]``, reply ``[1, msgid, error, result]``.
+
+Notification ``[2, method, params]``.
 
 On byte streams the wire is the spec's plain stream of msgpack objects (no
 length prefix), so existing msgpack-rpc clients interoperate. Replies carry
