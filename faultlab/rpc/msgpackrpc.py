@@ -16,6 +16,7 @@ from typing import Any
 
 import msgpack  # type: ignore[import-untyped]
 
+from faultlab.errors import LocalProtocolError
 from faultlab.rpc.base import Dispatch, RpcProtocol, register_protocol
 from faultlab.rpc.errors import InvalidRequest, ParseError, RpcError
 from faultlab.rpc.messages import ErrorInfo, Request, Response
@@ -60,7 +61,9 @@ class MsgpackRpc(RpcProtocol):
     content_type = "application/msgpack"
 
     def encode_request(self, request: Request) -> bytes:
-        params = request.params if isinstance(request.params, list) else [request.params]
+        if isinstance(request.params, dict):
+            raise LocalProtocolError("msgpack-RPC params are an array: pass them positionally")
+        params = request.params
         if request.notification:
             return packb([NOTIFY, request.method, params])
         return packb([REQUEST, request.id, request.method, params])
