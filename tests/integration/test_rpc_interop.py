@@ -69,7 +69,8 @@ def test_tinyrpc_jsonrpc_over_http_post(server: RpcServer) -> None:
     assert protocol.parse_reply(post(request.serialize())).result == 5
     request = protocol.create_request("div", [1, 0])
     reply = protocol.parse_reply(post(request.serialize()))
-    assert reply.error is not None and "division by zero" in str(reply.error)
+    assert reply.error is not None
+    assert "division by zero" in str(reply.error)
     batch = protocol.create_batch_request(
         [protocol.create_request("add", [1, 1]), protocol.create_request("add", [2, 2])]
     )

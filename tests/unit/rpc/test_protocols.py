@@ -103,7 +103,8 @@ def test_binrpc_version_mismatch_is_typed_on_both_sides() -> None:
     with pytest.raises(rpc_errors.VersionMismatch) as caught:
         client.decode_response(reply)
     assert (caught.value.ours, caught.value.theirs) == (1, 2)
-    assert "1" in str(caught.value) and "2" in str(caught.value)
+    assert "1" in str(caught.value)
+    assert "2" in str(caught.value)
     assert len(server.mismatches) == 1
     assert (server.mismatches[0].ours, server.mismatches[0].theirs) == (2, 1)
 
