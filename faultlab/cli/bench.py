@@ -28,9 +28,7 @@ def add_parser(sub: Any) -> None:
     tp.add_argument("schemes", nargs="*", help="transports to measure (default: all available)")
     tp.add_argument("-n", "--iterations", type=int, default=5000, help="timed round trips")
     tp.add_argument("--warmup", type=int, default=500, help="untimed round trips first")
-    tp.add_argument(
-        "--sizes", default="64,4096", help="comma-separated payload sizes in bytes"
-    )
+    tp.add_argument("--sizes", default="64,4096", help="comma-separated payload sizes in bytes")
     tp.add_argument(
         "--placement",
         choices=["same", "split", "free"],
@@ -40,6 +38,17 @@ def add_parser(sub: Any) -> None:
     tp.add_argument("--bulk-mib", type=int, default=64, help="MiB echoed for throughput (0: skip)")
     tp.add_argument("--json", dest="json_path", type=Path, help="also write results as JSON")
     tp.set_defaults(run=run_transports)
+
+    rp = which.add_parser(
+        "rpc", help="calls/s and p50/p99 per protocol x transport; codec encode/decode costs"
+    )
+    rp.add_argument("--protocols", default=None, help="comma-separated (default: all)")
+    rp.add_argument("--transports", default=None, help="comma-separated schemes (default: all)")
+    rp.add_argument("-n", "--iterations", type=int, default=1000, help="timed calls per cell")
+    rp.add_argument("--warmup", type=int, default=100, help="untimed calls first")
+    rp.add_argument("--placement", choices=["same", "split", "free"], default="same")
+    rp.add_argument("--json", dest="json_path", type=Path, help="also write results as JSON")
+    rp.set_defaults(run=run_rpc)
 
 
 def _fmt(x: float | None, digits: int = 1) -> str:
@@ -65,8 +74,19 @@ def run_transports(args: argparse.Namespace) -> int:
         title_justify="left",
         caption="ratio = faultlab / raw (goal <= 1.5x); throughput ratio goal >= 0.67x",
     )
-    for col in ("transport", "size", "p50 µs", "p99 µs", "msgs/s", "raw p50", "raw p99",
-                "ratio", "MB/s", "raw MB/s", "tp ratio"):
+    for col in (
+        "transport",
+        "size",
+        "p50 µs",
+        "p99 µs",
+        "msgs/s",
+        "raw p50",
+        "raw p99",
+        "ratio",
+        "MB/s",
+        "raw MB/s",
+        "tp ratio",
+    ):
         table.add_column(col, justify="right" if col not in ("transport",) else "left")
 
     def add(r: TransportResult) -> None:
@@ -108,3 +128,63 @@ def run_transports(args: argparse.Namespace) -> int:
         args.json_path.write_text(json.dumps(report, indent=2))
         console.print(f"wrote {args.json_path}")
     return 1 if errors else 0
+
+
+def run_rpc(args: argparse.Namespace) -> int:
+    from faultlab.bench.rpc import run_rpc_bench
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)
+    calls = Table(
+        title=f"faultlab bench rpc (placement={args.placement}, n={args.iterations})",
+        title_justify="left",
+    )
+    for col in ("protocol", "transport", "p50 µs", "p99 µs", "calls/s"):
+        calls.add_column(col, justify="left" if col in ("protocol", "transport") else "right")
+
+    with console.status("measuring...") as status:
+
+        def progress(row: dict[str, Any]) -> None:
+            calls.add_row(
+                row["protocol"],
+                f"{row['transport']}://",
+                _fmt(row["p50_us"]),
+                _fmt(row["p99_us"]),
+                _fmt(row["calls_per_s"], 0),
+            )
+            status.update(f"measured {row['protocol']} over {row['transport']}://")
+
+        report = run_rpc_bench(
+            args.protocols.split(",") if args.protocols else None,
+            args.transports.split(",") if args.transports else None,
+            iterations=args.iterations,
+            warmup=args.warmup,
+            placement=args.placement,
+            on_result=progress,
+        )
+    console.print(calls)
+    codecs = Table(title="codecs (same values; µs per value)", title_justify="left")
+    for col in ("codec", "encode µs", "decode µs", "encode/s", "decode/s", "mean size", "lossless"):
+        codecs.add_column(col, justify="left" if col == "codec" else "right")
+    for row in report["codecs"]:
+        if row.get("error"):
+            codecs.add_row(row["codec"], f"[red]{row['error']}[/]", "", "", "", "", "")
+            continue
+        codecs.add_row(
+            row["codec"],
+            _fmt(row["encode_us_per_op"], 2),
+            _fmt(row["decode_us_per_op"], 2),
+            _fmt(row["encode_ops_per_s"], 0),
+            _fmt(row["decode_ops_per_s"], 0),
+            f"{row['mean_size_bytes']:.0f} B",
+            "yes" if row["lossless"] else "[yellow]no[/]",
+        )
+    console.print(codecs)
+    for cell, error in report["errors"].items():
+        console.print(f"[red]{cell} failed:[/] {error}")
+    if args.json_path:
+        args.json_path.parent.mkdir(parents=True, exist_ok=True)
+        args.json_path.write_text(json.dumps(report, indent=2))
+        console.print(f"wrote {args.json_path}")
+    return 1 if report["errors"] else 0

@@ -66,8 +66,18 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     table = Table(title="faultlab transports", title_justify="left")
-    for col in ("scheme", "kind", "max message", "native unit", "ordered", "reliable",
-                "cross-process", "multi-client", "peer death", "available"):
+    for col in (
+        "scheme",
+        "kind",
+        "max message",
+        "native unit",
+        "ordered",
+        "reliable",
+        "cross-process",
+        "multi-client",
+        "peer death",
+        "available",
+    ):
         table.add_column(col)
     yes = {True: "[green]yes[/]", False: "[yellow]no[/]"}
     for r in rows:

@@ -44,11 +44,14 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     )
     parser.add_argument("--schema-version", type=int, default=1, help="service schema version")
     parser.add_argument("--exit-with-stdin", action="store_true", help="exit when stdin closes")
+    parser.add_argument("--cpu", type=int, default=None, help="pin the server to this CPU")
     return parser
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m faultlab.examples.serve") -> int:
     args = _parser(prog).parse_args(argv)
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})
     service = make_service(args.service, args.schema_version)
     server: Any
     if args.protocol == "grpc":
