@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from faultlab import transports
@@ -122,11 +123,8 @@ def run_rpc_bench(
                 try:
                     client = _client(protocol, server.address)
                     try:
-                        row = {
-                            "protocol": protocol,
-                            "transport": scheme,
-                            **_measure(lambda c=client: c.add(1, 2), iterations, warmup),
-                        }
+                        stats = _measure(partial(client.call, "add", 1, 2), iterations, warmup)
+                        row = {"protocol": protocol, "transport": scheme, **stats}
                     finally:
                         client.close()
                 finally:
