@@ -1,0 +1,68 @@
+"""The journal: one timeline of everything that happened, the source of truth for reports.
+
+Events are plain dicts (JSON-ready) with a ``kind``, a time ``t`` in seconds
+since the journal started (monotonic clock) and kind-specific fields. The
+journal is thread-safe and bounded: past ``max_events`` the oldest events are
+dropped and counted in ``dropped``, so a long soak cannot eat the memory.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+__all__ = ["DEFAULT_MAX_EVENTS", "Journal"]
+
+DEFAULT_MAX_EVENTS = 200_000
+
+
+class Journal:
+    def __init__(self, *, max_events: int = DEFAULT_MAX_EVENTS, origin: float | None = None):
+        if max_events < 1:
+            raise ValueError("max_events must be >= 1")
+        self.origin = time.monotonic() if origin is None else origin
+        self.wall_origin = time.time()
+        self._events: deque[dict[str, Any]] = deque(maxlen=max_events)
+        self._lock = threading.Lock()
+        self._seq = itertools.count()
+        self.dropped = 0
+
+    def now(self) -> float:
+        return time.monotonic() - self.origin
+
+    def record(self, kind: str, **fields: Any) -> dict[str, Any]:
+        """Append one event; returns it (with ``seq`` and ``t`` filled in)."""
+        event = {"seq": 0, "t": fields.pop("t", None), "kind": kind, **fields}
+        with self._lock:
+            event["seq"] = next(self._seq)
+            if event["t"] is None:
+                event["t"] = self.now()
+            if len(self._events) == self._events.maxlen:
+                self.dropped += 1
+            self._events.append(event)
+        return event
+
+    def events(self, *, since: int = 0, kinds: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """A copy of the events with ``seq >= since`` (optionally only some kinds)."""
+        wanted = set(kinds) if kinds is not None else None
+        with self._lock:
+            return [
+                dict(e)
+                for e in self._events
+                if e["seq"] >= since and (wanted is None or e["kind"] in wanted)
+            ]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._events.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._events)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.events())

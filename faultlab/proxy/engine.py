@@ -1,0 +1,265 @@
+"""The fault engine: proxies on an asyncio loop in a background thread, with a sync facade.
+
+Plain synchronous tests and clients use :class:`ProxyEngine` and
+:class:`ProxyHandle`; every call crosses into the loop thread and waits with a
+timeout. Async code inside the loop can use :class:`~faultlab.proxy.proxy.Proxy`
+directly. One seed drives every random decision; one journal records them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from faultlab._seed import new_seed
+from faultlab.errors import FaultlabError
+from faultlab.journal import Journal
+from faultlab.proxy.proxy import Proxy, ProxyError, ToxicEntry
+
+__all__ = ["ProxyEngine", "ProxyHandle"]
+
+T = TypeVar("T")
+CALL_TIMEOUT = 30.0
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop  # type: ignore[import-not-found]
+
+        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    except ImportError:
+        loop = asyncio.new_event_loop()
+    return loop
+
+
+class ProxyEngine:
+    """Owns the loop thread and every proxy; close it (or use ``with``) to free all."""
+
+    def __init__(self, *, seed: int | None = None, journal: Journal | None = None) -> None:
+        self.seed = new_seed() if seed is None else seed
+        self.journal = journal or Journal()
+        self.proxies: dict[str, Proxy] = {}
+        self.loop = _new_loop()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="faultlab-engine")
+        self._ready = threading.Event()
+        self._closed = False
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise FaultlabError("proxy engine loop did not start within 10 s")
+        self.journal.record("engine_started", seed=self.seed)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(self._ready.set)
+        self.loop.run_forever()
+
+    # crossing into the loop
+    def call(self, fn: Callable[[], Awaitable[T]], timeout: float = CALL_TIMEOUT) -> T:
+        """Run ``fn()`` (a coroutine factory) on the loop and wait for its result."""
+        if self._closed:
+            raise FaultlabError("proxy engine is closed")
+        if threading.current_thread() is self._thread:
+            raise FaultlabError("sync engine call from inside the loop: use the async API")
+
+        async def runner() -> T:
+            return await fn()
+
+        future = asyncio.run_coroutine_threadsafe(runner(), self.loop)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            future.cancel()
+            raise FaultlabError(f"proxy engine call timed out after {timeout:g} s") from None
+
+    def run(self, fn: Callable[[], T], timeout: float = CALL_TIMEOUT) -> T:
+        """Run a plain function on the loop thread (all proxy state lives there)."""
+
+        async def wrapper() -> T:
+            return fn()
+
+        return self.call(wrapper, timeout)
+
+    # proxies (async API, on the loop)
+    async def create_async(
+        self,
+        name: str,
+        listen: str,
+        upstream: str,
+        *,
+        enabled: bool = True,
+        framing: str | None = None,
+        record_chunks: bool = True,
+    ) -> Proxy:
+        if name in self.proxies:
+            raise ProxyError("proxy already exists", 409)
+        proxy = Proxy(
+            name,
+            listen,
+            upstream,
+            journal=self.journal,
+            seed=self.seed,
+            framing=framing,
+            record_chunks=record_chunks,
+        )
+        if enabled:
+            await proxy.start()
+        self.proxies[name] = proxy
+        self.journal.record("proxy_created", proxy=name, listen=proxy.listen, upstream=upstream)
+        return proxy
+
+    async def delete_async(self, name: str) -> None:
+        proxy = self.proxies.pop(name, None)
+        if proxy is None:
+            raise ProxyError("proxy not found", 404)
+        await proxy.stop()
+        self.journal.record("proxy_deleted", proxy=name)
+
+    async def reset_async(self) -> None:
+        """Toxiproxy's /reset: enable every proxy, remove every toxic."""
+        for proxy in list(self.proxies.values()):
+            await proxy.start()
+            proxy.remove_all_toxics()
+        self.journal.record("reset")
+
+    def get(self, name: str) -> Proxy:
+        proxy = self.proxies.get(name)
+        if proxy is None:
+            raise ProxyError("proxy not found", 404)
+        return proxy
+
+    # sync facade
+    def create(
+        self,
+        name: str,
+        *,
+        listen: str = "127.0.0.1:0",
+        upstream: str,
+        enabled: bool = True,
+        framing: str | None = None,
+        record_chunks: bool = True,
+    ) -> ProxyHandle:
+        self.call(
+            lambda: self.create_async(
+                name,
+                listen,
+                upstream,
+                enabled=enabled,
+                framing=framing,
+                record_chunks=record_chunks,
+            )
+        )
+        return ProxyHandle(self, name)
+
+    def proxy(self, name: str) -> ProxyHandle:
+        self.run(lambda: self.get(name))
+        return ProxyHandle(self, name)
+
+    def delete(self, name: str) -> None:
+        self.call(lambda: self.delete_async(name))
+
+    def reset(self) -> None:
+        self.call(self.reset_async)
+
+    def events(self, **filters: Any) -> list[dict[str, Any]]:
+        return self.journal.events(**filters)
+
+    def close(self) -> None:
+        """Stop every proxy (closing their connections) and the loop thread."""
+        if self._closed:
+            return
+
+        async def shutdown() -> None:
+            for name in list(self.proxies):
+                await self.delete_async(name)
+
+        try:
+            self.call(shutdown, timeout=10)
+        finally:
+            self._closed = True
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(10)
+            if not self.loop.is_running():
+                self.loop.close()
+
+    def __enter__(self) -> ProxyEngine:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class ProxyHandle:
+    """Synchronous view of one proxy; every call runs on the engine's loop."""
+
+    def __init__(self, engine: ProxyEngine, name: str) -> None:
+        self.engine = engine
+        self.name = name
+
+    def _proxy(self) -> Proxy:
+        return self.engine.get(self.name)
+
+    @property
+    def listen(self) -> str:
+        """The real listen address (port 0 resolved), as Toxiproxy shows it."""
+        return str(self.engine.run(lambda: self._proxy().to_json()["listen"]))
+
+    @property
+    def address(self) -> str:
+        """The listen address as a faultlab URI (``tcp://host:port`` for bare host:port)."""
+        from faultlab.proxy.proxy import to_uri
+
+        return to_uri(self.listen)
+
+    def info(self) -> dict[str, Any]:
+        return self.engine.run(lambda: self._proxy().to_json())
+
+    def add_toxic(
+        self,
+        type_name: str,
+        *,
+        name: str | None = None,
+        stream: str = "downstream",
+        toxicity: float = 1.0,
+        **attributes: Any,
+    ) -> dict[str, Any]:
+        entry: ToxicEntry = self.engine.run(
+            lambda: self._proxy().add_toxic(
+                type_name, name=name, stream=stream, toxicity=toxicity, attributes=attributes
+            )
+        )
+        return entry.to_json()
+
+    def update_toxic(
+        self, name: str, *, toxicity: float | None = None, **attributes: Any
+    ) -> dict[str, Any]:
+        entry: ToxicEntry = self.engine.run(
+            lambda: self._proxy().update_toxic(name, toxicity=toxicity, attributes=attributes)
+        )
+        return entry.to_json()
+
+    def remove_toxic(self, name: str) -> None:
+        self.engine.run(lambda: self._proxy().remove_toxic(name))
+
+    def toxics(self) -> list[dict[str, Any]]:
+        return self.engine.run(lambda: [e.to_json() for e in self._proxy().toxic_list()])
+
+    def clear(self) -> None:
+        """Remove every toxic (between Hypothesis examples: no restart needed)."""
+        self.engine.run(lambda: self._proxy().remove_all_toxics())
+
+    def enable(self) -> None:
+        self.engine.call(lambda: self._proxy().start())
+
+    def disable(self) -> None:
+        self.engine.call(lambda: self._proxy().stop())
+
+    def connections(self) -> int:
+        return self.engine.run(lambda: len(self._proxy().connections))
+
+    def events(self, **filters: Any) -> list[dict[str, Any]]:
+        return [e for e in self.engine.journal.events(**filters) if e.get("proxy") == self.name]
+
+    def delete(self) -> None:
+        self.engine.delete(self.name)

@@ -1,0 +1,289 @@
+"""One direction of one connection: chunks in, through the toxic chain, out.
+
+::
+
+    source --data_received--> [framer] --> queue --> toxic 1 --> ... --> toxic n --> sink
+
+With no toxic on the link and nothing queued, data goes straight from source
+to sink inside ``data_received`` (no task, no queue): the proxy costs one
+write. Otherwise a processor task takes chunks in order and runs the chain;
+each toxic hands chunks on with ``emit``. Chunks in flight finish through the
+chain they entered; a toxic being updated or removed is interrupted so it
+forwards what it holds at once. Whether a toxic is active on this link is
+drawn once per (toxic, generation) from the seeded RNG and journaled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from faultlab._seed import derive
+from faultlab.codecs.framing import get_framer
+from faultlab.errors import RemoteProtocolError
+from faultlab.proxy.endpoints import Sink
+from faultlab.toxics.base import Chunk, Toxic, ToxicContext
+
+if TYPE_CHECKING:
+    from faultlab.proxy.proxy import Connection, ToxicEntry
+
+__all__ = ["Link"]
+
+HIGH_WATER = 4 * 1024 * 1024
+LOW_WATER = 1024 * 1024
+_EOF = object()
+
+
+@dataclass
+class _Stage:
+    entry_name: str
+    generation: int
+    toxic: Toxic
+    ctx: ToxicContext
+    active: bool
+
+
+class Link:
+    def __init__(
+        self,
+        conn: Connection,
+        direction: str,
+        sink: Sink,
+        pause_source: Callable[[], None],
+        resume_source: Callable[[], None],
+        framing: str | None,
+    ) -> None:
+        self.conn = conn
+        self.direction = direction
+        self.sink = sink
+        self._pause_source = pause_source
+        self._resume_source = resume_source
+        self.loop = asyncio.get_running_loop()
+        self.stages: list[_Stage] = []
+        self._active: list[_Stage] = []
+        self._queue: deque[Any] = deque()
+        self._queued_bytes = 0
+        self._paused = False
+        self._busy = False
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.index = 0
+        self.bytes_in = 0
+        self.eof = False
+        self.done = False
+        self._framer = get_framer(framing) if framing else None
+        self._out_framer = get_framer(framing) if framing else None
+        self.frames = bool(framing) or conn.message_based
+
+    # chain management
+    def set_chain(self, entries: list[ToxicEntry]) -> None:
+        """Install the proxy's toxics for this direction, keeping unchanged stages."""
+        old = {(s.entry_name, s.generation): s for s in self.stages}
+        keep = {(e.name, e.generation) for e in entries}
+        for key, stage in old.items():
+            if key not in keep:
+                stage.ctx.interrupted.set()
+                stage.toxic.stop(stage.ctx)
+                stage.ctx.cancel_tasks()
+        stages = []
+        for entry in entries:
+            kept = old.get((entry.name, entry.generation))
+            if kept is None:
+                previous = next((s for s in self.stages if s.entry_name == entry.name), None)
+                kept = self._new_stage(entry, previous)
+            stages.append(kept)
+        self.stages = stages
+        self._active = [s for s in stages if s.active]
+        if self._active and self._task is None:
+            self._task = self.loop.create_task(self._process())
+        self._wake.set()
+
+    def _new_stage(self, entry: ToxicEntry, previous: _Stage | None) -> _Stage:
+        conn = self.conn
+        rng = derive(
+            conn.proxy.seed,
+            conn.proxy.name,
+            conn.ordinal,
+            self.direction,
+            entry.name,
+            entry.generation,
+        )
+        draw = rng.random()
+        active = draw < entry.toxicity
+        ctx = ToxicContext(
+            rng=rng,
+            record=lambda decision, _e=entry, **f: self.record(_e, decision, **f),
+            close=conn.close,
+            reset=conn.reset,
+            direction=self.direction,
+            link_kind="frames" if self.frames else "bytes",
+            loop=self.loop,
+        )
+        if previous is not None:
+            ctx.state = previous.ctx.state  # stateful toxics (limit_data) survive updates
+        self.record(entry, "toxicity", active=active, draw=round(draw, 6), toxicity=entry.toxicity)
+        stage = _Stage(entry.name, entry.generation, entry.toxic, ctx, active)
+        if active:
+            entry.toxic.start(ctx)
+        return stage
+
+    def record(self, entry: ToxicEntry, decision: str, **fields: Any) -> None:
+        self.conn.proxy.journal.record(
+            "fault",
+            proxy=self.conn.proxy.name,
+            connection=self.conn.ordinal,
+            direction=self.direction,
+            toxic=entry.name,
+            type=entry.toxic.type_name,
+            decision=decision,
+            **fields,
+        )
+
+    # input from the source
+    def feed(self, data: bytes) -> None:
+        if self.done:
+            return
+        self.bytes_in += len(data)
+        if self._framer is not None:
+            self._framer.receive_data(data)
+            self._drain_framer()
+            return
+        self._accept(data, self.frames)
+
+    def _drain_framer(self) -> None:
+        assert self._framer is not None
+        while True:
+            try:
+                frame = self._framer.next_frame()
+            except RemoteProtocolError as exc:
+                self.conn.proxy.journal.record(
+                    "framing_error",
+                    proxy=self.conn.proxy.name,
+                    connection=self.conn.ordinal,
+                    direction=self.direction,
+                    error=str(exc),
+                )
+                self.conn.close()
+                return
+            if not isinstance(frame, bytes):
+                return
+            self._accept(frame, True)
+
+    def _accept(self, data: bytes, frame: bool) -> None:
+        chunk = Chunk(data, self.loop.time(), self.index, frame)
+        self.index += 1
+        proxy = self.conn.proxy
+        if proxy.record_chunks:
+            proxy.journal.record(
+                "chunk",
+                proxy=proxy.name,
+                connection=self.conn.ordinal,
+                direction=self.direction,
+                index=chunk.index,
+                size=len(data),
+            )
+        if not self._active and not self._queue and not self._busy:
+            self._write(chunk)  # fast path
+            return
+        self._queue.append(chunk)
+        self._queued_bytes += len(data)
+        if self._queued_bytes > HIGH_WATER and not self._paused:
+            self._paused = True
+            self._pause_source()
+        if self._task is None:
+            self._task = self.loop.create_task(self._process())
+        self._wake.set()
+
+    def feed_eof(self) -> None:
+        if self.eof:
+            return
+        self.eof = True
+        if self._framer is not None:
+            self._framer.receive_data(b"")
+            self._drain_framer()
+        if not self._active and not self._queue and not self._busy:
+            self._finish()
+            return
+        self._queue.append(_EOF)
+        if self._task is None:
+            self._task = self.loop.create_task(self._process())
+        self._wake.set()
+
+    # output to the sink
+    def _write(self, chunk: Chunk) -> None:
+        if self._out_framer is not None:
+            self.sink.write(self._out_framer.frame(chunk.data))
+        else:
+            self.sink.write(chunk.data)
+
+    def _finish(self) -> None:
+        if not self.done:
+            self.done = True
+            self.sink.write_eof()
+            self.conn.link_finished(self)
+
+    async def _emit_from(self, chain: list[_Stage], position: int, chunk: Chunk) -> None:
+        """Hand ``chunk`` to stage ``position`` of the chain it entered (or to the sink)."""
+        if position >= len(chain):
+            if not self.done:
+                self._write(chunk)
+            return
+        stage = chain[position]
+
+        async def emit(c: Chunk) -> None:
+            await self._emit_from(chain, position + 1, c)
+
+        await stage.toxic.process(stage.ctx, chunk, emit)
+
+    async def _process(self) -> None:
+        try:
+            while not self.done:
+                if not self._queue:
+                    self._wake.clear()
+                    if not self._active:
+                        self._task = None  # back to the fast path
+                        return
+                    await self._wake.wait()
+                    continue
+                item = self._queue.popleft()
+                self._busy = True
+                try:
+                    if item is _EOF:
+                        for stage in list(self._active):
+                            await stage.toxic.on_eof(stage.ctx)
+                        self._finish()
+                        return
+                    self._queued_bytes -= len(item.data)
+                    if self._paused and self._queued_bytes < LOW_WATER:
+                        self._paused = False
+                        self._resume_source()
+                    await self._emit_from(list(self._active), 0, item)
+                finally:
+                    self._busy = False
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a toxic bug must not hang the connection
+            self.conn.proxy.journal.record(
+                "error",
+                proxy=self.conn.proxy.name,
+                connection=self.conn.ordinal,
+                direction=self.direction,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            self.conn.close()
+        finally:
+            if self._task is asyncio.current_task():
+                self._task = None
+
+    def stop(self) -> None:
+        """Connection closing: stop timers and the processor."""
+        self.done = True
+        for stage in self.stages:
+            stage.ctx.interrupted.set()
+            stage.ctx.cancel_tasks()
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None

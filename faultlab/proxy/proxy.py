@@ -1,0 +1,460 @@
+"""A proxy: a listen address, an upstream, toxics per direction, and live connections.
+
+Runs inside the engine's event loop (see :mod:`faultlab.proxy.engine` for the
+synchronous facade). ``listen`` and ``upstream`` accept Toxiproxy's
+``host:port`` and faultlab URIs (``unix:///path``, ``fifo:///dir/name``,
+``udp://...``). tcp, unix and tls (passed through as bytes: faults act below
+TLS) use asyncio sockets; other transports are bridged through their sync
+streams. Enable/disable closes the listener and every connection and rebinds
+the same address, keeping the toxics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import socket
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from faultlab import transports
+from faultlab.errors import AddressError, FaultlabError, TransportError
+from faultlab.journal import Journal
+from faultlab.proxy.endpoints import BridgeEndpoint, Endpoint, SocketEndpoint
+from faultlab.proxy.link import Link
+from faultlab.toxics.base import InvalidToxic, Toxic, get_toxic_class
+
+__all__ = ["Connection", "Proxy", "ProxyError", "ToxicEntry", "to_uri"]
+
+STREAMS = ("upstream", "downstream")
+CONNECT_TIMEOUT = 10.0
+SOCKET_SCHEMES = {"tcp", "tls", "unix"}
+
+
+class ProxyError(FaultlabError):
+    """A proxy operation failed; ``status`` is the HTTP status the API answers with."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def to_uri(address: str) -> str:
+    """Toxiproxy's ``host:port`` (and ``:port``, ``[::1]:p``) become ``tcp://`` URIs."""
+    if "://" in address:
+        return address
+    if not address or address.startswith(":"):
+        address = "0.0.0.0" + address if address else "0.0.0.0:0"
+    return "tcp://" + address
+
+
+def toxiproxy_address(uri: str) -> str:
+    """The reverse, for the API: tcp URIs are shown as ``host:port`` like Toxiproxy."""
+    if uri.startswith("tcp://"):
+        return uri[len("tcp://") :]
+    return uri
+
+
+@dataclass
+class ToxicEntry:
+    name: str
+    toxic: Toxic
+    stream: str
+    toxicity: float
+    generation: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "attributes": dict(self.toxic.attributes),
+            "name": self.name,
+            "type": self.toxic.type_name,
+            "stream": self.stream,
+            "toxicity": self.toxicity,
+        }
+
+
+@dataclass(eq=False)
+class Connection:
+    proxy: Proxy
+    ordinal: int
+    client: Endpoint
+    server: Endpoint
+    links: dict[str, Link] = field(default_factory=dict)
+    message_based: bool = False
+    closed: bool = False
+
+    def link_finished(self, link: Link) -> None:
+        if all(each.done for each in self.links.values()):
+            self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for link in self.links.values():
+            link.stop()
+        self.client.close()
+        self.server.close()
+        self.proxy._forget(self)
+
+    def reset(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for link in self.links.values():
+            link.stop()
+        self.client.reset()
+        self.server.reset()
+        self.proxy.journal.record("reset", proxy=self.proxy.name, connection=self.ordinal)
+        self.proxy._forget(self)
+
+    def lost(self, side: str, exc: BaseException | None) -> None:
+        """One socket is gone: the other side closes too (after pending EOF)."""
+        if self.closed:
+            return
+        other = self.server if side == "client" else self.client
+        if exc is not None:
+            self.proxy.journal.record(
+                "peer_error",
+                proxy=self.proxy.name,
+                connection=self.ordinal,
+                side=side,
+                error=str(exc),
+            )
+            self.closed = True
+            for link in self.links.values():
+                link.stop()
+            other.reset() if isinstance(exc, ConnectionResetError) else other.close()
+            self.proxy._forget(self)
+            return
+        source_link = self.links["upstream" if side == "client" else "downstream"]
+        source_link.feed_eof()
+
+
+class Proxy:
+    """One proxy in an engine; every method runs on the engine's loop."""
+
+    def __init__(
+        self,
+        name: str,
+        listen: str,
+        upstream: str,
+        *,
+        journal: Journal,
+        seed: int,
+        framing: str | None = None,
+        record_chunks: bool = True,
+    ) -> None:
+        self.name = name
+        self.listen = listen
+        self.upstream = upstream
+        self.enabled = False
+        self.journal = journal
+        self.seed = seed
+        self.framing = framing
+        self.record_chunks = record_chunks
+        self.toxics: dict[str, ToxicEntry] = {}
+        self.connections: set[Connection] = set()
+        self._ordinals = itertools.count()
+        self._server: asyncio.AbstractServer | None = None
+        self._bridge_listener: Any = None
+        self._bridge_stop: threading.Event | None = None
+        self._bound_uri: str | None = None
+
+    # ---- JSON view -------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "listen": toxiproxy_address(self.listen),
+            "upstream": toxiproxy_address(self.upstream),
+            "enabled": self.enabled,
+            "toxics": [e.to_json() for e in self.toxic_list()],
+        }
+
+    def toxic_list(self) -> list[ToxicEntry]:
+        ups = [e for e in self.toxics.values() if e.stream.lower() == "upstream"]
+        downs = [e for e in self.toxics.values() if e.stream.lower() == "downstream"]
+        return ups + downs
+
+    # ---- lifecycle ---------------------------------------------------------
+    async def start(self) -> None:
+        if self.enabled:
+            return
+        uri = to_uri(self.listen)
+        scheme = transports.parse_address(uri).scheme
+        try:
+            if scheme in SOCKET_SCHEMES:
+                await self._start_socket(uri, scheme)
+            else:
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(None, self._start_bridge, uri, loop)
+        except (OSError, TransportError) as exc:
+            raise ProxyError(f"listen {uri}: {exc}", 500) from exc
+        self.enabled = True
+        self.journal.record("proxy_enabled", proxy=self.name, listen=self.listen)
+
+    async def _start_socket(self, uri: str, scheme: str) -> None:
+        parsed = transports.parse_address(uri)
+        loop = asyncio.get_running_loop()
+        if scheme == "unix":
+            from faultlab.transports.unix import bind_unix
+
+            sock, owner = bind_unix(parsed, socket.SOCK_STREAM)
+            self._unix_owner = owner
+            self._server = await loop.create_unix_server(self._accept_factory, sock=sock)
+            self.listen = uri if "://" in self.listen else self.listen
+            return
+        host = parsed.host or "0.0.0.0"
+        if parsed.port is None:
+            raise AddressError(f"{uri}: a port is required")
+        self._server = await loop.create_server(
+            self._accept_factory, host, parsed.port, reuse_address=True, backlog=1024
+        )
+        real = self._server.sockets[0].getsockname()
+        shown = f"[{real[0]}]:{real[1]}" if ":" in real[0] else f"{real[0]}:{real[1]}"
+        self.listen = (
+            shown if "://" not in self.listen or scheme == "tcp" else (f"{scheme}://{shown}")
+        )
+
+    def _accept_factory(self) -> SocketEndpoint:
+        endpoint = SocketEndpoint()
+        asyncio.get_running_loop().create_task(self._on_socket_client(endpoint))
+        return endpoint
+
+    async def _on_socket_client(self, client: SocketEndpoint) -> None:
+        try:
+            await client.connected
+        except Exception:
+            return
+        await self._connect_upstream(client)
+
+    def _start_bridge(self, uri: str, loop: asyncio.AbstractEventLoop) -> None:
+        """Listen with the faultlab transport; a thread accepts and hands clients to the loop."""
+        listener = transports.listen(uri)
+        self._bridge_listener = listener
+        self.listen = listener.address
+        stop = threading.Event()
+        self._bridge_stop = stop
+
+        def accept_loop() -> None:
+            while not stop.is_set():
+                try:
+                    stream = listener.accept(timeout=0.25)
+                except TransportError:
+                    if stop.is_set():
+                        return
+                    continue
+                endpoint = BridgeEndpoint(stream, loop)
+                try:
+                    asyncio.run_coroutine_threadsafe(self._connect_upstream(endpoint), loop)
+                except RuntimeError:
+                    stream.close()
+                    return
+
+        threading.Thread(
+            target=accept_loop, daemon=True, name=f"faultlab-accept-{self.name}"
+        ).start()
+
+    async def stop(self) -> None:
+        if not self.enabled:
+            return
+        self.enabled = False
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+            owner = getattr(self, "_unix_owner", None)
+            if owner is not None:
+                owner.release()
+        if self._bridge_stop is not None:
+            self._bridge_stop.set()
+        if self._bridge_listener is not None:
+            self._bridge_listener.close()
+            self._bridge_listener = None
+        for conn in list(self.connections):
+            conn.close()
+        self.journal.record("proxy_disabled", proxy=self.name)
+
+    # ---- connections -------------------------------------------------------
+    async def _connect_upstream(self, client: Endpoint) -> None:
+        ordinal = next(self._ordinals)
+        uri = to_uri(self.upstream)
+        scheme = transports.parse_address(uri).scheme
+        loop = asyncio.get_running_loop()
+        try:
+            if scheme in SOCKET_SCHEMES:
+                server: Endpoint = await asyncio.wait_for(self._open_socket(uri), CONNECT_TIMEOUT)
+            else:
+                stream = await loop.run_in_executor(
+                    None, lambda: transports.connect(uri, timeout=CONNECT_TIMEOUT)
+                )
+                server = BridgeEndpoint(stream, loop)
+        except (OSError, TransportError, TimeoutError) as exc:
+            self.journal.record(
+                "upstream_failed",
+                proxy=self.name,
+                connection=ordinal,
+                upstream=self.upstream,
+                error=str(exc) or type(exc).__name__,
+            )
+            client.close()
+            return
+        if not self.enabled:
+            client.close()
+            server.close()
+            return
+        self._wire(ordinal, client, server)
+
+    async def _open_socket(self, uri: str) -> SocketEndpoint:
+        parsed = transports.parse_address(uri)
+        loop = asyncio.get_running_loop()
+        if parsed.scheme == "unix":
+            from faultlab.transports.unix import unix_sockaddr
+
+            addr = unix_sockaddr(parsed)
+            path = addr.decode() if isinstance(addr, bytes) else addr
+            _, endpoint = await loop.create_unix_connection(SocketEndpoint, path)
+        else:
+            _, endpoint = await loop.create_connection(
+                SocketEndpoint, parsed.host, parsed.port or 0
+            )
+        return endpoint
+
+    def _wire(self, ordinal: int, client: Endpoint, server: Endpoint) -> None:
+        message_based = any(
+            isinstance(e, BridgeEndpoint) and e.stream.kind == "message" for e in (client, server)
+        )
+        conn = Connection(self, ordinal, client, server, message_based=message_based)
+        framing = None if message_based else self.framing
+        up = Link(conn, "upstream", server, client.pause_reading, client.resume_reading, framing)
+        down = Link(
+            conn, "downstream", client, server.pause_reading, server.resume_reading, framing
+        )
+        conn.links = {"upstream": up, "downstream": down}
+        for stream in STREAMS:
+            conn.links[stream].set_chain(self._entries(stream))
+        client.bind(
+            up.feed,
+            up.feed_eof,
+            lambda exc: conn.lost("client", exc),
+            server.pause_reading,
+            server.resume_reading,
+        )
+        server.bind(
+            down.feed,
+            down.feed_eof,
+            lambda exc: conn.lost("server", exc),
+            client.pause_reading,
+            client.resume_reading,
+        )
+        self.connections.add(conn)
+        self.journal.record(
+            "connection",
+            proxy=self.name,
+            connection=ordinal,
+            client=client.description,
+            upstream=self.upstream,
+        )
+        client.start()
+        server.start()
+
+    def _forget(self, conn: Connection) -> None:
+        if conn in self.connections:
+            self.connections.discard(conn)
+            self.journal.record("connection_closed", proxy=self.name, connection=conn.ordinal)
+
+    # ---- toxics ------------------------------------------------------------
+    def _entries(self, stream: str) -> list[ToxicEntry]:
+        return [e for e in self.toxics.values() if e.stream.lower() == stream]
+
+    def _refresh(self, stream: str) -> None:
+        entries = self._entries(stream)
+        for conn in list(self.connections):
+            conn.links[stream].set_chain(entries)
+
+    def add_toxic(
+        self,
+        type_name: str,
+        *,
+        name: str | None = None,
+        stream: str = "downstream",
+        toxicity: float = 1.0,
+        attributes: dict[str, Any] | None = None,
+    ) -> ToxicEntry:
+        if not isinstance(stream, str) or stream.lower() not in STREAMS:
+            raise ProxyError("stream was invalid, can be either upstream or downstream", 400)
+        name = name or f"{type_name}_{stream}"
+        try:
+            cls = get_toxic_class(type_name)
+        except InvalidToxic as exc:
+            raise ProxyError(str(exc), 400) from None
+        if name in self.toxics:
+            raise ProxyError("toxic already exists", 409)
+        _check_toxicity(toxicity)
+        try:
+            toxic = cls(**(attributes or {}))
+        except InvalidToxic as exc:
+            raise ProxyError(str(exc), 400) from None
+        self._check_expressible(toxic)
+        entry = ToxicEntry(name, toxic, stream, float(toxicity))
+        self.toxics[name] = entry
+        self.journal.record("toxic_added", proxy=self.name, toxic=name, **entry.to_json())
+        self._refresh(stream.lower())
+        return entry
+
+    def _check_expressible(self, toxic: Toxic) -> None:
+        if not toxic.needs_frames:
+            return
+        kinds = {
+            transports.get(transports.parse_address(to_uri(a)).scheme).capabilities.kind
+            for a in (self.listen, self.upstream)
+        }
+        if self.framing is None and kinds == {"stream"}:
+            raise ProxyError(
+                f"toxic {toxic.type_name!r} acts on whole messages, but proxy {self.name!r} "
+                "carries a raw byte stream: set a framing on the proxy (length-prefix, lines, "
+                "msgpack-stream, http, grpc) or use a message transport",
+                400,
+            )
+
+    def update_toxic(
+        self, name: str, *, toxicity: float | None = None, attributes: dict[str, Any] | None = None
+    ) -> ToxicEntry:
+        entry = self.toxics.get(name)
+        if entry is None:
+            raise ProxyError("toxic not found", 404)
+        if toxicity is not None:
+            _check_toxicity(toxicity)
+        new = type(entry.toxic)(**entry.toxic.attributes)
+        try:
+            new.update(attributes or {})
+        except InvalidToxic as exc:
+            raise ProxyError(str(exc), 400) from None
+        entry.toxic = new
+        if toxicity is not None:
+            entry.toxicity = float(toxicity)
+        entry.generation += 1
+        self.journal.record("toxic_updated", proxy=self.name, toxic=name, **entry.to_json())
+        self._refresh(entry.stream.lower())
+        return entry
+
+    def remove_toxic(self, name: str) -> None:
+        entry = self.toxics.pop(name, None)
+        if entry is None:
+            raise ProxyError("toxic not found", 404)
+        self.journal.record("toxic_removed", proxy=self.name, toxic=name)
+        self._refresh(entry.stream.lower())
+        if entry.toxic.closes_on_remove:
+            for conn in list(self.connections):
+                conn.close()
+
+    def remove_all_toxics(self) -> None:
+        for name in list(self.toxics):
+            self.remove_toxic(name)
+
+
+def _check_toxicity(toxicity: Any) -> None:
+    if isinstance(toxicity, bool) or not isinstance(toxicity, int | float):
+        raise ProxyError("toxicity must be a number between 0 and 1", 400)
+    if not 0.0 <= float(toxicity) <= 1.0:
+        raise ProxyError(f"toxicity must be between 0 and 1, got {toxicity}", 400)

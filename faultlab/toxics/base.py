@@ -1,0 +1,266 @@
+"""What a toxic is: validated attributes plus a per-chunk ``process`` coroutine.
+
+After Toxiproxy's ``toxics/``: a toxic object is configuration only; the
+per-link state lives in its :class:`ToxicContext`. Toxicity, seeding and
+journaling are handled once, by the link, not by each toxic. A toxic sees
+chunks (one read of a byte stream) or, with framing or on a message relay,
+whole frames; toxics that only make sense on frames say so with
+``needs_frames`` and are refused on raw byte streams.
+
+The chain: a link calls ``process(ctx, chunk, emit)`` of the first active
+toxic; ``emit`` hands a chunk to the next toxic (and, after the last, to the
+destination). A toxic may emit nothing (drop), several chunks (slice,
+duplicate), or wait first (latency) — always through ``ctx.sleep`` so a live
+update or removal can interrupt it without losing data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any, ClassVar
+
+from faultlab.errors import FaultlabError
+
+__all__ = [
+    "Attr",
+    "Chunk",
+    "Emit",
+    "InvalidToxic",
+    "Toxic",
+    "ToxicContext",
+    "get_toxic_class",
+    "register_toxic",
+    "toxic_types",
+]
+
+
+class InvalidToxic(FaultlabError, ValueError):
+    """Unknown toxic type, or attributes out of range (a 400 from the API)."""
+
+
+@dataclass(slots=True)
+class Chunk:
+    """A piece of data in flight: one read, or one whole frame/message."""
+
+    data: bytes
+    t: float
+    """Arrival time (``loop.time()``); latency counts from here."""
+    index: int = 0
+    """Ordinal of this chunk/frame on its link."""
+    frame: bool = False
+
+
+Emit = Callable[[Chunk], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Attr:
+    """One attribute: type, default and the range Toxiproxy crashes or hangs outside of."""
+
+    kind: type
+    default: Any
+    minimum: float | None = None
+    maximum: float | None = None
+    help: str = ""
+
+    def check(self, toxic: str, name: str, value: Any) -> Any:
+        if self.kind is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                if isinstance(value, float) and value.is_integer():
+                    value = int(value)  # Python clients send 100.0; accept exact integers
+                else:
+                    raise InvalidToxic(f"{toxic}: attribute {name!r} must be an integer")
+        elif self.kind is float:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise InvalidToxic(f"{toxic}: attribute {name!r} must be a number")
+            value = float(value)
+            if not math.isfinite(value):
+                raise InvalidToxic(f"{toxic}: attribute {name!r} must be finite")
+        elif self.kind is str:
+            if not isinstance(value, str):
+                raise InvalidToxic(f"{toxic}: attribute {name!r} must be a string")
+        elif self.kind is bool and not isinstance(value, bool):
+            raise InvalidToxic(f"{toxic}: attribute {name!r} must be true or false")
+        if self.minimum is not None and value < self.minimum:
+            raise InvalidToxic(
+                f"{toxic}: attribute {name!r} must be >= {self.minimum}, got {value}"
+            )
+        if self.maximum is not None and value > self.maximum:
+            raise InvalidToxic(
+                f"{toxic}: attribute {name!r} must be <= {self.maximum}, got {value}"
+            )
+        return value
+
+
+class ToxicContext:
+    """Per (toxic, link) state: the seeded RNG, the journal, timers and interrupts."""
+
+    def __init__(
+        self,
+        *,
+        rng: random.Random,
+        record: Callable[..., None],
+        close: Callable[[], None],
+        reset: Callable[[], None],
+        direction: str,
+        link_kind: str,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.rng = rng
+        self._record = record
+        self.close_connection = close
+        """Tear the whole connection down (both directions), as a toxic closing its stub."""
+        self.reset_connection = reset
+        """Close with RST (SO_LINGER 0): peers see ECONNRESET."""
+        self.direction = direction
+        self.link_kind = link_kind
+        self.loop = loop
+        self.state: dict[str, Any] = {}
+        self.interrupted = asyncio.Event()
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    def record(self, decision: str, chunk: Chunk | None = None, **fields: Any) -> None:
+        """Journal one fault decision (the link adds proxy, connection and toxic)."""
+        if chunk is not None:
+            fields.setdefault("frame_index", chunk.index)
+            fields.setdefault("size", len(chunk.data))
+        self._record(decision, **fields)
+
+    def now(self) -> float:
+        return self.loop.time()
+
+    async def sleep(self, seconds: float) -> bool:
+        """Sleep, unless interrupted (update/removal); True if the full time passed."""
+        if seconds <= 0:
+            return True
+        if self.interrupted.is_set():
+            return False
+        try:
+            await asyncio.wait_for(self.interrupted.wait(), seconds)
+        except TimeoutError:
+            return True
+        return False
+
+    def spawn(self, coro: Awaitable[Any]) -> None:
+        """Run a timer or side task owned by this context (cancelled on removal)."""
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def cancel_tasks(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+
+
+class Toxic:
+    """Configuration of one toxic type; subclasses register by ``type_name``."""
+
+    type_name: ClassVar[str]
+    attributes_spec: ClassVar[dict[str, Attr]] = {}
+    needs_frames: ClassVar[bool] = False
+    """True if it can only act on whole frames (drop, reorder...)."""
+    description: ClassVar[str] = ""
+    closes_on_remove: ClassVar[bool] = False
+    """Removing it tears live connections down (Toxiproxy's timeout: data was dropped)."""
+
+    def __init__(self, **attributes: Any) -> None:
+        self.attributes: dict[str, Any] = {k: a.default for k, a in self.attributes_spec.items()}
+        self.update(attributes)
+
+    def update(self, attributes: dict[str, Any]) -> None:
+        """Merge attributes field by field (Toxiproxy decodes into the live struct)."""
+        merged = dict(self.attributes)
+        lowered = {k.lower(): k for k in self.attributes_spec}
+        for key, value in attributes.items():
+            name = lowered.get(key.lower())
+            if name is None:
+                continue  # unknown keys are ignored, as Go's decoder does
+            merged[name] = self.attributes_spec[name].check(self.type_name, name, value)
+        self.validate(merged)
+        self.attributes = merged
+
+    def validate(self, attributes: dict[str, Any]) -> None:
+        """Cross-attribute checks; raise :class:`InvalidToxic`."""
+
+    def __getattr__(self, name: str) -> Any:
+        attrs = self.__dict__.get("attributes")
+        if attrs is not None and name in attrs:
+            return attrs[name]
+        raise AttributeError(name)
+
+    # lifecycle, per link
+    def start(self, ctx: ToxicContext) -> None:
+        """Called when the toxic becomes active on a link (timers go in ``ctx.spawn``)."""
+
+    async def process(self, ctx: ToxicContext, chunk: Chunk, emit: Emit) -> None:
+        await emit(chunk)
+
+    async def on_eof(self, ctx: ToxicContext) -> None:
+        """The source reached EOF; return when the EOF may travel on (slow_close waits)."""
+
+    def stop(self, ctx: ToxicContext) -> None:
+        """Removed or replaced on a live link."""
+
+
+_registry: dict[str, type[Toxic]] = {}
+_loaded = False
+_BUILTIN = (
+    "noop",
+    "latency",
+    "bandwidth",
+    "slow_close",
+    "timeout",
+    "reset_peer",
+    "slicer",
+    "limit_data",
+    "drop",
+    "duplicate",
+    "reorder",
+    "corrupt",
+    "delay",
+    "partition",
+    "slow_open",
+    "fail_first",
+    "rpc_error",
+    "version_skew",
+)
+
+
+def register_toxic(cls: type[Toxic]) -> type[Toxic]:
+    _registry[cls.type_name] = cls
+    return cls
+
+
+def _load() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    import importlib
+
+    for name in _BUILTIN:
+        try:
+            importlib.import_module(f"faultlab.toxics.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"faultlab.toxics.{name}":
+                raise
+    for ep in entry_points(group="faultlab.toxics"):
+        register_toxic(ep.load())
+
+
+def get_toxic_class(type_name: str) -> type[Toxic]:
+    _load()
+    try:
+        return _registry[type_name]
+    except KeyError:
+        raise InvalidToxic("invalid toxic type") from None
+
+
+def toxic_types() -> list[str]:
+    _load()
+    return sorted(_registry)

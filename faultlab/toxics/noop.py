@@ -1,0 +1,11 @@
+"""``noop``: passes everything through (Toxiproxy's hidden chain head, addable too)."""
+
+from __future__ import annotations
+
+from faultlab.toxics.base import Toxic, register_toxic
+
+
+@register_toxic
+class Noop(Toxic):
+    type_name = "noop"
+    description = "pass-through"
