@@ -22,7 +22,7 @@ from pathlib import Path
 
 from faultlab.transports.base import parse_address
 
-__all__ = ["BASELINES", "RoundTrip", "client", "serve"]
+__all__ = ["BASELINES", "RoundTrip", "cleanup", "client", "serve"]
 
 RoundTrip = Callable[[bytes], bytes]
 _LEN = struct.Struct("!I")
@@ -132,10 +132,13 @@ def _serve_fifo(addr: str, ready: Callable[[str], None]) -> None:
         if not os.path.exists(name):
             os.mkfifo(name, 0o600)
     ready(addr)
-    rfd = os.open(c2s, os.O_RDONLY)
-    wfd = os.open(s2c, os.O_WRONLY)
-    while data := os.read(rfd, 1 << 16):
-        os.write(wfd, data)
+    while True:  # one client at a time; the FIFOs stay for the next one
+        rfd = os.open(c2s, os.O_RDONLY)
+        wfd = os.open(s2c, os.O_WRONLY)
+        while data := os.read(rfd, 1 << 16):
+            os.write(wfd, data)
+        os.close(rfd)
+        os.close(wfd)
 
 
 def _client_fifo(addr: str) -> tuple[RoundTrip, Callable[[], None]]:
@@ -150,13 +153,18 @@ def _client_fifo(addr: str) -> tuple[RoundTrip, Callable[[], None]]:
     def close() -> None:
         os.close(wfd)
         os.close(rfd)
-        for name in (c2s, s2c):
+
+    return rt, close
+
+
+def cleanup(address: str) -> None:
+    """Remove what a raw server left behind (FIFO files) once it is gone."""
+    if parse_address(address).scheme == "fifo":
+        for name in _fifo_names(address):
             try:
                 os.unlink(name)
             except FileNotFoundError:
                 pass
-
-    return rt, close
 
 
 def _mq_names(addr: str) -> tuple[str, str]:

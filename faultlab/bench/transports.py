@@ -131,6 +131,7 @@ def _bench_one(
                 raw_bulk = _raw_bulk(server.address or raw_address, bulk_bytes)
         finally:
             server.close()
+            raw.cleanup(server.address or raw_address)
     results = []
     for size in sizes:
         base = raw_stats.get(size)

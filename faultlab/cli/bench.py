@@ -50,6 +50,17 @@ def add_parser(sub: Any) -> None:
     rp.add_argument("--json", dest="json_path", type=Path, help="also write results as JSON")
     rp.set_defaults(run=run_rpc)
 
+    pp = which.add_parser(
+        "proxy", help="latency and throughput the proxy adds, 1000 connections, API speed"
+    )
+    pp.add_argument("-n", "--iterations", type=int, default=5000, help="timed round trips")
+    pp.add_argument("--warmup", type=int, default=500)
+    pp.add_argument("--placement", choices=["same", "split", "free"], default="same")
+    pp.add_argument("--bulk-mib", type=int, default=64)
+    pp.add_argument("--connections", type=int, default=1000, help="concurrent connections")
+    pp.add_argument("--json", dest="json_path", type=Path, help="also write results as JSON")
+    pp.set_defaults(run=run_proxy)
+
 
 def _fmt(x: float | None, digits: int = 1) -> str:
     return "-" if x is None else f"{x:,.{digits}f}"
@@ -188,3 +199,66 @@ def run_rpc(args: argparse.Namespace) -> int:
         args.json_path.write_text(json.dumps(report, indent=2))
         console.print(f"wrote {args.json_path}")
     return 1 if report["errors"] else 0
+
+
+def run_proxy(args: argparse.Namespace) -> int:
+    from faultlab.bench.proxy import run_proxy_bench
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)
+    with console.status("measuring...") as status:
+        report = run_proxy_bench(
+            iterations=args.iterations,
+            warmup=args.warmup,
+            placement=args.placement,
+            bulk_mib=args.bulk_mib,
+            connections=args.connections,
+            on_step=lambda msg: status.update(msg),
+        )
+    table = Table(
+        title=f"faultlab bench proxy (placement={args.placement})",
+        title_justify="left",
+        caption="goals: added p50 <= 50 µs; throughput >= 50 % of direct",
+    )
+    for col in (
+        "transport",
+        "direct p50 µs",
+        "proxied p50 µs",
+        "added p50 µs",
+        "added p99 µs",
+        "direct MB/s",
+        "proxied MB/s",
+        "tp ratio",
+    ):
+        table.add_column(col, justify="left" if col == "transport" else "right")
+    for scheme, lat in report["latency"].items():
+        tp = report["throughput"][scheme]
+        added = lat["added_p50_us"]
+        table.add_row(
+            f"{scheme}://",
+            _fmt(lat["direct"]["p50_us"]),
+            _fmt(lat["proxied"]["p50_us"]),
+            f"[{'green' if added <= 50 else 'red'}]{added:.1f}[/]",
+            _fmt(lat["added_p99_us"]),
+            _fmt(tp["direct_mb_s"], 0),
+            _fmt(tp["proxied_mb_s"], 0),
+            _ratio(tp["ratio"], 0.5, higher_is_better=True),
+        )
+    console.print(table)
+    conc = report["concurrency"]
+    if conc:
+        console.print(
+            f"{conc['connections']} concurrent connections x {conc['rounds_each']} echoes: "
+            f"errors {conc['errors']}, {conc['seconds']:.1f} s, proxy RSS "
+            f"{conc['proxy_rss_kib_before'] / 1024:.1f} -> {conc['proxy_rss_kib_after'] / 1024:.1f} MiB"
+        )
+    api = report["api"]
+    console.print(
+        f"toxic add + remove (engine facade): p50 {api['engine_add_remove_p50_us']:.0f} µs"
+    )
+    if args.json_path:
+        args.json_path.parent.mkdir(parents=True, exist_ok=True)
+        args.json_path.write_text(json.dumps(report, indent=2))
+        console.print(f"wrote {args.json_path}")
+    return 1 if conc and conc["errors"] else 0

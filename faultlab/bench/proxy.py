@@ -1,0 +1,187 @@
+"""``faultlab bench proxy``: what the proxy costs, beside a direct connection in the same run.
+
+- added round-trip latency, 64 B, tcp and unix, no toxics: p50 and p99 (goal: <= 50 µs at p50);
+- bulk echo throughput through the proxy vs direct (goal: >= 50 %);
+- many concurrent proxied connections exchanging echo traffic: errors (goal 0), proxy RSS;
+- API: toxic add + remove through the engine facade, p50.
+
+The proxy and the echo server each run in their own process, pinned like the
+transport benchmark, so the figures are not mixed with the client's GIL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from faultlab import transports
+from faultlab._proc import ChildProcess, spawn_ready
+from faultlab.bench.stats import machine_info, measure_round_trips, pin
+from faultlab.bench.transports import PLACEMENTS, _bulk, _faultlab_round_trip
+
+__all__ = ["run_proxy_bench"]
+
+
+def _spawn(mode: str, *args: str, cpu: int | None, extra: list[str] | None = None) -> ChildProcess:
+    cmd = [sys.executable, "-m", "faultlab.bench._proxy_peer", mode, *args, *(extra or [])]
+    if cpu is not None:
+        cmd += ["--cpu", str(cpu)]
+    return spawn_ready(cmd, timeout=30)
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _latency_and_bulk(
+    address: str, iterations: int, warmup: int, bulk_bytes: int
+) -> tuple[dict[str, float], float]:
+    with transports.connect(address, timeout=10) as stream:
+        stats = measure_round_trips(_faultlab_round_trip(stream), b"x" * 64, iterations, warmup)
+        bulk = 0.0
+        if bulk_bytes:
+            assert hasattr(stream, "send")
+            bulk = _bulk(stream.send, stream.receive, bulk_bytes)  # type: ignore[arg-type]
+    return {"p50_us": stats.median_us, "p99_us": stats.p99_us, "msgs_per_s": stats.msgs_per_s}, bulk
+
+
+async def _many(address: str, connections: int, rounds: int) -> int:
+    """Open ``connections`` at once, each doing ``rounds`` echoes; return the error count."""
+    parsed = transports.parse_address(address)
+    errors = 0
+
+    async def one(i: int) -> None:
+        nonlocal errors
+        try:
+            if parsed.scheme == "unix":
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_unix_connection(parsed.path), 30
+                )
+            else:
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(parsed.host, parsed.port), 30
+                )
+            for r in range(rounds):
+                payload = f"{i}:{r};".encode().ljust(32, b".")
+                writer.write(payload)
+                got = await asyncio.wait_for(reader.readexactly(len(payload)), 30)
+                if got != payload:
+                    errors += 1
+            writer.close()
+            await writer.wait_closed()
+        except (OSError, TimeoutError, asyncio.IncompleteReadError):
+            errors += 1
+
+    await asyncio.gather(*(one(i) for i in range(connections)))
+    return errors
+
+
+def run_proxy_bench(
+    *,
+    iterations: int = 5000,
+    warmup: int = 500,
+    placement: str = "same",
+    bulk_mib: int = 64,
+    connections: int = 1000,
+    rounds: int = 10,
+    api_rounds: int = 200,
+    on_step: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    client_cpu, server_cpu = PLACEMENTS[placement]
+    before = pin(client_cpu)
+    say = on_step or (lambda _msg: None)
+    results: dict[str, Any] = {"latency": {}, "throughput": {}, "concurrency": {}, "api": {}}
+    children: list[ChildProcess] = []
+    try:
+        for scheme in ("tcp", "unix"):
+            listen_echo = (
+                "tcp://127.0.0.1:0"
+                if scheme == "tcp"
+                else transports.get("unix").example_address("bench-echo")
+            )
+            echo = _spawn("echo", listen_echo, cpu=server_cpu)
+            children.append(echo)
+            listen_proxy = (
+                "127.0.0.1:0"
+                if scheme == "tcp"
+                else transports.get("unix").example_address("bench-proxy")
+            )
+            proxy = _spawn(
+                "proxy", listen_proxy, echo.address, cpu=server_cpu, extra=["--no-journal-chunks"]
+            )
+            children.append(proxy)
+            say(f"{scheme}: direct")
+            direct, direct_bulk = _latency_and_bulk(
+                echo.address, iterations, warmup, bulk_mib << 20
+            )
+            say(f"{scheme}: through the proxy")
+            proxied, proxied_bulk = _latency_and_bulk(
+                proxy.address, iterations, warmup, bulk_mib << 20
+            )
+            results["latency"][scheme] = {
+                "direct": direct,
+                "proxied": proxied,
+                "added_p50_us": proxied["p50_us"] - direct["p50_us"],
+                "added_p99_us": proxied["p99_us"] - direct["p99_us"],
+            }
+            results["throughput"][scheme] = {
+                "direct_mb_s": direct_bulk,
+                "proxied_mb_s": proxied_bulk,
+                "ratio": proxied_bulk / direct_bulk if direct_bulk else None,
+            }
+            if scheme == "tcp" and connections:
+                say(f"{connections} concurrent connections")
+                rss_before = _rss_kib(proxy.pid)
+                started = time.perf_counter()
+                errors = asyncio.run(_many(proxy.address, connections, rounds))
+                results["concurrency"] = {
+                    "connections": connections,
+                    "rounds_each": rounds,
+                    "errors": errors,
+                    "seconds": time.perf_counter() - started,
+                    "proxy_rss_kib_before": rss_before,
+                    "proxy_rss_kib_after": _rss_kib(proxy.pid),
+                }
+            for child in children:
+                child.close()
+            children.clear()
+        say("API: toxic add + remove")
+        results["api"] = _api_rounds(api_rounds)
+    finally:
+        for child in children:
+            child.close()
+        os.sched_setaffinity(0, before)
+    return {
+        "benchmark": "proxy",
+        "version": 1,
+        "machine": machine_info(),
+        "placement": {"name": placement, "client_cpu": client_cpu, "server_cpu": server_cpu},
+        "iterations": iterations,
+        **results,
+    }
+
+
+def _api_rounds(rounds: int) -> dict[str, float]:
+    from faultlab.proxy.engine import ProxyEngine
+
+    with ProxyEngine(seed=0) as engine:
+        handle = engine.create("api", listen="127.0.0.1:0", upstream="127.0.0.1:9")
+        samples = []
+        for _ in range(rounds):
+            t0 = time.perf_counter_ns()
+            handle.add_toxic("latency", latency=10)
+            handle.remove_toxic("latency_downstream")
+            samples.append(time.perf_counter_ns() - t0)
+        samples.sort()
+    return {
+        "engine_add_remove_p50_us": samples[len(samples) // 2] / 1000,
+        "engine_add_remove_p99_us": samples[int(len(samples) * 0.99)] / 1000,
+    }
