@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import threading
 
 from faultlab.proxy.engine import ProxyEngine
 from faultlab.proxy.proxy import to_uri
@@ -73,9 +72,7 @@ def main() -> None:
             record_chunks=not args.no_journal_chunks,
         )
         print(f"READY {handle.address}", flush=True)
-        done = threading.Event()
-        threading.Thread(target=lambda: (_wait_stdin(), done.set()), daemon=True).start()
-        done.wait()
+        _wait_stdin()
 
 
 if __name__ == "__main__":

@@ -251,7 +251,8 @@ def run_proxy(args: argparse.Namespace) -> int:
         console.print(
             f"{conc['connections']} concurrent connections x {conc['rounds_each']} echoes: "
             f"errors {conc['errors']}, {conc['seconds']:.1f} s, proxy RSS "
-            f"{conc['proxy_rss_kib_before'] / 1024:.1f} -> {conc['proxy_rss_kib_after'] / 1024:.1f} MiB"
+            f"{conc['proxy_rss_kib_before'] / 1024:.1f} -> "
+            f"{conc['proxy_rss_kib_after'] / 1024:.1f} MiB"
         )
     api = report["api"]
     console.print(
