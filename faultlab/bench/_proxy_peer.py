@@ -58,7 +58,7 @@ def main() -> None:
         os.sched_setaffinity(0, {args.cpu})
     if args.mode == "echo":
         try:
-            import uvloop  # type: ignore[import-not-found]
+            import uvloop
 
             uvloop.run(_echo(args.listen))
         except ImportError:
