@@ -39,7 +39,7 @@ class ProxyEngine:
 
     def __init__(self, *, seed: int | None = None, journal: Journal | None = None) -> None:
         self.seed = new_seed() if seed is None else seed
-        self.journal = journal or Journal()
+        self.journal = journal if journal is not None else Journal()
         self.proxies: dict[str, Proxy] = {}
         self.loop = _new_loop()
         self._thread = threading.Thread(target=self._run, daemon=True, name="faultlab-engine")

@@ -1,0 +1,113 @@
+"""The backend interface and its registry (entry-point group ``faultlab.backends``)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any
+
+from faultlab.errors import FaultlabError
+from faultlab.journal import Journal
+
+__all__ = [
+    "BackendError",
+    "ServerHandle",
+    "ServerSpec",
+    "UnsupportedFault",
+    "get_backend",
+    "register_backend",
+]
+
+
+class BackendError(FaultlabError):
+    """A server could not be started, stopped or faulted."""
+
+
+class UnsupportedFault(BackendError):
+    """This backend cannot express the process fault (e.g. kill -9 of a thread)."""
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """What to serve: ``factory`` is ``"module:callable"`` (importable anywhere) or a callable."""
+
+    factory: str | Callable[[], Any]
+    protocol: str
+    address: str
+    framing: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def factory_ref(self) -> str:
+        if isinstance(self.factory, str):
+            return self.factory
+        module = getattr(self.factory, "__module__", None)
+        name = getattr(self.factory, "__qualname__", None)
+        if not module or not name or "<" in name:
+            raise BackendError(
+                "a subprocess or container backend needs an importable factory: pass "
+                "'package.module:callable' or a top-level class/function"
+            )
+        return f"{module}:{name}"
+
+
+class ServerHandle(ABC):
+    """A running server; ``address`` is where it answers."""
+
+    address: str
+    pid: int | None = None
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop it for good and free everything it holds."""
+
+    def pause(self) -> None:
+        raise UnsupportedFault(f"{type(self).__name__} cannot pause")
+
+    def resume(self) -> None:
+        raise UnsupportedFault(f"{type(self).__name__} cannot resume")
+
+    def kill(self) -> None:
+        raise UnsupportedFault(f"{type(self).__name__} cannot kill -9")
+
+    def restart(self) -> None:
+        raise UnsupportedFault(f"{type(self).__name__} cannot restart")
+
+    def stop(self) -> None:
+        """Graceful stop (SIGTERM or the backend's equivalent)."""
+        self.close()
+
+    @property
+    def alive(self) -> bool:
+        return True
+
+    @property
+    def paused(self) -> bool:
+        return False
+
+
+Backend = Callable[[ServerSpec, Journal], ServerHandle]
+_registry: dict[str, Backend] = {}
+_loaded = False
+
+
+def register_backend(name: str, backend: Backend) -> None:
+    _registry[name] = backend
+
+
+def get_backend(name: str) -> Backend:
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        import faultlab.lab.backends.subprocess
+        import faultlab.lab.backends.thread  # noqa: F401
+
+        for ep in entry_points(group="faultlab.backends"):
+            register_backend(ep.name, ep.load())
+    try:
+        return _registry[name]
+    except KeyError:
+        raise BackendError(
+            f"unknown backend {name!r}; known: {', '.join(sorted(_registry))}"
+        ) from None

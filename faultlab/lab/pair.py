@@ -1,0 +1,259 @@
+"""A Pair: a server, a journaled fault proxy in front of it, and a client through the proxy.
+
+``Lab.pair()`` starts the server on an address from the transport registry
+(in a thread or a subprocess), puts a proxy in front of it on the same
+scheme, and connects an instrumented client through the proxy. Ready means
+ready: the server has answered a probe call. A Pair is cheap to reuse:
+:meth:`Pair.clear_faults` removes toxics and heals process faults without
+restarting a healthy server.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from faultlab import transports
+from faultlab._seed import new_seed
+from faultlab.errors import FaultlabError, TransportError
+from faultlab.journal import Journal
+from faultlab.lab.backends.base import BackendError, ServerHandle, ServerSpec, get_backend
+from faultlab.lab.backends.subprocess import SubprocessServer
+from faultlab.lab.client import CallRecord, InstrumentedClient, logical_call
+from faultlab.proxy.engine import ProxyEngine, ProxyHandle
+from faultlab.rpc.base import get_protocol
+from faultlab.rpc.client import Client
+from faultlab.rpc.errors import MethodNotFound, RpcError
+
+__all__ = ["DEFAULT_SERVICE", "Lab", "Pair"]
+
+DEFAULT_SERVICE = "faultlab.examples.calc:Calc"
+PROXY_FRAMINGS = ("length-prefix", "lines", "msgpack-stream")
+READY_TIMEOUT = 15.0
+
+
+def _proxy_framing(protocol: str, transport: str, framing: str | None) -> str | None:
+    """The framing the proxy decodes for frame-aware toxics (None: raw bytes)."""
+    if protocol == "grpc" or transports.get(transport).capabilities.kind == "message":
+        return None
+    chosen = framing or get_protocol(protocol).framings[0]
+    return chosen if chosen in PROXY_FRAMINGS else None
+
+
+class Pair:
+    """Server + proxy + client, sharing the lab's journal."""
+
+    def __init__(
+        self,
+        lab: Lab,
+        name: str,
+        spec: ServerSpec,
+        server: ServerHandle,
+        proxy: ProxyHandle,
+        client_timeout: float,
+    ) -> None:
+        self.lab = lab
+        self.name = name
+        self.spec = spec
+        self.server = server
+        self.proxy = proxy
+        self.protocol = spec.protocol
+        self.journal = lab.journal
+        self.client_timeout = client_timeout
+        self.client = self.new_client()
+
+    # clients
+    def new_client(self, *, timeout: float | None = None) -> InstrumentedClient:
+        """Another journaled client through the proxy (e.g. one per resilient wrapper)."""
+        return InstrumentedClient(
+            self.proxy.address,
+            self.protocol,
+            journal=self.journal,
+            framing=self.spec.framing,
+            timeout=timeout or self.client_timeout,
+        )
+
+    def direct_client(self, *, timeout: float = 10.0) -> Client:
+        """A plain client straight to the server, bypassing the proxy (for probes and truth)."""
+        return Client(
+            self.server.address, self.protocol, framing=self.spec.framing, timeout=timeout
+        )
+
+    # logical calls
+    @contextmanager
+    def logical_call(
+        self,
+        label: str = "",
+        *,
+        method: str | None = None,
+        idempotent: bool = True,
+        params: Any = None,
+    ) -> Iterator[CallRecord]:
+        with logical_call(
+            self.journal, label, method=method, idempotent=idempotent, params=params
+        ) as record:
+            yield record
+
+    def run(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        label: str = "",
+        method: str | None = None,
+        idempotent: bool = True,
+        **kwargs: Any,
+    ) -> Any:
+        """Run ``fn(client, *args, **kwargs)`` as one logical call; return its value."""
+        with self.logical_call(
+            label or getattr(fn, "__name__", ""), method=method, idempotent=idempotent, params=args
+        ) as record:
+            value = fn(self.client, *args, **kwargs)
+            record.value = value
+            return value
+
+    # faults
+    def clear_faults(self) -> None:
+        """Remove every toxic and heal process faults, without restarting a healthy server."""
+        self.proxy.clear()
+        if self.server.paused:
+            self.server.resume()
+        if not self.server.alive:
+            self.server.restart()
+            self.lab._wait_ready(self)
+
+    def pause_server(self) -> None:
+        self.server.pause()
+
+    def resume_server(self) -> None:
+        self.server.resume()
+
+    def kill_server(self) -> None:
+        self.server.kill()
+
+    def stop_server(self) -> None:
+        self.server.stop()
+
+    def restart_server(self) -> None:
+        self.server.restart()
+        self.lab._wait_ready(self)
+
+    # truth from the server
+    def server_effects(self) -> list[dict[str, Any]]:
+        """Side effects the service applied (calc: ``counter.effects``), asked directly."""
+        with self.direct_client() as client:
+            effects: list[dict[str, Any]] = client.call("counter.effects")
+        return effects
+
+    def events(self, **filters: Any) -> list[dict[str, Any]]:
+        """The journal so far, with the server process's events merged in."""
+        if isinstance(self.server, SubprocessServer):
+            self.server.merge_events()
+        return self.journal.events(**filters)
+
+    def close(self) -> None:
+        self.client.close()
+        try:
+            self.proxy.delete()
+        except FaultlabError:
+            pass
+        self.server.close()
+
+    def __enter__(self) -> Pair:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class Lab:
+    """Provisions pairs that share one seed, one proxy engine and one journal."""
+
+    def __init__(
+        self,
+        *,
+        seed: int | None = None,
+        journal: Journal | None = None,
+        backend: str = "thread",
+        client_timeout: float = 5.0,
+    ) -> None:
+        self.seed = new_seed() if seed is None else seed
+        self.journal = journal if journal is not None else Journal()
+        self.backend = backend
+        self.client_timeout = client_timeout
+        self.engine = ProxyEngine(seed=self.seed, journal=self.journal)
+        self.pairs: list[Pair] = []
+        self._names = itertools.count()
+
+    def pair(
+        self,
+        service: str | Callable[[], Any] = DEFAULT_SERVICE,
+        *,
+        protocol: str = "binrpc",
+        transport: str = "tcp",
+        backend: str | None = None,
+        framing: str | None = None,
+        client_timeout: float | None = None,
+    ) -> Pair:
+        """Start a server, a proxy in front of it and a client through the proxy."""
+        name = f"pair{next(self._names)}"
+        scheme = transport.split("://", 1)[0]
+        address = transports.get(scheme).example_address(f"{name}-srv")
+        spec = ServerSpec(service, protocol, address, framing)
+        server = get_backend(backend or self.backend)(spec, self.journal)
+        proxy: ProxyHandle | None = None
+        try:
+            listen = (
+                "127.0.0.1:0"
+                if scheme == "tcp"
+                else (transports.get(scheme).example_address(f"{name}-proxy"))
+            )
+            proxy = self.engine.create(
+                name,
+                listen=listen,
+                upstream=server.address,
+                framing=_proxy_framing(protocol, scheme, framing),
+            )
+            pair = Pair(self, name, spec, server, proxy, client_timeout or self.client_timeout)
+            self._wait_ready(pair)
+        except BaseException:
+            if proxy is not None:
+                proxy.delete()
+            server.close()
+            raise
+        self.pairs.append(pair)
+        return pair
+
+    def _wait_ready(self, pair: Pair) -> None:
+        """Probe the server directly until it answers (an unknown method is an answer)."""
+        deadline = time.monotonic() + READY_TIMEOUT
+        last: BaseException | None = None
+        while time.monotonic() < deadline:
+            try:
+                with pair.direct_client(timeout=2) as client:
+                    client.call("__faultlab_ready__")
+            except (MethodNotFound, RpcError):
+                return
+            except (TransportError, FaultlabError) as exc:
+                last = exc
+                time.sleep(0.02)
+        raise BackendError(
+            f"server at {pair.server.address} did not answer within {READY_TIMEOUT:g} s: {last}"
+        )
+
+    def close(self) -> None:
+        for pair in self.pairs:
+            try:
+                pair.close()
+            except FaultlabError:
+                pass
+        self.pairs.clear()
+        self.engine.close()
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
