@@ -1,28 +1,306 @@
 """faultlab's pytest plugin (entry point ``pytest11: faultlab``).
 
-Thin wiring only: everything it exposes works from plain Python. The options,
-markers and fixtures of the provisioning layer arrive with ``faultlab.lab``.
+Thin wiring only, after pytest-timeout and pytest-randomly: options (each with
+an ini twin), the ``faultlab`` marker that parametrizes the transport x
+protocol x fault matrix, fixtures, the seed in the header, and a replay line
+on failure. Everything it exposes works from plain Python (``faultlab.lab``).
+Under pytest-xdist each worker is its own process with its own Lab, proxies
+and ephemeral ports; the controller passes every worker the same seed.
 """
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import Any
+
 import pytest
+
+SEED_HELP = "session seed for every random fault decision (default: random, printed)"
+MARKER = (
+    "faultlab(transports=None, protocols=None, faults=None, backend=None): run the test "
+    "over the transport x protocol x fault matrix; it receives the faultlab_pair fixture "
+    "(and faultlab_fault); transports/protocols default to --faultlab-transports/-protocols"
+)
+_seed_key = pytest.StashKey[int]()
+_DEFAULT_TRANSPORTS = "tcp"
+_DEFAULT_PROTOCOLS = "binrpc"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("faultlab", "faultlab resilience testing")
-    group.addoption(
-        "--faultlab-seed",
-        dest="faultlab_seed",
-        default=None,
-        help="session seed for every random fault decision (default: random, printed)",
-    )
-    parser.addini("faultlab_seed", "default for --faultlab-seed", default=None)
+    options = [
+        ("--faultlab-seed", "faultlab_seed", SEED_HELP),
+        (
+            "--faultlab-transports",
+            "faultlab_transports",
+            f"comma-separated transports for the faultlab marker (default: {_DEFAULT_TRANSPORTS})",
+        ),
+        (
+            "--faultlab-protocols",
+            "faultlab_protocols",
+            f"comma-separated protocols for the faultlab marker (default: {_DEFAULT_PROTOCOLS})",
+        ),
+        (
+            "--faultlab-backend",
+            "faultlab_backend",
+            "where servers run: thread, subprocess or docker (default: thread)",
+        ),
+        (
+            "--faultlab-report",
+            "faultlab_report",
+            "directory to write the run's journal.json into (default: none)",
+        ),
+        (
+            "--toxiproxy-url",
+            "toxiproxy_url",
+            "drive a real Toxiproxy server at this URL instead of faultlab's own",
+        ),
+    ]
+    for flag, dest, help_text in options:
+        group.addoption(flag, dest=dest, default=None, help=help_text)
+        parser.addini(dest, f"default for {flag}: {help_text}", default=None)
+
+
+def _setting(config: pytest.Config, name: str, default: str | None = None) -> str | None:
+    value = config.getoption(name, default=None)
+    if value is None:
+        value = config.getini(name) or None
+    if value is None:
+        value = os.environ.get(name.upper()) or default
+    return None if value is None else str(value)
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers",
-        "faultlab(transports=None, protocols=None, faults=None): run a test over the "
-        "transport x protocol x fault matrix",
+    config.addinivalue_line("markers", MARKER)
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None and "faultlab_seed" in workerinput:
+        seed = int(workerinput["faultlab_seed"])
+    else:
+        raw = _setting(config, "faultlab_seed")
+        if raw is None:
+            from faultlab._seed import new_seed
+
+            seed = new_seed()
+        else:
+            try:
+                seed = int(raw)
+            except ValueError:
+                raise pytest.UsageError(
+                    f"--faultlab-seed must be an integer, got {raw!r}"
+                ) from None
+    config.stash[_seed_key] = seed
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist: every worker gets the controller's seed."""
+    node.workerinput["faultlab_seed"] = node.config.stash[_seed_key]
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    seed = config.stash[_seed_key]
+    return f"faultlab: seed {seed} (replay with --faultlab-seed={seed})"
+
+
+def _listing(config: pytest.Config, name: str, default: str) -> list[str]:
+    raw = _setting(config, name, default) or default
+    return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker("faultlab")
+    if marker is None:
+        return
+    allowed = {"transports", "protocols", "faults", "backend"}
+    unknown = set(marker.kwargs) - allowed
+    if unknown or marker.args:
+        raise pytest.UsageError(
+            f"{metafunc.definition.nodeid}: faultlab marker takes only keyword arguments "
+            f"{sorted(allowed)}; got {sorted(unknown) or marker.args}"
+        )
+    config = metafunc.config
+    transports = marker.kwargs.get("transports") or _listing(
+        config, "faultlab_transports", _DEFAULT_TRANSPORTS
     )
+    protocols = marker.kwargs.get("protocols") or _listing(
+        config, "faultlab_protocols", _DEFAULT_PROTOCOLS
+    )
+    faults = marker.kwargs.get("faults")
+    if "faultlab_transport" in metafunc.fixturenames:
+        metafunc.parametrize("faultlab_transport", list(transports), scope="function")
+    if "faultlab_protocol" in metafunc.fixturenames:
+        metafunc.parametrize("faultlab_protocol", list(protocols), scope="function")
+    if faults is not None and "faultlab_fault" in metafunc.fixturenames:
+        ids = [_fault_id(f) for f in faults]
+        metafunc.parametrize("faultlab_fault", list(faults), ids=ids, scope="function")
+
+
+def _fault_id(fault: Any) -> str:
+    if isinstance(fault, dict):
+        attrs = ",".join(f"{k}={v}" for k, v in fault.items() if k not in ("type", "stream"))
+        return f"{fault.get('type', 'fault')}[{attrs}]" if attrs else str(fault.get("type"))
+    return str(fault)
+
+
+# ---- fixtures -------------------------------------------------------------
+@pytest.fixture(scope="session")
+def faultlab_seed(pytestconfig: pytest.Config) -> int:
+    """The session seed (printed in the header; replay with ``--faultlab-seed``)."""
+    return pytestconfig.stash[_seed_key]
+
+
+@pytest.fixture(scope="session")
+def faultlab_lab(pytestconfig: pytest.Config, faultlab_seed: int) -> Iterator[Any]:
+    """A session-wide :class:`faultlab.lab.Lab` (one per xdist worker)."""
+    from faultlab.lab import Lab
+
+    backend = _setting(pytestconfig, "faultlab_backend", "thread") or "thread"
+    lab = Lab(seed=faultlab_seed, backend=backend)
+    try:
+        yield lab
+    finally:
+        report_dir = _setting(pytestconfig, "faultlab_report")
+        if report_dir:
+            _write_journal(Path(report_dir), lab, pytestconfig)
+        lab.close()
+
+
+def _write_journal(folder: Path, lab: Any, config: pytest.Config) -> None:
+    worker = getattr(config, "workerinput", {}).get("workerid", "main")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / (f"journal-{worker}.json" if worker != "main" else "journal.json")
+    path.write_text(
+        json.dumps(
+            {"schema": "faultlab.journal/1", "seed": lab.seed, "events": lab.journal.events()},
+            default=repr,
+        )
+    )
+
+
+@pytest.fixture(scope="session")
+def _faultlab_pairs(faultlab_lab: Any) -> Iterator[dict[tuple[str, str, str], Any]]:
+    pairs: dict[tuple[str, str, str], Any] = {}
+    yield pairs
+    for pair in pairs.values():
+        pair.close()
+
+
+@pytest.fixture
+def faultlab_transport() -> str:
+    """The transport of this test (parametrized by the ``faultlab`` marker)."""
+    return _DEFAULT_TRANSPORTS
+
+
+@pytest.fixture
+def faultlab_protocol() -> str:
+    """The protocol of this test (parametrized by the ``faultlab`` marker)."""
+    return _DEFAULT_PROTOCOLS
+
+
+@pytest.fixture
+def faultlab_fault() -> Any:
+    """The fault of this test (a toxic dict from the marker's ``faults``), or None."""
+    return None
+
+
+@pytest.fixture
+def faultlab_pair(
+    request: pytest.FixtureRequest,
+    faultlab_lab: Any,
+    _faultlab_pairs: dict[tuple[str, str, str], Any],
+    faultlab_transport: str,
+    faultlab_protocol: str,
+) -> Iterator[Any]:
+    """A Pair for this test's transport and protocol, reused across tests, faults cleared after."""
+    marker = request.node.get_closest_marker("faultlab")
+    backend = (marker.kwargs.get("backend") if marker else None) or faultlab_lab.backend
+    key = (faultlab_protocol, faultlab_transport, backend)
+    pair = _faultlab_pairs.get(key)
+    if pair is None:
+        pair = faultlab_lab.pair(
+            protocol=faultlab_protocol, transport=faultlab_transport, backend=backend
+        )
+        _faultlab_pairs[key] = pair
+    request.node.stash[_pair_key] = pair
+    try:
+        yield pair
+    finally:
+        pair.clear_faults()
+
+
+_pair_key = pytest.StashKey[Any]()
+
+
+@pytest.fixture
+def faultlab_proxy(faultlab_lab: Any, toxiproxy_url_option: str | None) -> Iterator[Any]:
+    """A proxy engine (or a real Toxiproxy given ``--toxiproxy-url``); proxies made in the
+    test are deleted and toxics reset after it."""
+    if toxiproxy_url_option:
+        from faultlab.proxy.remote import RemoteToxiproxy
+
+        engine: Any = RemoteToxiproxy(toxiproxy_url_option)
+    else:
+        engine = faultlab_lab.engine
+    before = set(_proxy_names(engine))
+    try:
+        yield engine
+    finally:
+        for name in set(_proxy_names(engine)) - before:
+            engine.delete(name)
+        for name in before:
+            engine.proxy(name).clear()
+
+
+def _proxy_names(engine: Any) -> list[str]:
+    if hasattr(engine, "proxies") and isinstance(engine.proxies, dict):
+        return list(engine.proxies)
+    return list(engine.list_proxies())
+
+
+@pytest.fixture(scope="session")
+def toxiproxy_url_option(pytestconfig: pytest.Config) -> str | None:
+    return _setting(pytestconfig, "toxiproxy_url")
+
+
+@pytest.fixture(scope="session")
+def toxiproxy_url(toxiproxy_url_option: str | None, faultlab_lab: Any) -> Iterator[str]:
+    """URL of a Toxiproxy-compatible API: ``--toxiproxy-url``, or faultlab's own on a free port."""
+    if toxiproxy_url_option:
+        yield toxiproxy_url_option
+        return
+    from faultlab.proxy.server import ApiServer
+
+    server = ApiServer(faultlab_lab.engine, host="127.0.0.1", port=0)
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.close()
+
+
+# ---- reporting -------------------------------------------------------------
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[Any]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.when != "call" or item.get_closest_marker("faultlab") is None:
+        return report
+    # junitxml reads properties from the teardown report, built from item.user_properties
+    seed = item.config.stash[_seed_key]
+    properties: list[tuple[str, object]] = [("faultlab_seed", seed)]
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None:
+        for name in ("faultlab_transport", "faultlab_protocol", "faultlab_fault"):
+            if name in callspec.params:
+                properties.append((name, json.dumps(callspec.params[name], default=repr)))
+    item.user_properties.extend(properties)
+    report.user_properties.extend(properties)
+    if report.failed:
+        report.sections.append(
+            ("faultlab replay", f"seed {seed}: pytest '{item.nodeid}' --faultlab-seed={seed}")
+        )
+    return report
