@@ -225,6 +225,8 @@ def faultlab_pair(
         )
         _faultlab_pairs[key] = pair
     request.node.stash[_pair_key] = pair
+    request.node.stash[_lab_key] = faultlab_lab
+    request.node.stash[_start_key] = faultlab_lab.journal.now()
     try:
         yield pair
     finally:
@@ -232,6 +234,52 @@ def faultlab_pair(
 
 
 _pair_key = pytest.StashKey[Any]()
+_lab_key = pytest.StashKey[Any]()
+_start_key = pytest.StashKey[float]()
+_plan_key = pytest.StashKey[Any]()
+
+
+class VerdictRecorder:
+    """``faultlab_check(verdict)``: journal an oracle's verdict and fail the test if it failed."""
+
+    def __init__(self, node: pytest.Item, lab: Any) -> None:
+        self.node = node
+        self.lab = lab
+        self.verdicts: list[Any] = []
+
+    def __call__(self, verdict: Any, *, soft: bool = False) -> Any:
+        from faultlab.lab import events as ev
+
+        self.verdicts.append(verdict)
+        evidence = [e.get("seq") for e in getattr(verdict, "evidence", []) if isinstance(e, dict)]
+        self.lab.journal.record(
+            ev.VERDICT,
+            nodeid=self.node.nodeid,
+            oracle=getattr(verdict, "oracle", ""),
+            property=getattr(verdict, "property", ""),
+            passed=bool(verdict.passed),
+            vacuous=bool(getattr(verdict, "vacuous", False)),
+            message=getattr(verdict, "message", ""),
+            evidence=evidence[:200],
+        )
+        if not soft and not verdict.passed:
+            raise_if_failed = getattr(verdict, "raise_if_failed", None)
+            if callable(raise_if_failed):
+                raise_if_failed()
+            raise AssertionError(getattr(verdict, "message", "oracle failed"))
+        return verdict
+
+    def plan(self, plan: Any) -> None:
+        """Attach the (shrunk) fault plan of this test, for the report and the replay line."""
+        self.node.stash[_plan_key] = plan
+
+
+@pytest.fixture
+def faultlab_check(request: pytest.FixtureRequest, faultlab_lab: Any) -> VerdictRecorder:
+    """Record oracle verdicts in the journal (for reports); fails the test on a failed one."""
+    request.node.stash[_lab_key] = faultlab_lab
+    request.node.stash.setdefault(_start_key, faultlab_lab.journal.now())
+    return VerdictRecorder(request.node, faultlab_lab)
 
 
 @pytest.fixture
@@ -299,8 +347,35 @@ def pytest_runtest_makereport(
                 properties.append((name, json.dumps(callspec.params[name], default=repr)))
     item.user_properties.extend(properties)
     report.user_properties.extend(properties)
+    _journal_test(item, report, seed, callspec)
     if report.failed:
         report.sections.append(
             ("faultlab replay", f"seed {seed}: pytest '{item.nodeid}' --faultlab-seed={seed}")
         )
     return report
+
+
+def _journal_test(item: pytest.Item, report: pytest.TestReport, seed: int, callspec: Any) -> None:
+    lab = item.stash.get(_lab_key, None)
+    if lab is None:
+        return
+    from faultlab.lab import events as ev
+
+    params = callspec.params if callspec is not None else {}
+    plan: Any = item.stash.get(_plan_key, None)
+    plan_json = plan.to_json() if hasattr(plan, "to_json") else plan
+    lab.journal.record(
+        ev.TEST,
+        nodeid=item.nodeid,
+        outcome=report.outcome,
+        duration=report.duration,
+        transport=params.get("faultlab_transport"),
+        protocol=params.get("faultlab_protocol"),
+        fault=params.get("faultlab_fault"),
+        backend=lab.backend,
+        seed=seed,
+        plan=plan_json,
+        replay=f"pytest '{item.nodeid}' --faultlab-seed={seed}",
+        t_start=item.stash.get(_start_key, None),
+        message=str(report.longrepr)[-2000:] if report.failed else "",
+    )

@@ -24,6 +24,12 @@ kind               fields
 ``fallback``       ``call``, ``reason``
 ``process``        ``action`` ("pause" | "resume" | "kill" | "restart" |
                    "stop"), ``pid``, ``target``
+``test``           ``nodeid``, ``outcome`` ("passed" | "failed" | "skipped"),
+                   ``duration``, ``transport``, ``protocol``, ``fault`` (JSON or
+                   None), ``backend``, ``seed``, ``plan`` (fault plan JSON or
+                   None), ``replay`` (command line), ``t_start``, ``message``
+``verdict``        ``nodeid``, ``oracle``, ``property``, ``passed``, ``vacuous``,
+                   ``message``, ``evidence`` (list of event seqs)
 =================  ===========================================================
 """
 
@@ -39,6 +45,8 @@ __all__ = [
     "PROCESS",
     "SERVER_REQUEST",
     "SIDE_EFFECT",
+    "TEST",
+    "VERDICT",
 ]
 
 CALL_START = "call_start"
@@ -50,3 +58,5 @@ SIDE_EFFECT = "side_effect"
 BREAKER = "breaker"
 FALLBACK = "fallback"
 PROCESS = "process"
+TEST = "test"
+VERDICT = "verdict"
