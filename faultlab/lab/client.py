@@ -19,7 +19,6 @@ from typing import Any
 from faultlab.errors import FaultlabError, RemoteProtocolError, TransportError
 from faultlab.journal import Journal
 from faultlab.lab import events as ev
-from faultlab.rpc.client import Client
 from faultlab.rpc.errors import RpcError
 
 __all__ = ["CallRecord", "InstrumentedClient", "classify", "logical_call", "short_repr"]
@@ -127,13 +126,42 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-class InstrumentedClient(Client):
-    """A :class:`Client` whose every call is journaled as one attempt."""
+class _Method:
+    def __init__(self, client: InstrumentedClient, name: str) -> None:
+        self._client = client
+        self._name = name
 
-    def __init__(self, address: str, protocol: str, *, journal: Journal, **options: Any) -> None:
-        super().__init__(address, protocol, **options)
+    def __getattr__(self, attr: str) -> _Method:
+        if attr.startswith("_"):
+            raise AttributeError(attr)
+        return _Method(self._client, f"{self._name}.{attr}")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._client.call(self._name, *args, **kwargs)
+
+
+class InstrumentedClient:
+    """Wraps any faultlab client (``Client``, ``GrpcClient``): each call is a journaled attempt."""
+
+    def __init__(self, inner: Any, *, journal: Journal) -> None:
+        self.inner = inner
         self.journal = journal
+        self.address = getattr(inner, "address", "")
         self._orphans = itertools.count(1)
+
+    def __getattr__(self, name: str) -> _Method:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return _Method(self, name)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def __enter__(self) -> InstrumentedClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def call(
         self,
@@ -154,7 +182,7 @@ class InstrumentedClient(Client):
             ev.ATTEMPT_START, call=call_id, attempt=attempt, method=method, idempotency_key=key
         )
         try:
-            result = super().call(
+            result = self.inner.call(
                 method, *args, timeout=timeout, idempotency_key=idempotency_key, **kwargs
             )
         except FaultlabError as exc:

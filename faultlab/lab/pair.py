@@ -39,6 +39,8 @@ def _proxy_framing(protocol: str, transport: str, framing: str | None) -> str | 
     """The framing the proxy decodes for frame-aware toxics (None: raw bytes)."""
     if protocol == "grpc" or transports.get(transport).capabilities.kind == "message":
         return None
+    if framing is None and protocol not in ("jsonrpc", "xmlrpc", "msgpackrpc", "binrpc", "rest"):
+        return None
     chosen = framing or get_protocol(protocol).framings[0]
     return chosen if chosen in PROXY_FRAMINGS else None
 
@@ -66,21 +68,21 @@ class Pair:
         self.client = self.new_client()
 
     # clients
+    def _plain_client(self, address: str, timeout: float) -> Any:
+        if self.protocol == "grpc":
+            from faultlab.rpc.grpc import GrpcClient
+
+            return GrpcClient(address, timeout=timeout, **self.spec.options)
+        return Client(address, self.protocol, framing=self.spec.framing, timeout=timeout)
+
     def new_client(self, *, timeout: float | None = None) -> InstrumentedClient:
         """Another journaled client through the proxy (e.g. one per resilient wrapper)."""
-        return InstrumentedClient(
-            self.proxy.address,
-            self.protocol,
-            journal=self.journal,
-            framing=self.spec.framing,
-            timeout=timeout or self.client_timeout,
-        )
+        inner = self._plain_client(self.proxy.address, timeout or self.client_timeout)
+        return InstrumentedClient(inner, journal=self.journal)
 
-    def direct_client(self, *, timeout: float = 10.0) -> Client:
+    def direct_client(self, *, timeout: float = 10.0) -> Any:
         """A plain client straight to the server, bypassing the proxy (for probes and truth)."""
-        return Client(
-            self.server.address, self.protocol, framing=self.spec.framing, timeout=timeout
-        )
+        return self._plain_client(self.server.address, timeout)
 
     # logical calls
     @contextmanager
@@ -196,12 +198,13 @@ class Lab:
         backend: str | None = None,
         framing: str | None = None,
         client_timeout: float | None = None,
+        options: dict[str, Any] | None = None,
     ) -> Pair:
         """Start a server, a proxy in front of it and a client through the proxy."""
         name = f"pair{next(self._names)}"
         scheme = transport.split("://", 1)[0]
         address = transports.get(scheme).example_address(f"{name}-srv")
-        spec = ServerSpec(service, protocol, address, framing)
+        spec = ServerSpec(service, protocol, address, framing, dict(options or {}))
         server = get_backend(backend or self.backend)(spec, self.journal)
         proxy: ProxyHandle | None = None
         try:
