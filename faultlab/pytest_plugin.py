@@ -20,13 +20,16 @@ import pytest
 
 SEED_HELP = "session seed for every random fault decision (default: random, printed)"
 MARKER = (
-    "faultlab(transports=None, protocols=None, faults=None, backend=None): run the test "
-    "over the transport x protocol x fault matrix; it receives the faultlab_pair fixture "
-    "(and faultlab_fault); transports/protocols default to --faultlab-transports/-protocols"
+    "faultlab(transports=None, protocols=None, faults=None, backend=None, target=False): run "
+    "the test over the transport x protocol x fault matrix; it receives the faultlab_pair "
+    "fixture (and faultlab_fault); transports/protocols default to --faultlab-transports/"
+    "-protocols, or with target=True to the --faultlab-target's own (narrowed by the options)"
 )
+DEFAULT_TARGET = "faultlab.examples.target:calc"
 _seed_key = pytest.StashKey[int]()
 _DEFAULT_TRANSPORTS = "tcp"
 _DEFAULT_PROTOCOLS = "binrpc"
+DEFAULT_SERVICE_REF = "faultlab.examples.calc:Calc"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -57,6 +60,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             "--toxiproxy-url",
             "toxiproxy_url",
             "drive a real Toxiproxy server at this URL instead of faultlab's own",
+        ),
+        (
+            "--faultlab-target",
+            "faultlab_target",
+            "module:factory returning the Target the bundled suites test "
+            "(default: faultlab.examples.target:calc)",
         ),
     ]
     for flag, dest, help_text in options:
@@ -114,7 +123,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     marker = metafunc.definition.get_closest_marker("faultlab")
     if marker is None:
         return
-    allowed = {"transports", "protocols", "faults", "backend"}
+    allowed = {"transports", "protocols", "faults", "backend", "target"}
     unknown = set(marker.kwargs) - allowed
     if unknown or marker.args:
         raise pytest.UsageError(
@@ -122,12 +131,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             f"{sorted(allowed)}; got {sorted(unknown) or marker.args}"
         )
     config = metafunc.config
-    transports = marker.kwargs.get("transports") or _listing(
-        config, "faultlab_transports", _DEFAULT_TRANSPORTS
-    )
-    protocols = marker.kwargs.get("protocols") or _listing(
-        config, "faultlab_protocols", _DEFAULT_PROTOCOLS
-    )
+    if marker.kwargs.get("target"):
+        target = _target(config)
+        transports = _narrow(config, "faultlab_transports", target.transports)
+        protocols = _narrow(config, "faultlab_protocols", target.protocols)
+        transports = marker.kwargs.get("transports") or transports
+        protocols = marker.kwargs.get("protocols") or protocols
+    else:
+        transports = marker.kwargs.get("transports") or _listing(
+            config, "faultlab_transports", _DEFAULT_TRANSPORTS
+        )
+        protocols = marker.kwargs.get("protocols") or _listing(
+            config, "faultlab_protocols", _DEFAULT_PROTOCOLS
+        )
     faults = marker.kwargs.get("faults")
     if "faultlab_transport" in metafunc.fixturenames:
         metafunc.parametrize("faultlab_transport", list(transports), scope="function")
@@ -136,6 +152,40 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if faults is not None and "faultlab_fault" in metafunc.fixturenames:
         ids = [_fault_id(f) for f in faults]
         metafunc.parametrize("faultlab_fault", list(faults), ids=ids, scope="function")
+
+
+_target_key = pytest.StashKey[Any]()
+
+
+def _target(config: pytest.Config) -> Any:
+    """The --faultlab-target, loaded once per session."""
+    cached = config.stash.get(_target_key, None)
+    if cached is None:
+        from faultlab.suites.target import TargetError, load_target
+
+        ref = _setting(config, "faultlab_target", DEFAULT_TARGET) or DEFAULT_TARGET
+        try:
+            cached = load_target(ref)
+        except TargetError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        config.stash[_target_key] = cached
+    return cached
+
+
+def _narrow(config: pytest.Config, name: str, available: Any) -> list[str]:
+    """The target's list, narrowed to --faultlab-transports/-protocols when given."""
+    wanted = _setting(config, name)
+    items = list(available)
+    if wanted:
+        chosen = [w.strip() for w in wanted.split(",") if w.strip()]
+        items = [i for i in items if i in chosen]
+    return items
+
+
+@pytest.fixture(scope="session")
+def faultlab_target(pytestconfig: pytest.Config) -> Any:
+    """The Target under test (``--faultlab-target``, default: the bundled calc)."""
+    return _target(pytestconfig)
 
 
 def _fault_id(fault: Any) -> str:
@@ -181,8 +231,8 @@ def _write_journal(folder: Path, lab: Any, config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session")
-def _faultlab_pairs(faultlab_lab: Any) -> Iterator[dict[tuple[str, str, str], Any]]:
-    pairs: dict[tuple[str, str, str], Any] = {}
+def _faultlab_pairs(faultlab_lab: Any) -> Iterator[dict[tuple[str, ...], Any]]:
+    pairs: dict[tuple[str, ...], Any] = {}
     yield pairs
     for pair in pairs.values():
         pair.close()
@@ -210,18 +260,21 @@ def faultlab_fault() -> Any:
 def faultlab_pair(
     request: pytest.FixtureRequest,
     faultlab_lab: Any,
-    _faultlab_pairs: dict[tuple[str, str, str], Any],
+    _faultlab_pairs: dict[tuple[str, ...], Any],
     faultlab_transport: str,
     faultlab_protocol: str,
 ) -> Iterator[Any]:
     """A Pair for this test's transport and protocol, reused across tests, faults cleared after."""
     marker = request.node.get_closest_marker("faultlab")
     backend = (marker.kwargs.get("backend") if marker else None) or faultlab_lab.backend
-    key = (faultlab_protocol, faultlab_transport, backend)
+    service = DEFAULT_SERVICE_REF
+    if marker is not None and marker.kwargs.get("target"):
+        service = _target(request.config).service
+    key = (faultlab_protocol, faultlab_transport, backend, service)
     pair = _faultlab_pairs.get(key)
     if pair is None:
         pair = faultlab_lab.pair(
-            protocol=faultlab_protocol, transport=faultlab_transport, backend=backend
+            service, protocol=faultlab_protocol, transport=faultlab_transport, backend=backend
         )
         _faultlab_pairs[key] = pair
     request.node.stash[_pair_key] = pair

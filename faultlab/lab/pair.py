@@ -199,8 +199,14 @@ class Lab:
         framing: str | None = None,
         client_timeout: float | None = None,
         options: dict[str, Any] | None = None,
+        proxy_framing: str | None = "auto",
     ) -> Pair:
-        """Start a server, a proxy in front of it and a client through the proxy."""
+        """Start a server, a proxy in front of it and a client through the proxy.
+
+        ``proxy_framing="auto"`` lets the proxy decode the protocol's frames (so
+        frame-aware toxics work); ``None`` keeps it a raw byte relay (byte-level
+        toxics such as the slicer need that).
+        """
         name = f"pair{next(self._names)}"
         scheme = transport.split("://", 1)[0]
         address = transports.get(scheme).example_address(f"{name}-srv")
@@ -217,7 +223,11 @@ class Lab:
                 name,
                 listen=listen,
                 upstream=server.address,
-                framing=_proxy_framing(protocol, scheme, framing),
+                framing=(
+                    _proxy_framing(protocol, scheme, framing)
+                    if proxy_framing == "auto"
+                    else proxy_framing
+                ),
             )
             pair = Pair(self, name, spec, server, proxy, client_timeout or self.client_timeout)
             self._wait_ready(pair)

@@ -25,9 +25,15 @@ __all__ = ["XmlRpc"]
 _MARSHAL_ERRORS = (TypeError, OverflowError, ValueError)
 
 
+def _dumps(*args: Any, **kwargs: Any) -> bytes:
+    """``xmlrpc.client.dumps``, with CR kept: XML parsers turn a raw CR into LF, so it is
+    sent as ``&#13;`` (the stdlib escapes only ``&``, ``<`` and ``>``)."""
+    return xmlrpc.client.dumps(*args, **kwargs).replace("\r", "&#13;").encode()
+
+
 def _fault(info: ErrorInfo) -> bytes:
     text = info.message if info.kind == "application_error" else f"{info.kind}: {info.message}"
-    return xmlrpc.client.dumps(xmlrpc.client.Fault(info.code, text), allow_none=True).encode()
+    return _dumps(xmlrpc.client.Fault(info.code, text), allow_none=True)
 
 
 class XmlRpc(RpcProtocol):
@@ -40,9 +46,7 @@ class XmlRpc(RpcProtocol):
         if isinstance(request.params, dict):
             raise LocalProtocolError("XML-RPC has positional params only")
         try:
-            return xmlrpc.client.dumps(
-                tuple(request.params), methodname=request.method, allow_none=True
-            ).encode()
+            return _dumps(tuple(request.params), methodname=request.method, allow_none=True)
         except _MARSHAL_ERRORS as exc:
             raise LocalProtocolError(f"XML-RPC cannot carry these params: {exc}") from None
 
@@ -83,7 +87,7 @@ class XmlRpc(RpcProtocol):
     @staticmethod
     def _result(result: Any) -> bytes:
         try:
-            return xmlrpc.client.dumps((result,), methodresponse=True, allow_none=True).encode()
+            return _dumps((result,), methodresponse=True, allow_none=True)
         except _MARSHAL_ERRORS as exc:
             err = RpcError(f"result cannot be carried by XML-RPC: {exc}")
             return _fault(ErrorInfo.from_exception(err))

@@ -1,0 +1,39 @@
+"""Helpers shared by the bundled suites (not a test module)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from faultlab.errors import FaultlabError, RemoteProtocolError, TransportError
+from faultlab.rpc.errors import RpcError
+
+__all__ = ["declared_transient", "equivalent", "message_transport"]
+
+
+def equivalent(a: Any, b: Any) -> bool:
+    """Equal as an RPC result: numbers compare by value (gRPC carries doubles), NaN == NaN."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return (math.isnan(a) and math.isnan(b)) or a == b
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(equivalent(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(equivalent(a[k], b[k]) for k in a)
+    return bool(a == b)
+
+
+def declared_transient(exc: BaseException) -> bool:
+    """An error a fault may legitimately cause: transient RPC errors and transport failures."""
+    if isinstance(exc, RpcError):
+        return exc.transient
+    return isinstance(exc, TransportError | RemoteProtocolError) or (
+        isinstance(exc, FaultlabError) and type(exc).__name__ == "BreakerOpen"
+    )
+
+
+def message_transport(scheme: str) -> bool:
+    from faultlab import transports
+
+    return transports.get(scheme).capabilities.kind == "message"
