@@ -41,8 +41,20 @@ def test_bench_transports_writes_json(tmp_path: object) -> None:
 
     out = Path(str(tmp_path)) / "bench.json"
     code = main(
-        ["bench", "transports", "tcp", "unix", "-n", "200", "--warmup", "20",
-         "--bulk-mib", "2", "--json", str(out)]
+        [
+            "bench",
+            "transports",
+            "tcp",
+            "unix",
+            "-n",
+            "200",
+            "--warmup",
+            "20",
+            "--bulk-mib",
+            "2",
+            "--json",
+            str(out),
+        ]
     )
     assert code == 0
     report = json.loads(out.read_text())

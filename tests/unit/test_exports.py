@@ -6,7 +6,6 @@ import faultlab.streams
 import faultlab.transports
 
 
-
 def test_all_lists_exist_without_repeats() -> None:
     for module in (faultlab, faultlab.errors, faultlab.streams, faultlab.transports):
         names = module.__all__

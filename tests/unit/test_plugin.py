@@ -1,4 +1,4 @@
-"""The pytest plugin, driven through pytester in a subprocess (as pytest plugins test themselves)."""
+"""The pytest plugin, driven through pytester in a subprocess (as pytest plugins test it)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,14 @@ pytest_plugins = ["pytester"]
 def test_plugin_loads_and_registers_options(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("--help")
     result.stdout.fnmatch_lines(
-        ["*--faultlab-seed*", "*--faultlab-transports*", "*--faultlab-protocols*",
-         "*--faultlab-backend*", "*--faultlab-report*", "*--toxiproxy-url*"]
+        [
+            "*--faultlab-seed*",
+            "*--faultlab-transports*",
+            "*--faultlab-protocols*",
+            "*--faultlab-backend*",
+            "*--faultlab-report*",
+            "*--toxiproxy-url*",
+        ]
     )
     result = pytester.runpytest_subprocess("--markers")
     result.stdout.fnmatch_lines(["*@pytest.mark.faultlab(transports=None*"])
@@ -63,8 +69,11 @@ def test_marker_parametrizes_the_matrix_and_pairs_work(pytester: pytest.Pytester
     )
     result = pytester.runpytest_subprocess("-v", "--faultlab-seed=5")
     result.stdout.fnmatch_lines(
-        ["*test_add?tcp-binrpc?*PASSED*", "*test_add?unix-jsonrpc?*PASSED*",
-         "*test_fault?tcp-binrpc-latency?latency=30??*PASSED*"]
+        [
+            "*test_add?tcp-binrpc?*PASSED*",
+            "*test_add?unix-jsonrpc?*PASSED*",
+            "*test_fault?tcp-binrpc-latency?latency=30??*PASSED*",
+        ]
     )
     result.assert_outcomes(passed=6)
 
