@@ -30,7 +30,8 @@ def test_v1_client_against_v2_server_stays_compatible(
     pair = faultlab_lab.pair(skewed_pairs.service_v2, protocol=protocol, options=options)
     try:
         about = pair.run(lambda c: c.about())
-        assert about["version"] == 2 and about["service"] == "calc", about
+        assert about["version"] == 2, about
+        assert about["service"] == "calc", about
         assert pair.run(lambda c: c.add(2, 3)) == 5  # v1 calls keep their meaning
     finally:
         pair.close()
@@ -56,8 +57,8 @@ def test_binrpc_protocol_version_mismatch_names_both_sides(faultlab_lab: Any) ->
     from faultlab.rpc.client import Client
     from faultlab.rpc.server import RpcServer
 
-    with RpcServer(CalcV2(), protocol=BinRpc(version=2), address="tcp://127.0.0.1:0") as server:
-        with Client(server.address, BinRpc(version=1)) as client:
-            with pytest.raises(VersionMismatch) as caught:
-                client.add(1, 2)
+    server = RpcServer(CalcV2(), protocol=BinRpc(version=2), address="tcp://127.0.0.1:0")
+    with server, Client(server.address, BinRpc(version=1)) as client:
+        with pytest.raises(VersionMismatch) as caught:
+            client.add(1, 2)
     assert (caught.value.ours, caught.value.theirs) == (1, 2)
