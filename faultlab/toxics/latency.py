@@ -2,12 +2,16 @@
 
 As Toxiproxy: the delay is uniform over [latency-jitter, latency+jitter), time
 already spent queued counts (chunks are pipelined, not delayed cumulatively),
-order is kept, and an interrupted wait forwards the chunk at once.
+order is kept, and an interrupted wait forwards the chunk at once. A chunk's
+timestamp advances by its full delay, so stacked latency toxics add up even for
+chunks that queued behind others (they are pipelined through every stage).
 """
 
 from __future__ import annotations
 
 from faultlab.toxics.base import Attr, Chunk, Emit, Toxic, ToxicContext, register_toxic
+
+__all__ = ["Latency"]
 
 MAX_MS = 3_600_000
 
@@ -25,8 +29,7 @@ class Latency(Toxic):
         latency, jitter = self.attributes["latency"], self.attributes["jitter"]
         delay_ms = latency + (ctx.rng.randrange(2 * jitter) - jitter if jitter else 0)
         wait = delay_ms / 1000 - (ctx.now() - chunk.t)
-        if wait > 0:
-            await ctx.sleep(wait)
-            chunk.t += wait  # stacked latency toxics add up
-        ctx.record("delay", chunk, delay_ms=delay_ms)
+        completed = await ctx.sleep(wait) if wait > 0 else True
+        chunk.t += max(delay_ms, 0) / 1000  # the next latency toxic counts from here: they add up
+        ctx.record("delay", chunk, delay_ms=delay_ms, interrupted=not completed)
         await emit(chunk)

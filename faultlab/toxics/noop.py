@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from faultlab.toxics.base import Toxic, register_toxic
 
+__all__ = ["Noop"]
+
 
 @register_toxic
 class Noop(Toxic):

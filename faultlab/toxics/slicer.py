@@ -1,0 +1,115 @@
+"""``slicer``: cut each chunk into pieces of about ``average_size`` bytes, ``delay`` µs apart.
+
+Why: parsers that assume one ``recv`` is one message break on short reads,
+and only a slicer makes those short reads happen on loopback. As Toxiproxy:
+a chunk is halved recursively, each cut moved by up to ±``size_variation``,
+until a piece is at most ``average_size + size_variation`` bytes; pieces leave
+in order with ``delay`` µs after each, and an update or removal sends the
+rest of the chunk in one piece. Toxiproxy recurses forever (and crashes) on
+``average_size = 0`` and is undefined for ``size_variation >= average_size``:
+both are refused here. Slicing only means something on a byte stream: on a
+proxy with framing or a message transport the toxic is refused when added
+(the framer would turn each piece into a frame of its own), and a frame that
+reaches it anyway passes whole, journaled.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from faultlab.toxics.base import (
+    Attr,
+    Chunk,
+    Emit,
+    InvalidToxic,
+    Toxic,
+    ToxicContext,
+    register_toxic,
+)
+
+__all__ = ["Slicer"]
+
+MAX_SIZE = 16 * 1024 * 1024
+MAX_DELAY_US = 3_600_000_000
+_JOURNAL_SIZES = 100
+"""Journal every piece size up to this many pieces per chunk (else only count/min/max)."""
+
+
+@register_toxic
+class Slicer(Toxic):
+    type_name = "slicer"
+    description = "slice chunks into ~average_size ± size_variation bytes, delay µs apart"
+    attributes_spec = {
+        "average_size": Attr(int, 0, 1, MAX_SIZE, "bytes, at least 1"),
+        "size_variation": Attr(int, 0, 0, MAX_SIZE, "bytes, less than average_size"),
+        "delay": Attr(int, 0, 0, MAX_DELAY_US, "microseconds after each piece"),
+    }
+
+    def validate(self, attributes: dict[str, Any]) -> None:
+        average, variation = attributes["average_size"], attributes["size_variation"]
+        if average < 1:
+            raise InvalidToxic(
+                f"slicer: attribute 'average_size' must be >= 1, got {average} "
+                "(set average_size: the piece size in bytes)"
+            )
+        if variation >= average:
+            raise InvalidToxic(
+                f"slicer: attribute 'size_variation' must be smaller than average_size "
+                f"({average}), got {variation}"
+            )
+
+    def unsupported_reason(
+        self, *, stream: str, framing: str | None, protocol: str | None, message_based: bool
+    ) -> str | None:
+        if framing is not None:
+            return (
+                f"slicer cuts a byte stream into short reads, but with framing {framing!r} "
+                "toxics see whole frames and each piece would become a frame of its own; "
+                "use a proxy without framing"
+            )
+        if message_based:
+            return (
+                "slicer cuts a byte stream into short reads, but a message transport "
+                "carries whole messages and each piece would become a message of its own"
+            )
+        return None
+
+    def sizes(self, rng: random.Random, length: int) -> list[int]:
+        """Piece sizes for a chunk of ``length`` bytes (Toxiproxy's recursive halving)."""
+        average, variation = self.attributes["average_size"], self.attributes["size_variation"]
+        sizes: list[int] = []
+        stack = [(0, length)]
+        while stack:
+            start, end = stack.pop()
+            if end - start - average <= variation:
+                if end > start:
+                    sizes.append(end - start)
+                continue
+            mid = start + (end - start) // 2
+            if variation > 0:
+                mid += rng.randrange(2 * variation) - variation
+            stack.append((mid, end))
+            stack.append((start, mid))  # popped first: pieces come out in order
+        return sizes
+
+    async def process(self, ctx: ToxicContext, chunk: Chunk, emit: Emit) -> None:
+        if chunk.frame:
+            ctx.record("pass_frame", chunk, reason="whole frames are not sliced")
+            await emit(chunk)
+            return
+        sizes = self.sizes(ctx.rng, len(chunk.data))
+        fields: dict[str, Any] = {"pieces": len(sizes), "min": min(sizes), "max": max(sizes)}
+        if len(sizes) <= _JOURNAL_SIZES:
+            fields["sizes"] = sizes
+        ctx.record("slice", chunk, **fields)
+        delay = self.attributes["delay"] / 1_000_000
+        data = chunk.data
+        offset = 0
+        for size in sizes:
+            await emit(Chunk(data[offset : offset + size], chunk.t, chunk.index))
+            offset += size
+            if not await ctx.sleep(delay) and offset < len(data):
+                ctx.record("slice_interrupted", chunk, rest=len(data) - offset)
+                await emit(Chunk(data[offset:], chunk.t, chunk.index))
+                return
