@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from faultlab import __version__
-from faultlab.cli import bench, transports_cmd
+from faultlab.cli import bench, demo_cmd, proxy_cmd, report_cmd, transports_cmd
 
 __all__ = ["build_parser", "main"]
 
@@ -21,6 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     transports_cmd.add_parser(sub)
     bench.add_parser(sub)
+    proxy_cmd.add_parser(sub)
+    demo_cmd.add_parser(sub)
+    report_cmd.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,775 @@
+"""Toxiproxy's HTTP API (v2.12.0) as a sans-IO handler over a :class:`ProxyEngine`.
+
+:func:`handle` takes a parsed request (method, target, body, headers) and
+returns an :class:`ApiResponse`; it runs on the engine loop and never touches a
+socket, so :mod:`faultlab.proxy.server` (h11) is only transport and every rule
+of the API can be tested without one. The rules are Toxiproxy's, read from its
+``api.go``: routes, status codes, exact error messages, JSON key order, Go's
+decoding quirks (case-insensitive keys, first JSON value only, ``null`` leaves a
+field alone). Deliberate deviations are listed in ``docs/proxy.md``.
+
+faultlab's own endpoints live under ``/faultlab/`` so they never collide with a
+future Toxiproxy route: journal events, the seed, and the toxic catalogue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import itertools
+import json
+import logging
+import os
+import socket
+import struct
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from faultlab import __version__
+from faultlab.codecs.framing import framer_names
+from faultlab.errors import FaultlabError
+from faultlab.proxy.engine import ProxyEngine
+from faultlab.proxy.proxy import Proxy, ProxyError, ToxicEntry, toxiproxy_address
+from faultlab.toxics.base import get_toxic_class, toxic_types
+
+__all__ = [
+    "EXTENSION_PREFIX",
+    "MAX_BODY",
+    "STANDARD_TOXICS",
+    "TOXIPROXY_VERSION",
+    "ApiResponse",
+    "error_response",
+    "handle",
+    "populate",
+    "proxy_json",
+    "toxic_json",
+]
+
+log = logging.getLogger("faultlab.proxy.api")
+
+TOXIPROXY_VERSION = "2.12.0"
+"""The Toxiproxy version whose API this is; ``GET /version`` reports it verbatim, because
+clients and readiness probes treat it as a Toxiproxy version (faultlab's own is a header)."""
+MAX_BODY = 1 << 20
+"""Largest request body accepted (413 beyond): populate files are small, attacks are not."""
+STANDARD_TOXICS = frozenset(
+    {"noop", "latency", "bandwidth", "slow_close", "timeout", "reset_peer", "slicer", "limit_data"}
+)
+"""The eight toxic types a real Toxiproxy server knows; the others are faultlab's own."""
+EXTENSION_PREFIX = "/faultlab/"
+
+JSON = "application/json"
+TEXT = "text/plain; charset=utf-8"
+_NOSNIFF = (("X-Content-Type-Options", "nosniff"),)
+
+
+class ApiResponse(NamedTuple):
+    """``(status, content_type, body, extra_headers)``; ``content_type`` None: no header."""
+
+    status: int
+    content_type: str | None
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+class _ApiError(Exception):
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+# ---- JSON encoding, as Go's encoding/json writes it -------------------------
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", "replace")
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    return repr(value)
+
+
+def _dumps(obj: Any) -> bytes:
+    """Compact JSON, UTF-8, with Go's HTML-safe escapes (``<``, ``>``, ``&``, U+2028/9)."""
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=_json_default)
+    for raw, escaped in (
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("&", "\\u0026"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ):
+        if raw in text:
+            text = text.replace(raw, escaped)
+    return text.encode()
+
+
+def _float32(value: float) -> float | int:
+    """Toxicity is a Go float32: ``1.0`` renders as ``1``, ``0.2`` as ``0.2`` (shortest)."""
+    if value == int(value) and abs(value) < 2**53:
+        return int(value)
+    f32 = struct.unpack("f", struct.pack("f", value))[0]
+    for digits in range(1, 10):
+        text = f"{f32:.{digits}g}"
+        if struct.unpack("f", struct.pack("f", float(text)))[0] == f32:
+            return float(text)
+    return float(f32)
+
+
+def toxic_json(entry: ToxicEntry) -> dict[str, Any]:
+    """``{attributes, name, type, stream, toxicity}``: ToxicWrapper's key order."""
+    data = entry.to_json()
+    return {
+        "attributes": data["attributes"],
+        "name": data["name"],
+        "type": data["type"],
+        "stream": data["stream"],
+        "toxicity": _float32(float(data["toxicity"])),
+    }
+
+
+def proxy_json(proxy: Proxy) -> dict[str, Any]:
+    """``{name, listen, upstream, enabled, Logger, toxics}``, as Toxiproxy 2.12 emits it.
+
+    ``"Logger": {}`` is a leak of Toxiproxy's struct that recorded responses show;
+    emitting it keeps byte-level fixtures of real clients valid.
+    """
+    data = proxy.to_json()
+    out: dict[str, Any] = {
+        "name": data["name"],
+        "listen": data["listen"],
+        "upstream": data["upstream"],
+        "enabled": data["enabled"],
+        "Logger": {},
+    }
+    # faultlab-only keys (clients ignore unknown keys); absent on a plain TCP proxy
+    out.update((k, v) for k, v in data.items() if k not in out and k != "toxics")
+    for key in ("framing", "protocol"):
+        value = getattr(proxy, key, None)
+        if value is not None:
+            out[key] = value
+    out["toxics"] = [toxic_json(e) for e in proxy.toxic_list()]
+    return out
+
+
+def _json(status: int, obj: Any) -> ApiResponse:
+    return ApiResponse(status, JSON, _dumps(obj))
+
+
+def error_response(status: int, message: str) -> ApiResponse:
+    """Go's ``http.Error``: JSON text, newline, served as text/plain with nosniff."""
+    body = _dumps({"error": message, "status": status}) + b"\n"
+    return ApiResponse(status, TEXT, body, _NOSNIFF)
+
+
+NOT_FOUND = ApiResponse(404, TEXT, b"404 page not found\n", _NOSNIFF)
+METHOD_NOT_ALLOWED = ApiResponse(405, None, b"")
+NO_CONTENT = ApiResponse(204, None, b"")
+FORBIDDEN = ApiResponse(403, TEXT, b"User agent not allowed\n", _NOSNIFF)
+
+
+# ---- JSON decoding, with Go's rules -----------------------------------------
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"invalid character '{name[0]}' looking for beginning of value")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def _decode(body: bytes) -> Any:
+    """The first JSON value of the body (Go's ``Decoder.Decode``); errors are Go-worded."""
+    text = body.decode("utf-8", "replace").lstrip(" \t\r\n")
+    if not text:
+        raise _ApiError("bad request body: EOF", 400)
+    try:
+        value, _ = _DECODER.raw_decode(text)
+    except json.JSONDecodeError as exc:
+        if exc.pos >= len(text.rstrip()):
+            detail = "unexpected EOF"
+        elif exc.msg == "Expecting value":
+            detail = f"invalid character {text[exc.pos]!r} looking for beginning of value"
+        else:
+            detail = f"{exc.msg} at offset {exc.pos}"
+        raise _ApiError(f"bad request body: {detail}", 400) from None
+    except ValueError as exc:
+        raise _ApiError(f"bad request body: {exc}", 400) from None
+    return value
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+@dataclass(frozen=True)
+class _Field:
+    check: Callable[[Any], bool]
+    go_type: str
+
+
+_STR = _Field(lambda v: isinstance(v, str), "string")
+_BOOL = _Field(lambda v: isinstance(v, bool), "bool")
+_NUM = _Field(lambda v: isinstance(v, int | float) and not isinstance(v, bool), "float32")
+_OBJ = _Field(lambda v: isinstance(v, dict), "map[string]interface {}")
+
+_PROXY_FIELDS = {
+    "name": _STR,
+    "listen": _STR,
+    "upstream": _STR,
+    "enabled": _BOOL,
+    "framing": _STR,  # faultlab: frame-aware toxics (drop, reorder...) need one
+    "protocol": _STR,  # faultlab: protocol-aware toxics (rpc_error, version_skew)
+}
+_TOXIC_FIELDS = {
+    "name": _STR,
+    "type": _STR,
+    "stream": _STR,
+    "toxicity": _NUM,
+    "attributes": _OBJ,
+}
+_UPDATE_FIELDS = {"toxicity": _NUM, "attributes": _OBJ}
+
+
+def _fields(value: Any, struct_name: str, spec: Mapping[str, _Field]) -> dict[str, Any]:
+    """Decode an object into a Go struct: keys match case-insensitively, the last one wins,
+    unknown keys are ignored, ``null`` leaves a field alone, a wrong JSON type is a 400."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _ApiError(
+            f"bad request body: json: cannot unmarshal {_kind(value)} into Go value of type "
+            f"toxiproxy.{struct_name}",
+            400,
+        )
+    lowered = {k.lower(): k for k in spec}
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        name = key if key in spec else lowered.get(key.lower())
+        if name is None or item is None:
+            continue
+        field = spec[name]
+        if not field.check(item):
+            raise _ApiError(
+                f"bad request body: json: cannot unmarshal {_kind(item)} into Go struct field "
+                f"{struct_name}.{name} of type {field.go_type}",
+                400,
+            )
+        out[name] = item
+    return out
+
+
+# ---- listen addresses --------------------------------------------------------
+async def _resolve_listen(listen: str) -> str:
+    """Go's ``ResolveTCPAddr(listen).String()``: what a host:port listen would bind.
+
+    Only used to decide whether an update or populate entry differs from the
+    proxy (``localhost:P`` equals ``127.0.0.1:P``); faultlab URIs compare as text.
+    """
+    address = toxiproxy_address(listen)
+    if "://" in address:
+        return address
+    if not address:
+        return ":0"
+    host, sep, port = address.rpartition(":")
+    if not sep:
+        raise _ApiError(f"address {address}: missing port in address", 500)
+    if not port.isdigit() or int(port) > 65535:
+        raise _ApiError(f"address {address}: invalid port", 500)
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not host:
+        return f":{int(port)}"
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        ip = await _lookup(host)
+    shown = f"[{ip}]" if ip.version == 6 else str(ip)
+    return f"{shown}:{int(port)}"
+
+
+async def _lookup(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await asyncio.wait_for(loop.getaddrinfo(host, None, type=socket.SOCK_STREAM), 5.0)
+    except (OSError, TimeoutError) as exc:
+        raise _ApiError(f"lookup {host}: {exc or 'timed out'}", 500) from None
+    if not infos:
+        raise _ApiError(f"lookup {host}: no such host", 500)
+    infos.sort(key=lambda info: info[0] != socket.AF_INET)  # Go prefers IPv4
+    return ipaddress.ip_address(str(infos[0][4][0]).split("%")[0])
+
+
+async def _differs(proxy: Proxy, listen: str, upstream: str) -> bool:
+    """Toxiproxy's ``Differs``: the resolved new listen against the stored one, upstreams
+    as text (``enabled`` is not compared)."""
+    if await _resolve_listen(listen) != toxiproxy_address(proxy.listen):
+        return True
+    return toxiproxy_address(upstream) != toxiproxy_address(proxy.upstream)
+
+
+# ---- request context and routes ----------------------------------------------
+@dataclass
+class _Request:
+    engine: ProxyEngine
+    method: str
+    params: dict[str, str]
+    query: dict[str, list[str]]
+    body: bytes
+
+
+Handler = Callable[[_Request], Awaitable[ApiResponse]]
+
+
+async def _proxy_index(req: _Request) -> ApiResponse:
+    proxies = req.engine.proxies
+    return _json(200, {name: proxy_json(proxies[name]) for name in sorted(proxies)})
+
+
+async def _proxy_create(req: _Request) -> ApiResponse:
+    fields = _fields(_decode(req.body), "Proxy", _PROXY_FIELDS)
+    name, upstream = fields.get("name", ""), fields.get("upstream", "")
+    if not name:
+        raise _ApiError("missing required field: name", 400)
+    if not upstream:
+        raise _ApiError("missing required field: upstream", 400)
+    proxy = await req.engine.create_async(
+        name,
+        fields.get("listen", ""),
+        upstream,
+        enabled=fields.get("enabled", True),
+        framing=_framing(fields),
+        protocol=fields.get("protocol") or None,
+    )
+    return _json(201, proxy_json(proxy))
+
+
+def _framing(fields: Mapping[str, Any]) -> str | None:
+    """faultlab's ``framing`` key, checked before anything binds."""
+    framing: str | None = fields.get("framing") or None
+    if framing is not None and framing not in framer_names():
+        known = ", ".join(sorted(framer_names()))
+        raise _ApiError(f"unknown framing {framing!r}: known framings are {known}", 400)
+    return framing
+
+
+async def _proxy_show(req: _Request) -> ApiResponse:
+    return _json(200, proxy_json(req.engine.get(req.params["proxy"])))
+
+
+async def _proxy_update(req: _Request) -> ApiResponse:
+    """A merge over the current listen/upstream/enabled; a changed address restarts the
+    proxy (dropping its connections), then ``enabled`` is applied."""
+    proxy = req.engine.get(req.params["proxy"])
+    fields = _fields(_decode(req.body), "Proxy", _PROXY_FIELDS)
+    listen = fields.get("listen", toxiproxy_address(proxy.listen))
+    upstream = fields.get("upstream", toxiproxy_address(proxy.upstream))
+    enabled = fields.get("enabled", proxy.enabled)
+    if await _differs(proxy, listen, upstream):
+        await proxy.stop()
+        proxy.listen, proxy.upstream = listen, upstream
+        req.engine.journal.record(
+            "proxy_updated", proxy=proxy.name, listen=listen, upstream=upstream
+        )
+    if enabled != proxy.enabled:
+        await (proxy.start() if enabled else proxy.stop())
+    return _json(200, proxy_json(proxy))
+
+
+async def _proxy_delete(req: _Request) -> ApiResponse:
+    await req.engine.delete_async(req.params["proxy"])
+    return NO_CONTENT
+
+
+async def _toxic_index(req: _Request) -> ApiResponse:
+    proxy = req.engine.get(req.params["proxy"])
+    return _json(200, [toxic_json(e) for e in proxy.toxic_list()])
+
+
+async def _toxic_create(req: _Request) -> ApiResponse:
+    proxy = req.engine.get(req.params["proxy"])
+    fields = _fields(_decode(req.body), "ToxicWrapper", _TOXIC_FIELDS)
+    entry = proxy.add_toxic(
+        fields.get("type", ""),
+        name=fields.get("name") or None,
+        stream=fields.get("stream", "downstream"),
+        toxicity=fields.get("toxicity", 1.0),
+        attributes=fields.get("attributes"),
+    )
+    return _json(200, toxic_json(entry))
+
+
+def _toxic(proxy: Proxy, name: str) -> ToxicEntry:
+    entry = proxy.toxics.get(name)
+    if entry is None:
+        raise _ApiError("toxic not found", 404)
+    return entry
+
+
+async def _toxic_show(req: _Request) -> ApiResponse:
+    proxy = req.engine.get(req.params["proxy"])
+    return _json(200, toxic_json(_toxic(proxy, req.params["toxic"])))
+
+
+async def _toxic_update(req: _Request) -> ApiResponse:
+    """Attributes merge into the live toxic; ``toxicity`` kept if omitted; name, type and
+    stream cannot change (silently ignored, as Toxiproxy)."""
+    proxy = req.engine.get(req.params["proxy"])
+    name = _toxic(proxy, req.params["toxic"]).name
+    fields = _fields(_decode(req.body), "ToxicWrapper", _UPDATE_FIELDS)
+    entry = proxy.update_toxic(
+        name, toxicity=fields.get("toxicity"), attributes=fields.get("attributes")
+    )
+    return _json(200, toxic_json(entry))
+
+
+async def _toxic_delete(req: _Request) -> ApiResponse:
+    req.engine.get(req.params["proxy"]).remove_toxic(req.params["toxic"])
+    return NO_CONTENT
+
+
+async def _reset(req: _Request) -> ApiResponse:
+    await req.engine.reset_async()
+    return NO_CONTENT
+
+
+async def _version(req: _Request) -> ApiResponse:
+    body = f'{{"version": "{TOXIPROXY_VERSION}"}}\n'.encode()
+    return ApiResponse(200, "application/json;charset=utf-8", body)
+
+
+async def _populate(req: _Request) -> ApiResponse:
+    return await populate(req.engine, req.body)
+
+
+async def populate(engine: ProxyEngine, body: bytes) -> ApiResponse:
+    """``POST /populate`` and config files: validate every entry, then add or replace in
+    order; an identical existing proxy is kept with its toxics and connections.
+
+    The first failure stops the run; the reply carries its status and the proxies
+    processed so far (``null`` if none), merged into one object as Toxiproxy does.
+    """
+    processed: list[Proxy] = []
+
+    def reply(status: int, error: str | None = None) -> ApiResponse:
+        payload: dict[str, Any] = {}
+        if error is not None:
+            payload = {"error": error, "status": status}
+        payload["proxies"] = [proxy_json(p) for p in processed] or None
+        return _json(status, payload)
+
+    try:
+        entries = _populate_entries(_decode(body))
+    except _ApiError as exc:
+        return reply(exc.status, exc.message)
+    for name, listen, upstream, enabled, framing, protocol in entries:
+        existing = engine.proxies.get(name)
+        try:
+            if existing is not None:
+                same_kind = (existing.framing, existing.protocol) == (framing, protocol)
+                if same_kind and not await _differs(existing, listen, upstream):
+                    processed.append(existing)
+                    continue
+                await existing.stop()
+                del engine.proxies[name]
+            try:
+                proxy = await engine.create_async(
+                    name, listen, upstream, enabled=enabled, framing=framing, protocol=protocol
+                )
+            except BaseException:
+                if existing is not None:  # Toxiproxy keeps the old one, stopped
+                    engine.proxies.setdefault(name, existing)
+                raise
+        except _ApiError as exc:
+            return reply(exc.status, exc.message)
+        except ProxyError as exc:
+            return reply(exc.status, str(exc))
+        except FaultlabError as exc:
+            return reply(500, str(exc))
+        if existing is not None:
+            engine.journal.record("proxy_replaced", proxy=name)
+        processed.append(proxy)
+    return reply(201)
+
+
+def _populate_entries(value: Any) -> list[_Entry]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _ApiError(
+            f"bad request body: json: cannot unmarshal {_kind(value)} into Go value of type "
+            "[]toxiproxy.Proxy",
+            400,
+        )
+    decoded = [_fields(item, "Proxy", _PROXY_FIELDS) for item in value]
+    entries = []
+    for index, fields in enumerate(decoded, 1):
+        if not fields.get("name"):
+            raise _ApiError(f"missing required field: name at proxy {index}", 400)
+        if not fields.get("upstream"):
+            raise _ApiError(f"missing required field: upstream at proxy {index}", 400)
+        entries.append(
+            _Entry(
+                fields["name"],
+                fields.get("listen", ""),
+                fields["upstream"],
+                fields.get("enabled", True),
+                _framing(fields),
+                fields.get("protocol") or None,
+            )
+        )
+    return entries
+
+
+class _Entry(NamedTuple):
+    name: str
+    listen: str
+    upstream: str
+    enabled: bool
+    framing: str | None
+    protocol: str | None
+
+
+# ---- faultlab extensions -------------------------------------------------------
+def _query_int(req: _Request, name: str, default: int) -> int:
+    values = req.query.get(name)
+    if not values:
+        return default
+    text = values[-1]
+    if not text.isdigit():
+        raise _ApiError(f"query parameter {name!r} must be a non-negative integer", 400)
+    return int(text)
+
+
+def _events_reply(req: _Request, proxy: str | None) -> ApiResponse:
+    since = _query_int(req, "since", 0)
+    kinds = [k for v in req.query.get("kind", []) for k in v.split(",") if k] or None
+    journal = req.engine.journal
+    events = journal.events(since=since, kinds=kinds)
+    if proxy is not None:
+        events = [e for e in events if e.get("proxy") == proxy]
+    next_seq = max([since] + [e["seq"] + 1 for e in events])
+    return _json(
+        200,
+        {"events": events, "next": next_seq, "dropped": journal.dropped, "seed": req.engine.seed},
+    )
+
+
+async def _ext_events(req: _Request) -> ApiResponse:
+    return _events_reply(req, None)
+
+
+async def _ext_proxy_events(req: _Request) -> ApiResponse:
+    name = req.params["proxy"]
+    if name not in req.engine.proxies and not any(
+        e.get("proxy") == name for e in req.engine.journal.events()
+    ):
+        raise _ApiError("proxy not found", 404)
+    return _events_reply(req, name)
+
+
+async def _ext_seed(req: _Request) -> ApiResponse:
+    return _json(200, {"seed": req.engine.seed})
+
+
+def toxic_catalogue() -> dict[str, Any]:
+    """Every registered toxic type with its attribute specs (what ``/faultlab/toxics`` shows)."""
+    out: dict[str, Any] = {}
+    for type_name in toxic_types():
+        cls = get_toxic_class(type_name)
+        out[type_name] = {
+            "standard": type_name in STANDARD_TOXICS,
+            "description": cls.description,
+            "needs_frames": cls.needs_frames,
+            "closes_on_remove": cls.closes_on_remove,
+            "attributes": {
+                name: {
+                    "type": attr.kind.__name__,
+                    "default": attr.default,
+                    "minimum": attr.minimum,
+                    "maximum": attr.maximum,
+                    "help": attr.help,
+                }
+                for name, attr in cls.attributes_spec.items()
+            },
+        }
+    return out
+
+
+async def _ext_toxics(req: _Request) -> ApiResponse:
+    return _json(200, toxic_catalogue())
+
+
+@dataclass(frozen=True)
+class _Route:
+    pattern: tuple[str, ...]
+    methods: Mapping[str, Handler]
+    locked: bool = True
+    """Serialised with the other mutating routes (Toxiproxy's collection lock)."""
+
+
+_UPDATE_PROXY = {"GET": _proxy_show, "POST": _proxy_update, "PATCH": _proxy_update}
+_UPDATE_TOXIC = {"GET": _toxic_show, "POST": _toxic_update, "PATCH": _toxic_update}
+ROUTES: tuple[_Route, ...] = (
+    _Route(("reset",), {"POST": _reset}),
+    _Route(("proxies",), {"GET": _proxy_index, "POST": _proxy_create}),
+    _Route(("populate",), {"POST": _populate}),
+    _Route(("proxies", "{proxy}"), {**_UPDATE_PROXY, "DELETE": _proxy_delete}),
+    _Route(("proxies", "{proxy}", "toxics"), {"GET": _toxic_index, "POST": _toxic_create}),
+    _Route(("proxies", "{proxy}", "toxics", "{toxic}"), {**_UPDATE_TOXIC, "DELETE": _toxic_delete}),
+    _Route(("version",), {"GET": _version}, locked=False),
+)
+EXTENSION_ROUTES: tuple[_Route, ...] = (
+    _Route(("faultlab", "events"), {"GET": _ext_events}, locked=False),
+    _Route(("faultlab", "proxies", "{proxy}", "events"), {"GET": _ext_proxy_events}, False),
+    _Route(("faultlab", "seed"), {"GET": _ext_seed}, locked=False),
+    _Route(("faultlab", "toxics"), {"GET": _ext_toxics}, locked=False),
+)
+
+
+def _match(path: str, extensions: bool) -> tuple[_Route, dict[str, str]] | None:
+    """gorilla/mux on the decoded path: ``{var}`` is ``[^/]+``, no trailing-slash folding."""
+    if not path.startswith("/"):
+        return None
+    parts = path[1:].split("/")
+    for route in ROUTES + (EXTENSION_ROUTES if extensions else ()):
+        if len(route.pattern) != len(parts):
+            continue
+        params: dict[str, str] = {}
+        for want, got in zip(route.pattern, parts, strict=True):
+            if want.startswith("{"):
+                if not got:
+                    break
+                params[want[1:-1]] = got
+            elif want != got:
+                break
+        else:
+            return route, params
+    return None
+
+
+# ---- request ids (xid, as Toxiproxy's hlog.RequestIDHandler) ----------------------
+_XID_ALPHABET = "0123456789abcdefghijklmnopqrstuv"
+_xid_counter = itertools.count(int.from_bytes(os.urandom(3), "big"))
+_xid_machine = os.urandom(3)
+
+
+def _request_id() -> str:
+    raw = (
+        int(time.time()).to_bytes(4, "big")
+        + _xid_machine
+        + (os.getpid() & 0xFFFF).to_bytes(2, "big")
+        + (next(_xid_counter) & 0xFFFFFF).to_bytes(3, "big")
+    )
+    number = int.from_bytes(raw, "big") << 4  # 96 bits -> 20 base32 digits (100 bits)
+    return "".join(_XID_ALPHABET[(number >> (5 * i)) & 31] for i in range(19, -1, -1))
+
+
+# ---- the entry point -------------------------------------------------------------
+_locks: weakref.WeakKeyDictionary[ProxyEngine, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+Headers = Mapping[str, str] | Iterable[tuple[str | bytes, str | bytes]]
+
+
+def _header_map(headers: Headers) -> dict[str, str]:
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    out: dict[str, str] = {}
+    for key, value in items:
+        k = key.decode("latin-1") if isinstance(key, bytes) else key
+        v = value.decode("latin-1") if isinstance(value, bytes) else value
+        out[k.lower()] = v
+    return out
+
+
+async def handle(
+    engine: ProxyEngine,
+    method: str,
+    path: str,
+    body: bytes,
+    headers: Headers,
+    *,
+    extensions: bool = True,
+) -> ApiResponse:
+    """Answer one request on the engine loop, exactly as Toxiproxy 2.12 would.
+
+    ``path`` is the request target (query string allowed). Unrouted requests
+    (404, 405) get Go's bare answers without the middleware, like gorilla/mux;
+    routed ones get a request id and the browser check. ``extensions=False``
+    hides the ``/faultlab/`` routes (a strict Toxiproxy double).
+    """
+    if path.startswith(("http://", "https://")):
+        split = urlsplit(path)
+        raw_path, query = split.path or "/", split.query
+    else:
+        raw_path, _, query = path.partition("?")
+    found = _match(unquote(raw_path), extensions)
+    if found is None:
+        return NOT_FOUND
+    route, params = found
+    handler = route.methods.get(method)
+    if handler is None:
+        return METHOD_NOT_ALLOWED
+    extra = (("X-Toxiproxy-Request-Id", _request_id()), ("X-Faultlab-Version", __version__))
+    response = await _dispatch(engine, route, handler, method, params, query, body, headers)
+    return response._replace(headers=response.headers + extra)
+
+
+async def _dispatch(
+    engine: ProxyEngine,
+    route: _Route,
+    handler: Handler,
+    method: str,
+    params: dict[str, str],
+    query: str,
+    body: bytes,
+    headers: Headers,
+) -> ApiResponse:
+    if _header_map(headers).get("user-agent", "").startswith("Mozilla/"):
+        return FORBIDDEN  # Toxiproxy's anti-CSRF measure
+    if len(body) > MAX_BODY:
+        return error_response(413, f"request body too large: limit is {MAX_BODY} bytes")
+    request = _Request(engine, method, params, parse_qs(query), body)
+    if handler not in _BINDING:
+        return await _run(route, handler, request)
+    # binds or closes sockets: shielded, so a caller's timeout never stops it halfway
+    task = asyncio.get_running_loop().create_task(_run(route, handler, request))
+    task.add_done_callback(_retrieve)
+    return await asyncio.shield(task)
+
+
+_BINDING: frozenset[Handler] = frozenset(
+    {_proxy_create, _proxy_update, _proxy_delete, _populate, _reset}
+)
+
+
+def _retrieve(task: asyncio.Task[ApiResponse]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+async def _run(route: _Route, handler: Handler, request: _Request) -> ApiResponse:
+    try:
+        if route.locked:
+            lock = _locks.get(request.engine)
+            if lock is None:
+                lock = _locks[request.engine] = asyncio.Lock()
+            async with lock:
+                return await handler(request)
+        return await handler(request)
+    except _ApiError as exc:
+        return error_response(exc.status, exc.message)
+    except ProxyError as exc:
+        return error_response(exc.status, str(exc))
+    except FaultlabError as exc:
+        return error_response(500, str(exc))
+    except Exception as exc:
+        log.exception("API %s %s failed", request.method, route.pattern)
+        return error_response(500, f"internal error: {type(exc).__name__}: {exc}")
