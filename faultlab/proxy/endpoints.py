@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
-from faultlab.errors import EndOfStream, TransportError
+from faultlab.errors import EndOfStream, RemoteProtocolError, TransportError
 from faultlab.streams import ByteStream, MessageStream, Stream
 
 __all__ = ["BridgeEndpoint", "Endpoint", "Sink", "SocketEndpoint"]
@@ -226,6 +226,10 @@ class BridgeEndpoint(Endpoint):
                 if type(exc).__name__ == "TransportTimeout":
                     continue
                 self._lose(exc)
+                return
+            except RemoteProtocolError as exc:  # e.g. a datagram socket closed under a read
+                if not self._closed.is_set():
+                    self._lose(exc)
                 return
             self._call(self.on_data, data)
 

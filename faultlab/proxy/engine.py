@@ -91,6 +91,7 @@ class ProxyEngine:
         enabled: bool = True,
         framing: str | None = None,
         record_chunks: bool = True,
+        protocol: str | None = None,
     ) -> Proxy:
         if name in self.proxies:
             raise ProxyError("proxy already exists", 409)
@@ -102,6 +103,7 @@ class ProxyEngine:
             seed=self.seed,
             framing=framing,
             record_chunks=record_chunks,
+            protocol=protocol,
         )
         if enabled:
             await proxy.start()
@@ -139,7 +141,9 @@ class ProxyEngine:
         enabled: bool = True,
         framing: str | None = None,
         record_chunks: bool = True,
+        protocol: str | None = None,
     ) -> ProxyHandle:
+        """``protocol`` (jsonrpc, binrpc...) lets rpc_error and version_skew speak it."""
         self.call(
             lambda: self.create_async(
                 name,
@@ -148,6 +152,7 @@ class ProxyEngine:
                 enabled=enabled,
                 framing=framing,
                 record_chunks=record_chunks,
+                protocol=protocol,
             )
         )
         return ProxyHandle(self, name)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from faultlab._seed import derive
-from faultlab.codecs.framing import get_framer
+from faultlab.codecs.framing import HttpFramer, HttpMessage, get_framer
 from faultlab.errors import RemoteProtocolError
 from faultlab.proxy.endpoints import Sink
 from faultlab.toxics.base import Chunk, Toxic, ToxicContext
@@ -74,8 +74,17 @@ class Link:
         self.bytes_in = 0
         self.eof = False
         self.done = False
+        self.framing = framing
+        self.opened_at = self.loop.time()
         self._framer = get_framer(framing) if framing else None
         self._out_framer = get_framer(framing) if framing else None
+        if framing == "http":
+            # A link sees one direction only: a one-way h11 parser per direction, and
+            # frames travel as their wire bytes (toxics see whole HTTP messages).
+            self._framer = HttpFramer(
+                "server" if direction == "upstream" else "client", one_way=True
+            )
+            self._out_framer = None
         self.frames = bool(framing) or conn.message_based
 
     # chain management
@@ -121,6 +130,11 @@ class Link:
             direction=self.direction,
             link_kind="frames" if self.frames else "bytes",
             loop=self.loop,
+            reply=self.reply,
+            protocol=conn.proxy.protocol,
+            framing=self.framing,
+            opened_at=self.opened_at,
+            shared=entry.shared,
         )
         if previous is not None:
             ctx.state = previous.ctx.state  # stateful toxics (limit_data) survive updates
@@ -168,6 +182,8 @@ class Link:
                 )
                 self.conn.close()
                 return
+            if isinstance(frame, HttpMessage):
+                frame = self._framer.frame(frame)
             if not isinstance(frame, bytes):
                 return
             self._accept(frame, True)
@@ -211,6 +227,12 @@ class Link:
         if self._task is None:
             self._task = self.loop.create_task(self._process())
         self._wake.set()
+
+    def reply(self, payload: bytes) -> None:
+        """Write one frame to this link's source, framed by the opposite link (toxic replies)."""
+        other = self.conn.links.get("downstream" if self.direction == "upstream" else "upstream")
+        if other is not None and not other.done:
+            other._write(Chunk(payload, self.loop.time(), -1, True))
 
     # output to the sink
     def _write(self, chunk: Chunk) -> None:

@@ -63,6 +63,8 @@ class ToxicEntry:
     stream: str
     toxicity: float
     generation: int = 0
+    shared: dict[str, Any] = field(default_factory=dict)
+    """State every link of this toxic shares (fail_first's proxy-wide count)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -145,8 +147,11 @@ class Proxy:
         seed: int,
         framing: str | None = None,
         record_chunks: bool = True,
+        protocol: str | None = None,
     ) -> None:
         self.name = name
+        self.protocol = protocol
+        """The RPC protocol the proxy carries, for protocol-aware toxics (rpc_error...)."""
         self.listen = listen
         self.upstream = upstream
         self.enabled = False
@@ -312,8 +317,15 @@ class Proxy:
             from faultlab.transports.unix import unix_sockaddr
 
             addr = unix_sockaddr(parsed)
-            path = addr.decode() if isinstance(addr, bytes) else addr
-            _, endpoint = await loop.create_unix_connection(SocketEndpoint, path)
+            # Connect the socket ourselves: uvloop refuses abstract names ("\0name") as paths.
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            try:
+                await loop.sock_connect(sock, addr)
+            except BaseException:
+                sock.close()
+                raise
+            _, endpoint = await loop.create_unix_connection(SocketEndpoint, sock=sock)
         else:
             _, endpoint = await loop.create_connection(
                 SocketEndpoint, parsed.host, parsed.port or 0
@@ -395,26 +407,34 @@ class Proxy:
             toxic = cls(**(attributes or {}))
         except InvalidToxic as exc:
             raise ProxyError(str(exc), 400) from None
-        self._check_expressible(toxic)
+        self._check_expressible(toxic, stream.lower())
         entry = ToxicEntry(name, toxic, stream, float(toxicity))
         self.toxics[name] = entry
         self.journal.record("toxic_added", proxy=self.name, toxic=name, **entry.to_json())
         self._refresh(stream.lower())
         return entry
 
-    def _check_expressible(self, toxic: Toxic) -> None:
-        if not toxic.needs_frames:
-            return
+    def _check_expressible(self, toxic: Toxic, stream: str) -> None:
         kinds = {
             transports.get(transports.parse_address(to_uri(a)).scheme).capabilities.kind
             for a in (self.listen, self.upstream)
         }
-        if self.framing is None and kinds == {"stream"}:
+        if toxic.needs_frames and self.framing is None and kinds == {"stream"}:
             raise ProxyError(
                 f"toxic {toxic.type_name!r} acts on whole messages, but proxy {self.name!r} "
                 "carries a raw byte stream: set a framing on the proxy (length-prefix, lines, "
                 "msgpack-stream, http, grpc) or use a message transport",
                 400,
+            )
+        reason = toxic.unsupported_reason(
+            stream=stream,
+            framing=self.framing,
+            protocol=self.protocol,
+            message_based="message" in kinds,
+        )
+        if reason is not None:
+            raise ProxyError(
+                f"toxic {toxic.type_name!r} cannot act on proxy {self.name!r}: {reason}", 400
             )
 
     def update_toxic(
@@ -430,6 +450,7 @@ class Proxy:
             new.update(attributes or {})
         except InvalidToxic as exc:
             raise ProxyError(str(exc), 400) from None
+        self._check_expressible(new, entry.stream.lower())
         entry.toxic = new
         if toxicity is not None:
             entry.toxicity = float(toxicity)

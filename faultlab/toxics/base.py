@@ -110,6 +110,11 @@ class ToxicContext:
         direction: str,
         link_kind: str,
         loop: asyncio.AbstractEventLoop,
+        reply: Callable[[bytes], None] | None = None,
+        protocol: str | None = None,
+        framing: str | None = None,
+        opened_at: float | None = None,
+        shared: dict[str, Any] | None = None,
     ) -> None:
         self.rng = rng
         self._record = record
@@ -120,6 +125,15 @@ class ToxicContext:
         self.direction = direction
         self.link_kind = link_kind
         self.loop = loop
+        self._reply = reply
+        self.protocol = protocol
+        """The proxy's RPC protocol name (``None``: not declared), for protocol-aware toxics."""
+        self.framing = framing
+        """This link's framing (``None`` on raw byte streams and on message transports)."""
+        self.opened_at = loop.time() if opened_at is None else opened_at
+        """When the connection was wired (``loop.time()``)."""
+        self.shared: dict[str, Any] = {} if shared is None else shared
+        """State shared by every link of one toxic on one proxy (survives updates)."""
         self.state: dict[str, Any] = {}
         self.interrupted = asyncio.Event()
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -133,6 +147,16 @@ class ToxicContext:
 
     def now(self) -> float:
         return self.loop.time()
+
+    def reply(self, payload: bytes) -> None:
+        """Send one frame back to where this link's data comes from (the client, upstream).
+
+        ``payload`` is a frame as toxics see them: the link's opposite direction
+        frames it for the wire. Protocol-native error replies use this.
+        """
+        if self._reply is None:
+            raise RuntimeError("this link cannot reply to its source")
+        self._reply(payload)
 
     async def sleep(self, seconds: float) -> bool:
         """Sleep, unless interrupted (update/removal); True if the full time passed."""
@@ -186,6 +210,18 @@ class Toxic:
 
     def validate(self, attributes: dict[str, Any]) -> None:
         """Cross-attribute checks; raise :class:`InvalidToxic`."""
+
+    def unsupported_reason(
+        self, *, stream: str, framing: str | None, protocol: str | None, message_based: bool
+    ) -> str | None:
+        """Why this toxic cannot act on such a proxy (a clear refusal), or ``None``.
+
+        Called when the toxic is added or updated; ``needs_frames`` is checked
+        before, by the proxy. ``framing`` is the proxy's framing, ``protocol``
+        its declared RPC protocol, ``message_based`` whether a side of the proxy
+        is a message transport (then each message is one frame).
+        """
+        return None
 
     def __getattr__(self, name: str) -> Any:
         attrs = self.__dict__.get("attributes")

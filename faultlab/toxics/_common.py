@@ -1,0 +1,49 @@
+"""Small pieces the frame toxics share: a chain lock, detached flushes, match counting.
+
+Why: reorder and delay (``keep_order=false``) emit from timer tasks as well
+as from the link's processor, so the stages after them must never run twice
+at once (a chain lock); and frames they hold must be flushed when the toxic
+is removed, although the link cancels the context's own tasks right after
+``stop`` (a detached, self-finishing task).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any
+
+from faultlab.toxics.base import InvalidToxic, ToxicContext
+
+__all__ = ["SCOPES", "chain_lock", "check_choice", "count", "detach"]
+
+SCOPES = ("connection", "proxy")
+_detached: set[asyncio.Task[Any]] = set()
+
+
+def chain_lock(ctx: ToxicContext) -> asyncio.Lock:
+    """One lock per (toxic, link), kept across updates with the context's state."""
+    lock = ctx.state.get("chain_lock")
+    if not isinstance(lock, asyncio.Lock):
+        lock = ctx.state["chain_lock"] = asyncio.Lock()
+    return lock
+
+
+def detach(coro: Coroutine[Any, Any, None]) -> None:
+    """Run ``coro`` to its end even after the context's tasks are cancelled."""
+    task = asyncio.get_running_loop().create_task(coro)
+    _detached.add(task)
+    task.add_done_callback(_detached.discard)
+
+
+def count(ctx: ToxicContext, scope: str, key: str) -> int:
+    """Increment and return a counter per link (``connection``) or per toxic (``proxy``)."""
+    store = ctx.shared if scope == "proxy" else ctx.state
+    value = int(store.get(key, 0)) + 1
+    store[key] = value
+    return value
+
+
+def check_choice(toxic: str, name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise InvalidToxic(f"{toxic}: attribute {name!r} must be one of {', '.join(choices)}")
