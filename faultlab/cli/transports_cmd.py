@@ -91,8 +91,13 @@ def run(args: argparse.Namespace) -> int:
             yes[r["cross_process"]],
             yes[r["multi_client"]],
             "detected" if r["detects_peer_death"] else "timeout only",
-            "[green]yes[/]" if r["available"] else f"[red]no[/]: {r['unavailable_reason']}",
+            "[green]yes[/]" if r["available"] else "[red]no[/] (see below)",
         )
     console = Console()
-    (console if console.is_terminal else Console(width=160)).print(table)
+    if not console.is_terminal:
+        console = Console(width=160)
+    console.print(table)
+    for r in rows:
+        if not r["available"]:
+            console.print(f"{r['scheme']}://: {r['unavailable_reason']}", soft_wrap=True)
     return 0
