@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-dev
 .PHONY: demo test lint typecheck unit bench clean help
 
 help:
-	@echo "make demo   - run the demo (for now: the transport benchmark) and write reports/"
+	@echo "make demo   - the bundled suites on the example services, every transport; reports/"
 	@echo "make test   - install test dependencies, then ruff, mypy --strict and pytest"
 	@echo "make bench  - pytest-benchmark suites under benchmarks/"
 	@echo "make clean  - remove the virtualenv and caches"
@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 demo: $(STAMP)
 	@mkdir -p reports
 	$(BIN)/faultlab transports
-	$(BIN)/faultlab bench transports --json reports/bench-transports.json
+	$(BIN)/faultlab demo --reports reports
 
 lint: $(STAMP)
 	$(BIN)/ruff check faultlab tests benchmarks

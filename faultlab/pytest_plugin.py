@@ -202,6 +202,9 @@ def faultlab_seed(pytestconfig: pytest.Config) -> int:
     return pytestconfig.stash[_seed_key]
 
 
+_session_lab = pytest.StashKey[Any]()
+
+
 @pytest.fixture(scope="session")
 def faultlab_lab(pytestconfig: pytest.Config, faultlab_seed: int) -> Iterator[Any]:
     """A session-wide :class:`faultlab.lab.Lab` (one per xdist worker)."""
@@ -209,6 +212,7 @@ def faultlab_lab(pytestconfig: pytest.Config, faultlab_seed: int) -> Iterator[An
 
     backend = _setting(pytestconfig, "faultlab_backend", "thread") or "thread"
     lab = Lab(seed=faultlab_seed, backend=backend)
+    pytestconfig.stash[_session_lab] = lab
     try:
         yield lab
     finally:
@@ -219,15 +223,21 @@ def faultlab_lab(pytestconfig: pytest.Config, faultlab_seed: int) -> Iterator[An
 
 
 def _write_journal(folder: Path, lab: Any, config: pytest.Config) -> None:
-    worker = getattr(config, "workerinput", {}).get("workerid", "main")
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / (f"journal-{worker}.json" if worker != "main" else "journal.json")
-    path.write_text(
-        json.dumps(
-            {"schema": "faultlab.journal/1", "seed": lab.seed, "events": lab.journal.events()},
-            default=repr,
+    """``journal.json`` (``journal-<worker>.json`` under xdist) in the versioned schema."""
+    worker = getattr(config, "workerinput", {}).get("workerid")
+    name = f"journal-{worker}.json" if worker else "journal.json"
+    try:
+        from faultlab.reports.model import write_journal
+    except ImportError:  # pragma: no cover - reports are part of the package
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(
+            json.dumps(
+                {"schema": "faultlab.journal/1", "seed": lab.seed, "events": lab.journal.events()},
+                default=repr,
+            )
         )
-    )
+        return
+    write_journal(folder / name, lab.journal, lab.seed, worker=worker)
 
 
 @pytest.fixture(scope="session")
@@ -432,3 +442,21 @@ def _journal_test(item: pytest.Item, report: pytest.TestReport, seed: int, calls
         t_start=item.stash.get(_start_key, None),
         message=str(report.longrepr)[-2000:] if report.failed else "",
     )
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """A resilience summary (matrix and failing cases with replay lines), from the journal."""
+    lab = config.stash.get(_session_lab, None)
+    if lab is None or not any(e["kind"] == "test" for e in lab.journal.events(kinds=["test"])):
+        return
+    try:
+        from faultlab.reports.model import LoadedJournal, build_model
+        from faultlab.reports.terminal import print_summary
+    except ImportError:  # pragma: no cover
+        return
+    model = build_model(LoadedJournal(seed=lab.seed, events=tuple(lab.journal.events())))
+    terminalreporter.write_sep("=", "faultlab resilience summary")
+    from rich.console import Console
+
+    console = Console()
+    print_summary(model, console if console.is_terminal else Console(width=160))

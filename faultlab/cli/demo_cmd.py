@@ -44,14 +44,17 @@ def run(args: argparse.Namespace) -> int:
     transports = args.transports or ("tcp,unix" if args.quick else None)
     protocols = args.protocols or ("binrpc,jsonrpc" if args.quick else None)
     pytest_args = [
-        "--pyargs", "faultlab.suites",
-        "-p", "no:cacheprovider",
+        "--pyargs",
+        "faultlab.suites",
+        "-p",
+        "no:cacheprovider",
         "-q",
         f"--faultlab-seed={seed}",
         f"--faultlab-report={folder}",
         f"--faultlab-backend={args.backend}",
         f"--junitxml={folder / 'junit.xml'}",
-        "-o", "junit_family=xunit1",
+        "-o",
+        "junit_family=xunit1",
     ]
     if transports:
         pytest_args.append(f"--faultlab-transports={transports}")
@@ -93,5 +96,9 @@ def _render(folder: Path, console: Console) -> Path | None:
         console.print("[yellow]report rendering is not available (install faultlab[report])[/]")
         return None
     out = folder / "report.html"
-    render_files([journal], out)
+    try:
+        render_files([journal], out)
+    except ImportError as exc:
+        console.print(f"[yellow]report not rendered: {exc}[/]")
+        return None
     return out

@@ -23,7 +23,8 @@ kind               fields
 ``breaker``        ``state`` ("closed" | "open" | "half_open"), ``label``
 ``fallback``       ``call``, ``reason``
 ``process``        ``action`` ("pause" | "resume" | "kill" | "restart" |
-                   "stop"), ``pid``, ``target``
+                   "stop" | "partition" | "heal"), ``pid``, ``target``,
+                   ``container`` and ``direction`` (Docker backend)
 ``test``           ``nodeid``, ``outcome`` ("passed" | "failed" | "skipped"),
                    ``duration``, ``transport``, ``protocol``, ``fault`` (JSON or
                    None), ``backend``, ``seed``, ``plan`` (fault plan JSON or

@@ -21,7 +21,6 @@ from faultlab._seed import new_seed
 from faultlab.errors import FaultlabError, TransportError
 from faultlab.journal import Journal
 from faultlab.lab.backends.base import BackendError, ServerHandle, ServerSpec, get_backend
-from faultlab.lab.backends.subprocess import SubprocessServer
 from faultlab.lab.client import CallRecord, InstrumentedClient, logical_call
 from faultlab.proxy.engine import ProxyEngine, ProxyHandle
 from faultlab.rpc.base import get_protocol
@@ -120,6 +119,9 @@ class Pair:
     def clear_faults(self) -> None:
         """Remove every toxic and heal process faults, without restarting a healthy server."""
         self.proxy.clear()
+        heal = getattr(self.server, "heal", None)
+        if callable(heal):
+            heal()
         if self.server.paused:
             self.server.resume()
         if not self.server.alive:
@@ -151,8 +153,9 @@ class Pair:
 
     def events(self, **filters: Any) -> list[dict[str, Any]]:
         """The journal so far, with the server process's events merged in."""
-        if isinstance(self.server, SubprocessServer):
-            self.server.merge_events()
+        merge = getattr(self.server, "merge_events", None)
+        if callable(merge):
+            merge()
         return self.journal.events(**filters)
 
     def close(self) -> None:

@@ -100,6 +100,7 @@ def get_backend(name: str) -> Backend:
     global _loaded
     if not _loaded:
         _loaded = True
+        import faultlab.lab.backends.docker
         import faultlab.lab.backends.subprocess
         import faultlab.lab.backends.thread  # noqa: F401
 
