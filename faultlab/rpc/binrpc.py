@@ -100,7 +100,13 @@ class BinRpc(RpcProtocol):
                 value.get("data"),
             )
             if info.kind == "version_mismatch":
-                raise VersionMismatch(ours=self.version, theirs=version, data=info.data)
+                details: dict[str, Any] = info.data if isinstance(info.data, dict) else {}
+                received = details.get("theirs")
+                server = details.get("ours", version)
+                message = f"version mismatch: we speak {self.version}, the server speaks {server}"
+                if received is not None and received != self.version:
+                    message += f" and received version {received} (rewritten in transit)"
+                raise VersionMismatch(message, ours=self.version, theirs=server, data=details)
             return Response(msgid, error=info)
         return Response(msgid, result=value)
 

@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 
 import h11
 
-from faultlab.codecs.errors import FrameTooLarge, MalformedFrame
+from faultlab.codecs.errors import FrameTooLarge, MalformedFrame, TruncatedFrame
 from faultlab.codecs.framing import CLOSED, Framer, get_framer
 from faultlab.errors import EndOfStream
 from faultlab.streams import ByteStream, Deadline, MessageStream, Stream
@@ -103,12 +103,14 @@ class HttpRequest:
         self.body = body
 
 
-def _feed(conn: h11.Connection, stream: ByteStream, deadline: Deadline) -> None:
+def _feed(conn: h11.Connection, stream: ByteStream, deadline: Deadline) -> bool:
+    """Feed h11 one read; True if that read was EOF."""
     try:
         data = stream.receive(_READ, timeout=deadline.remaining())
     except EndOfStream:
         data = b""
     conn.receive_data(data)
+    return not data
 
 
 class HttpServerChannel:
@@ -179,6 +181,7 @@ class HttpClientChannel:
         self.host = host or "localhost"
         self.max_body = max_body
         self.conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=64 * 1024)
+        self._eof = False
 
     @property
     def reusable(self) -> bool:
@@ -207,9 +210,13 @@ class HttpClientChannel:
             try:
                 event = self.conn.next_event()
             except h11.RemoteProtocolError as exc:
+                if self.conn.their_state is h11.SEND_BODY:
+                    raise TruncatedFrame(f"HTTP response cut short: {exc}") from None
+                if status == 0 and self._eof:
+                    raise EndOfStream("server closed the connection before replying") from None
                 raise MalformedFrame(f"bad HTTP response: {exc}") from None
             if event is h11.NEED_DATA:
-                _feed(self.conn, self.stream, deadline)
+                self._eof = _feed(self.conn, self.stream, deadline)
             elif isinstance(event, h11.Response):
                 status = event.status_code
                 reply_headers = {k.decode().lower(): v.decode("latin-1") for k, v in event.headers}
