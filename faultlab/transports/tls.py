@@ -14,11 +14,12 @@ import fcntl
 import select
 import socket
 import ssl
+import threading
 from pathlib import Path
 from typing import Any
 
 from faultlab._cleanup import runtime_dir
-from faultlab.errors import AddressError
+from faultlab.errors import AddressError, BrokenResourceError, TransportError, TransportTimeout
 from faultlab.streams import ByteStream, Deadline, Listener
 from faultlab.transports import register
 from faultlab.transports._sockets import SocketByteStream, SocketListener, wait_fd
@@ -93,6 +94,50 @@ def _wrap(sock: ssl.SSLSocket, deadline: Deadline) -> ByteStream:
     return SocketByteStream(sock, serialize=True, half_close=False)
 
 
+HANDSHAKE_TIMEOUT = 10.0
+
+
+class _ServerTLSStream(SocketByteStream):
+    """Server side: the handshake runs in its own thread, started at accept.
+
+    A slow or silent client never holds up ``accept()`` for the others, and a
+    test may still connect and accept from one thread. The first send or
+    receive waits for the handshake (within its own timeout) and reports its
+    failure as :class:`BrokenResourceError`.
+    """
+
+    def __init__(self, sock: ssl.SSLSocket) -> None:
+        super().__init__(sock, serialize=True, half_close=False)
+        self._done = threading.Event()
+        self._error: BaseException | None = None
+        threading.Thread(target=self._handshake, daemon=True, name="faultlab-tls-hs").start()
+
+    def _handshake(self) -> None:
+        try:
+            assert isinstance(self.sock, ssl.SSLSocket)
+            _handshake(self.sock, Deadline.after(HANDSHAKE_TIMEOUT))
+        except (ssl.SSLError, OSError, TransportError) as exc:
+            self._error = exc
+        finally:
+            self._done.set()
+
+    def _ready(self, timeout: float | None) -> None:
+        if not self._done.wait(self.default_timeout if timeout is None else timeout):
+            raise TransportTimeout("TLS handshake did not finish in time")
+        if self._error is not None:
+            raise BrokenResourceError(f"TLS handshake failed: {self._error}") from self._error
+
+    def send(self, data: bytes, *, timeout: float | None = None) -> None:
+        if not self._done.is_set() or self._error is not None:
+            self._ready(timeout)
+        super().send(data, timeout=timeout)
+
+    def receive(self, max_bytes: int = 65536, *, timeout: float | None = None) -> bytes:
+        if not self._done.is_set() or self._error is not None:
+            self._ready(timeout)
+        return super().receive(max_bytes, timeout=timeout)
+
+
 class TLSTransport(Transport):
     scheme = "tls"
     description = "TCP + TLS (trustme test CA by default)"
@@ -123,7 +168,7 @@ class TLSTransport(Transport):
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn.setblocking(False)
             tls = ctx.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
-            return _wrap(tls, deadline)
+            return _ServerTLSStream(tls)
 
         return SocketListener(sock, format_host_port("tls", host, port) + query, wrap)
 
