@@ -145,10 +145,24 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             config, "faultlab_protocols", _DEFAULT_PROTOCOLS
         )
     faults = marker.kwargs.get("faults")
-    if "faultlab_transport" in metafunc.fixturenames:
-        metafunc.parametrize("faultlab_transport", list(transports), scope="function")
-    if "faultlab_protocol" in metafunc.fixturenames:
-        metafunc.parametrize("faultlab_protocol", list(protocols), scope="function")
+    wants_t = "faultlab_transport" in metafunc.fixturenames
+    wants_p = "faultlab_protocol" in metafunc.fixturenames
+    if wants_t and wants_p:
+        from faultlab.lab.pair import incompatibility
+
+        combos = []
+        for transport in transports:
+            for protocol in protocols:
+                reason = incompatibility(protocol, transport)
+                marks = [pytest.mark.skip(reason=reason)] if reason else []
+                combos.append(
+                    pytest.param(transport, protocol, marks=marks, id=f"{transport}-{protocol}")
+                )
+        metafunc.parametrize(["faultlab_transport", "faultlab_protocol"], combos)
+    elif wants_t:
+        metafunc.parametrize("faultlab_transport", list(transports))
+    elif wants_p:
+        metafunc.parametrize("faultlab_protocol", list(protocols))
     if faults is not None and "faultlab_fault" in metafunc.fixturenames:
         ids = [_fault_id(f) for f in faults]
         metafunc.parametrize("faultlab_fault", list(faults), ids=ids, scope="function")

@@ -28,6 +28,13 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--backend", default="thread", help="thread (default) or subprocess")
     parser.add_argument("-k", dest="keyword", default=None, help="pytest -k expression")
     parser.add_argument("--quick", action="store_true", help="tcp and unix only, two protocols")
+    parser.add_argument(
+        "-n",
+        "--workers",
+        type=int,
+        default=3,
+        help="pytest-xdist workers (default 3: most tests wait on faults, not on the CPU)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -62,6 +69,13 @@ def run(args: argparse.Namespace) -> int:
         pytest_args.append(f"--faultlab-protocols={protocols}")
     if args.keyword:
         pytest_args += ["-k", args.keyword]
+    if args.workers > 1:
+        import importlib.util
+
+        if importlib.util.find_spec("xdist") is None:
+            console.print("[yellow]pytest-xdist is not installed: running in one process[/]")
+        else:
+            pytest_args += ["-n", str(args.workers)]
     console.rule(f"faultlab demo  seed {seed}")
     console.print(f"running: pytest {' '.join(pytest_args)}")
     started = time.monotonic()
@@ -77,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         pass
     console.rule("faultlab demo done")
     console.print(f"suites finished in {elapsed:.0f} s with exit code {code}")
-    console.print(f"journal: {folder / 'journal.json'}")
+    console.print(f"journals: {', '.join(p.name for p in sorted(folder.glob('journal*.json')))}")
     if html is not None:
         console.print(f"report:  [bold]{html}[/]  (open it in a browser)")
     console.print(f"junit:   {folder / 'junit.xml'}")
@@ -86,8 +100,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _render(folder: Path, console: Console) -> Path | None:
-    journal = folder / "journal.json"
-    if not journal.exists():
+    journals = sorted(folder.glob("journal*.json"))
+    if not journals:
         console.print("[yellow]no journal was written; nothing to render[/]")
         return None
     try:
@@ -97,7 +111,7 @@ def _render(folder: Path, console: Console) -> Path | None:
         return None
     out = folder / "report.html"
     try:
-        render_files([journal], out)
+        render_files(journals, out)
     except ImportError as exc:
         console.print(f"[yellow]report not rendered: {exc}[/]")
         return None

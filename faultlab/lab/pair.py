@@ -27,16 +27,33 @@ from faultlab.rpc.base import get_protocol
 from faultlab.rpc.client import Client
 from faultlab.rpc.errors import MethodNotFound, RpcError
 
-__all__ = ["DEFAULT_SERVICE", "Lab", "Pair"]
+__all__ = ["DEFAULT_SERVICE", "Lab", "Pair", "incompatibility"]
 
 DEFAULT_SERVICE = "faultlab.examples.calc:Calc"
 PROXY_FRAMINGS = ("length-prefix", "lines", "msgpack-stream")
 READY_TIMEOUT = 15.0
 
 
+GRPC_TRANSPORTS = ("tcp", "unix", "tls")
+
+
+def incompatibility(protocol: str, transport: str) -> str | None:
+    """Why ``protocol`` cannot run over ``transport`` (None when it can)."""
+    if protocol == "grpc":
+        if transport not in GRPC_TRANSPORTS:
+            return f"grpc runs only over {', '.join(GRPC_TRANSPORTS)} (grpcio owns its sockets)"
+        return None
+    kind = transports.get(transport).capabilities.kind
+    if kind == "message" and not get_protocol(protocol).message_transports:
+        return f"{protocol} is carried over HTTP, which needs a byte stream, not {transport}"
+    return None
+
+
 def _proxy_framing(protocol: str, transport: str, framing: str | None) -> str | None:
     """The framing the proxy decodes for frame-aware toxics (None: raw bytes)."""
     if protocol == "grpc" or transports.get(transport).capabilities.kind == "message":
+        return None
+    if transport == "tls":  # the proxy passes TLS through: it sees records, not frames
         return None
     if framing is None and protocol not in ("jsonrpc", "xmlrpc", "msgpackrpc", "binrpc", "rest"):
         return None
@@ -212,6 +229,9 @@ class Lab:
         """
         name = f"pair{next(self._names)}"
         scheme = transport.split("://", 1)[0]
+        reason = incompatibility(protocol, scheme)
+        if reason is not None:
+            raise BackendError(f"cannot pair {protocol} with {scheme}: {reason}")
         address = transports.get(scheme).example_address(f"{name}-srv")
         spec = ServerSpec(service, protocol, address, framing, dict(options or {}))
         server = get_backend(backend or self.backend)(spec, self.journal)

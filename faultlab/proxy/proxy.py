@@ -157,6 +157,12 @@ class Proxy:
         self.enabled = False
         self.journal = journal
         self.seed = seed
+        if framing and any(to_uri(a).startswith("tls://") for a in (listen, upstream)):
+            raise ProxyError(
+                "a TLS proxy passes encrypted records through (faults act below TLS): "
+                "it cannot see frames, so framing must not be set",
+                400,
+            )
         self.framing = framing
         self.record_chunks = record_chunks
         self.toxics: dict[str, ToxicEntry] = {}
