@@ -295,12 +295,13 @@ def faultlab_pair(
     if marker is not None and marker.kwargs.get("target"):
         service = _target(request.config).service
     key = (faultlab_protocol, faultlab_transport, backend, service)
-    pair = _faultlab_pairs.get(key)
+    pair = _faultlab_pairs.pop(key, None)
     if pair is None:
+        _evict(_faultlab_pairs, faultlab_transport)
         pair = faultlab_lab.pair(
             service, protocol=faultlab_protocol, transport=faultlab_transport, backend=backend
         )
-        _faultlab_pairs[key] = pair
+    _faultlab_pairs[key] = pair  # most recently used last
     request.node.stash[_pair_key] = pair
     request.node.stash[_lab_key] = faultlab_lab
     request.node.stash[_start_key] = faultlab_lab.journal.now()
@@ -308,6 +309,22 @@ def faultlab_pair(
         yield pair
     finally:
         pair.clear_faults()
+
+
+MAX_CACHED_PAIRS = 8
+SCARCE = {"mq": 1}
+"""Transports whose kernel budget is small (POSIX queues: 800 KiB per user) keep fewer pairs."""
+
+
+def _evict(cache: dict[tuple[str, ...], Any], transport: str) -> None:
+    """Close least recently used pairs before opening another one."""
+    limit = SCARCE.get(transport)
+    if limit is not None:
+        same = [k for k in cache if k[1] == transport]
+        for key in same[: max(0, len(same) - limit + 1)]:
+            cache.pop(key).close()
+    while len(cache) >= MAX_CACHED_PAIRS:
+        cache.pop(next(iter(cache))).close()
 
 
 _pair_key = pytest.StashKey[Any]()

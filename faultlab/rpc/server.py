@@ -94,8 +94,8 @@ class RpcServer:
                 stream = self._listener.accept(timeout=0.5)
             except ClosedResourceError:
                 return
-            except TransportError:
-                continue
+            except (TransportError, OSError):
+                continue  # one failed accept must never stop the server
             stream.default_timeout = IDLE_TIMEOUT
             with self._lock:
                 if self._closed.is_set():

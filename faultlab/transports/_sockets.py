@@ -339,6 +339,9 @@ class SocketListener(Listener[S]):
                 raise translate_oserror(exc, "accept") from exc
             try:
                 return self._wrap(conn, deadline)
+            except (OSError, TransportError):
+                conn.close()  # this client left or broke during setup: serve the next one
+                continue
             except BaseException:
                 conn.close()
                 raise
