@@ -485,7 +485,15 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         from faultlab.reports.terminal import print_summary
     except ImportError:  # pragma: no cover
         return
-    model = build_model(LoadedJournal(seed=lab.seed, events=tuple(lab.journal.events())))
+    # through JSON, as the written journal is: keys become strings, values plain data
+    events = json.loads(json.dumps(lab.journal.events(), default=repr))
+    try:
+        model = build_model(LoadedJournal(seed=lab.seed, events=tuple(events)))
+    except Exception as exc:  # a summary must never break the test run
+        terminalreporter.write_line(
+            f"faultlab: no resilience summary ({type(exc).__name__}: {exc})"
+        )
+        return
     terminalreporter.write_sep("=", "faultlab resilience summary")
     from rich.console import Console
 

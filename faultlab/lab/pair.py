@@ -134,8 +134,15 @@ class Pair:
 
     # faults
     def clear_faults(self) -> None:
-        """Remove every toxic and heal process faults, without restarting a healthy server."""
+        """Remove every toxic and heal process faults, without restarting a healthy server.
+
+        The client's connection is renewed too (same client object), so no state of the
+        faulted run (a gRPC channel in reconnect backoff, a half-read frame) leaks into
+        the next one.
+        """
         self.proxy.clear()
+        self.client.inner.close()
+        self.client.inner = self._plain_client(self.proxy.address, self.client_timeout)
         heal = getattr(self.server, "heal", None)
         if callable(heal):
             heal()
