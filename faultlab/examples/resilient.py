@@ -31,10 +31,10 @@ class ResilientConfig:
     max_backoff: float = 0.2
     jitter: float = 0.5
     """Full jitter fraction: each wait is uniform in [(1 - jitter) * w, w]."""
-    attempt_timeout: float = 0.5
-    deadline: float = 2.0
+    attempt_timeout: float = 0.3
+    deadline: float = 1.0
     breaker_fail_max: int = 5
-    breaker_reset_timeout: float = 0.5
+    breaker_reset_timeout: float = 0.3
     fallback_value: Any = None
     use_fallback: bool = False
 
@@ -158,3 +158,22 @@ class ResilientCalc:
 
     def incr(self, amount: int = 1) -> Any:
         return self.call("counter.incr", amount, idempotent=False)
+
+
+class CarelessCalc(ResilientCalc):
+    """A deliberately broken client: no backoff, a fresh idempotency key per attempt, and
+    far more attempts than it declares. The bundled suites must catch it."""
+
+    def call(self, method: str, *args: Any, idempotent: bool = True, **kwargs: Any) -> Any:
+        attempt = 0
+        while True:
+            attempt += 1
+            call_args = args if idempotent else (*args, uuid.uuid4().hex)  # new key: the bug
+            try:
+                return self.client.call(
+                    method, *call_args, timeout=self.config.attempt_timeout, **kwargs
+                )
+            except Exception as exc:
+                if not _retryable(exc) or attempt >= 3 * self.config.max_attempts:
+                    raise
+                # no backoff at all: the bug

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from faultlab import transports
-from faultlab.examples.resilient import ResilientCalc, ResilientConfig
+from faultlab.examples.resilient import CarelessCalc, ResilientCalc, ResilientConfig
 from faultlab.suites.target import Probe, Target
 
-__all__ = ["calc"]
+__all__ = ["calc", "careless_calc"]
 
 PROTOCOLS = ("jsonrpc", "xmlrpc", "msgpackrpc", "binrpc", "rest", "grpc")
 
@@ -19,6 +19,39 @@ def _client(faultlab_client: Any, journal: Any) -> ResilientCalc:
 
 def _call(resilient: ResilientCalc, probe: Probe) -> Any:
     return resilient.call(probe.method, *probe.args, idempotent=probe.idempotent)
+
+
+def _ceiling(config: ResilientConfig, k: int) -> float:
+    return min(config.max_backoff, config.initial_backoff * config.multiplier ** (k - 1))
+
+
+def policies(config: ResilientConfig) -> dict[str, Any]:
+    """What :class:`ResilientCalc` declares, in the oracles' terms."""
+    from faultlab.oracles import Bounds, BreakerPolicy, DeadlinePolicy, RetryPolicy
+
+    wait = Bounds(
+        lower=lambda k: (1 - config.jitter) * _ceiling(config, k),
+        upper=lambda k: _ceiling(config, k),
+        text=f"exponential {config.initial_backoff:g} s x{config.multiplier:g} up to "
+        f"{config.max_backoff:g} s, {config.jitter:.0%} jitter",
+    )
+    return {
+        "retry": RetryPolicy(
+            max_attempts=config.max_attempts,
+            wait=wait,
+            deadline=config.deadline,
+            deadline_mode="before",
+            non_idempotent=frozenset({"counter.incr"}),
+            name="resilient-calc retry",
+        ),
+        "breaker": BreakerPolicy(
+            fail_max=config.breaker_fail_max,
+            reset_timeout=config.breaker_reset_timeout,
+            half_open_max=1,
+            name="resilient-calc breaker",
+        ),
+        "deadline": DeadlinePolicy(deadline=config.deadline, name="resilient-calc deadline"),
+    }
 
 
 def calc() -> Target:
@@ -41,5 +74,15 @@ def calc() -> Target:
         ),
         client=_client,
         call=_call,
-        policies={"resilient": config},
+        policies=policies(config),
     )
+
+
+def careless_calc() -> Target:
+    """The calc target with :class:`CarelessCalc`: declares the same policies, breaks them."""
+    import dataclasses
+
+    def client(faultlab_client: Any, journal: Any) -> CarelessCalc:
+        return CarelessCalc(faultlab_client, ResilientConfig(), journal=journal)
+
+    return dataclasses.replace(calc(), name="careless-calc", client=client)

@@ -37,3 +37,13 @@ def message_transport(scheme: str) -> bool:
     from faultlab import transports
 
     return transports.get(scheme).capabilities.kind == "message"
+
+
+def since(pair: Any, seq: int) -> list[dict[str, Any]]:
+    """The journal from event ``seq`` on (one test's share of a reused pair's journal)."""
+    return [e for e in pair.events() if e["seq"] >= seq]
+
+
+def mark(pair: Any) -> int:
+    """The next event's sequence number: pass it to :func:`since` after the test's calls."""
+    return int(pair.journal.record("mark", proxy=pair.name)["seq"])

@@ -1,0 +1,96 @@
+"""Oracles: plain functions from a journal and a declared policy to a :class:`Verdict`.
+
+``check_retry(journal, RetryPolicy(...))`` and its siblings read the events a
+Lab journals (logical calls, attempts, server requests, faults) and say
+whether the client kept the resilience properties of
+``/work/shared/reference/resilience.md`` (R#, C#, F#, T#, I#), with a message
+a user understands and the journal excerpt that proves it. Suites and the
+pytest plugin are thin wrappers around these functions.
+"""
+
+from __future__ import annotations
+
+from faultlab.oracles._journal import Attempt, Call, Timeline, timeline
+from faultlab.oracles.breaker import breaker_checks, check_breaker
+from faultlab.oracles.clock import ClockJournal, VirtualClock
+from faultlab.oracles.deadline import check_deadline, deadline_checks
+from faultlab.oracles.fallback import check_fallback, fallback_checks, fell_back
+from faultlab.oracles.idempotency import check_idempotency, idempotency_checks
+from faultlab.oracles.policies import (
+    ALL_KINDS,
+    DEFAULT_RETRY_ON,
+    DEFAULT_TOLERANCE,
+    NOT_SET,
+    PROTOCOL_ERROR_KINDS,
+    TRANSIENT_RPC_KINDS,
+    TRANSPORT_ERROR_KINDS,
+    Bounds,
+    BreakerPolicy,
+    Chain,
+    Combined,
+    DeadlinePolicy,
+    Exponential,
+    FallbackPolicy,
+    Fixed,
+    Incrementing,
+    RandomWait,
+    RetryPolicy,
+    Tolerance,
+    Wait,
+    kinds_accepted_by,
+    kinds_of,
+    non_idempotent_methods,
+)
+from faultlab.oracles.retry import check_retry, retry_checks
+from faultlab.oracles.roundtrip import check_roundtrip, check_roundtrip_pair, check_roundtrip_pairs
+from faultlab.oracles.verdict import OracleFailure, Verdict, combine, format_evidence
+
+__all__ = [
+    "ALL_KINDS",
+    "DEFAULT_RETRY_ON",
+    "DEFAULT_TOLERANCE",
+    "NOT_SET",
+    "PROTOCOL_ERROR_KINDS",
+    "TRANSIENT_RPC_KINDS",
+    "TRANSPORT_ERROR_KINDS",
+    "Attempt",
+    "Bounds",
+    "BreakerPolicy",
+    "Call",
+    "Chain",
+    "ClockJournal",
+    "Combined",
+    "DeadlinePolicy",
+    "Exponential",
+    "FallbackPolicy",
+    "Fixed",
+    "Incrementing",
+    "OracleFailure",
+    "RandomWait",
+    "RetryPolicy",
+    "Timeline",
+    "Tolerance",
+    "Verdict",
+    "VirtualClock",
+    "Wait",
+    "breaker_checks",
+    "check_breaker",
+    "check_deadline",
+    "check_fallback",
+    "check_idempotency",
+    "check_retry",
+    "check_roundtrip",
+    "check_roundtrip_pair",
+    "check_roundtrip_pairs",
+    "combine",
+    "deadline_checks",
+    "fallback_checks",
+    "fell_back",
+    "format_evidence",
+    "idempotency_checks",
+    "kinds_accepted_by",
+    "kinds_of",
+    "non_idempotent_methods",
+    "retry_checks",
+    "timeline",
+]

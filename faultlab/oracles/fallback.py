@@ -1,0 +1,157 @@
+"""Fallback oracle: the fallback value iff the primary failed in a handled way (§4.2 F1, F2).
+
+The primary outcome of a logical call is its last attempt (after the inner
+retries); a call with no attempt was rejected by a breaker. A call counts as
+having fallen back if it journaled a ``fallback`` event, ended with outcome
+``"fallback"``, or returned a value whose ``repr`` is the declared fallback
+value's.
+"""
+
+from __future__ import annotations
+
+from faultlab.lab.client import short_repr
+from faultlab.oracles._common import PropertyCheck, evidence_for, secs
+from faultlab.oracles._journal import Call, Source, Timeline, timeline
+from faultlab.oracles.policies import NOT_SET, FallbackPolicy
+from faultlab.oracles.verdict import Verdict, combine
+
+__all__ = ["check_fallback", "fallback_checks", "fell_back"]
+
+ORACLE = "fallback"
+F1 = "F1 fallback iff handled failure"
+F2 = "F2 once and last"
+
+
+def fell_back(call: Call, policy: FallbackPolicy) -> bool:
+    """Did the caller get the fallback rather than the primary outcome?"""
+    if call.outcome == "fallback" or call.fallback_events:
+        return True
+    return (
+        policy.value is not NOT_SET
+        and call.outcome == "value"
+        and call.value == short_repr(policy.value)
+    )
+
+
+def check_fallback(source: Source | Timeline, policy: FallbackPolicy) -> Verdict:
+    """One verdict over F1 and F2; vacuous when no primary failed and no call was rejected."""
+    tl = timeline(source)
+    checks = fallback_checks(tl, policy)
+    ended = [c for c in tl.calls if c.end_event is not None]
+    exercised = [c for c in ended if c.rejected or (c.last is not None and c.last.failed)]
+    vacuous = not exercised
+    verdict = combine(ORACLE, checks, vacuous=vacuous)
+    if verdict.passed:
+        used = sum(1 for c in ended if fell_back(c, policy))
+        if vacuous:
+            message = (
+                f"fallback held over {len(ended)} call(s), vacuously: no primary failed and no "
+                f"call was rejected, so the fallback was never needed"
+            )
+        else:
+            message = (
+                f"fallback held over {len(ended)} call(s): {len(exercised)} failed or rejected, "
+                f"{used} fell back"
+            )
+        verdict = Verdict(ORACLE, verdict.property, True, vacuous, message, [], verdict.details)
+    return verdict
+
+
+def fallback_checks(source: Source | Timeline, policy: FallbackPolicy) -> list[Verdict]:
+    tl = timeline(source)
+    return [_iff(tl, policy), _once_and_last(tl, policy)]
+
+
+def _iff(tl: Timeline, policy: FallbackPolicy) -> Verdict:
+    check = PropertyCheck(ORACLE, F1)
+    for call in tl.calls:
+        if call.end_event is None:
+            continue
+        used = fell_back(call, policy)
+        last = call.last
+        if last is None:
+            check.checked += 1
+            if policy.on_reject and not used:
+                check.fail(
+                    f"{call.name} was rejected without reaching the server and ended with "
+                    f"{call.error_kind or call.error!r} instead of the fallback",
+                    evidence_for(tl, call),
+                    call=call.id,
+                )
+            elif not policy.on_reject and used:
+                check.fail(
+                    f"{call.name} was rejected and got the fallback, but the policy's fallback "
+                    f"does not cover rejections",
+                    evidence_for(tl, call),
+                    call=call.id,
+                )
+            continue
+        if last.outcome is None:
+            continue
+        check.checked += 1
+        if last.ok and used:
+            check.fail(
+                f"{call.name}: attempt {last.number} succeeded, yet the caller got the "
+                f"fallback ({call.value}); a successful result must never be replaced",
+                evidence_for(tl, call),
+                call=call.id,
+            )
+        elif last.failed and policy.handles(last.error_kind) and not used:
+            check.fail(
+                f"{call.name} failed with {last.error_kind!r}, which the fallback handles, "
+                f"but the caller got the error {call.error_kind or call.error!r}",
+                evidence_for(tl, call),
+                call=call.id,
+            )
+        elif last.failed and not policy.handles(last.error_kind) and used:
+            check.fail(
+                f"{call.name} failed with {last.error_kind!r}, which the fallback must not "
+                f"handle, yet the caller got the fallback ({call.value}): the error was masked",
+                evidence_for(tl, call),
+                call=call.id,
+                error_kind=last.error_kind,
+            )
+    return check.verdict()
+
+
+def _once_and_last(tl: Timeline, policy: FallbackPolicy) -> Verdict:
+    check = PropertyCheck(ORACLE, F2)
+    for call in tl.calls:
+        if call.end_event is None or not fell_back(call, policy):
+            continue
+        check.checked += 1
+        if len(call.fallback_events) > 1:
+            check.fail(
+                f"{call.name} ran its fallback {len(call.fallback_events)} times; at most once "
+                f"per call",
+                evidence_for(tl, call),
+                call=call.id,
+            )
+            continue
+        if call.fallback_events:
+            t_fb = float(call.fallback_events[0]["t"])
+            late = [a for a in call.attempts if a.t_start > t_fb]
+            if late:
+                check.fail(
+                    f"{call.name}: attempt {late[0].number} started "
+                    f"{secs(late[0].t_start - t_fb)} after the fallback ran; the fallback comes "
+                    f"after the last attempt",
+                    evidence_for(tl, call),
+                    call=call.id,
+                )
+                continue
+        last = call.last
+        if (
+            policy.inner_attempts is not None
+            and last is not None
+            and last.failed
+            and policy.handles(last.error_kind)
+            and len(call.attempts) < policy.inner_attempts
+        ):
+            check.fail(
+                f"{call.name} fell back after {len(call.attempts)} attempt(s); the retry "
+                f"budget inside the fallback is {policy.inner_attempts}",
+                evidence_for(tl, call),
+                call=call.id,
+            )
+    return check.verdict()

@@ -1,0 +1,320 @@
+"""Retry oracle: attempts, classification, backoff bounds, budget and idempotency gate (§1.4).
+
+Every logical call in the journal is compared with the declared
+:class:`RetryPolicy`. Gaps are measured as the client saw them:
+``g_k = attempt_start(k+1) - attempt_end(k)``, the client sleeping only after
+it classified attempt k. Lower bounds are tight (``eps_early``), upper bounds
+loose (``eps_late`` plus a ratio), as the reference prescribes.
+"""
+
+from __future__ import annotations
+
+from faultlab.oracles._common import PropertyCheck, evidence_for, secs
+from faultlab.oracles._journal import Call, Source, Timeline, timeline
+from faultlab.oracles.policies import RetryPolicy
+from faultlab.oracles.verdict import Verdict, combine
+
+__all__ = ["check_retry", "retry_checks"]
+
+ORACLE = "retry"
+R1 = "R1 attempt bound"
+R2 = "R2 no retry after success"
+R3 = "R3 classification"
+R4 = "R4 delay lower bound"
+R5 = "R5 delay upper bound"
+R8 = "R8 time budget"
+R11 = "R11 idempotency gate"
+R16 = "R16 no trailing sleep"
+
+
+def check_retry(source: Source | Timeline, policy: RetryPolicy) -> Verdict:
+    """One verdict over R1 R2 R3 R4 R5 R8 R11 R16, named after the first property that failed.
+
+    Vacuous when no attempt failed with a retryable error: the retry path
+    never ran, so the check could not have caught a wrong retry.
+    """
+    tl = timeline(source)
+    checks = retry_checks(tl, policy)
+    failed_attempts = sum(1 for c in tl.calls for a in c.attempts if a.failed)
+    retryable = sum(
+        1 for c in tl.calls for a in c.attempts if a.failed and policy.retryable(a.error_kind)
+    )
+    vacuous = retryable == 0
+    verdict = combine(ORACLE, checks, vacuous=vacuous)
+    if verdict.passed:
+        calls = [c for c in tl.calls if c.attempts]
+        retried = sum(1 for c in calls if len(c.attempts) > 1)
+        if vacuous:
+            reason = "no attempt failed with a retryable error" + (
+                "" if tl.touched() else " and no fault touched traffic"
+            )
+            message = (
+                f"retry policy ({policy.describe()}) held over {len(calls)} call(s), "
+                f"vacuously: {reason}, so no retry decision was ever made"
+            )
+        else:
+            message = (
+                f"retry policy ({policy.describe()}) held over {len(calls)} call(s): "
+                f"{failed_attempts} failed attempt(s) ({retryable} retryable), "
+                f"{retried} call(s) retried"
+            )
+        verdict = Verdict(
+            verdict.oracle, verdict.property, True, vacuous, message, [], verdict.details
+        )
+    return verdict
+
+
+def retry_checks(source: Source | Timeline, policy: RetryPolicy) -> list[Verdict]:
+    """The per-property verdicts, in the order of the reference."""
+    tl = timeline(source)
+    calls = [c for c in tl.calls if c.attempts]
+    return [
+        _attempt_bound(tl, calls, policy),
+        _after_success(tl, calls),
+        _classification(tl, calls, policy),
+        _lower_bound(tl, calls, policy),
+        _upper_bound(tl, calls, policy),
+        _budget(tl, calls, policy),
+        _idempotency_gate(tl, calls, policy),
+        _trailing_sleep(tl, calls, policy),
+    ]
+
+
+def _attempt_bound(tl: Timeline, calls: list[Call], policy: RetryPolicy) -> Verdict:
+    check = PropertyCheck(ORACLE, R1)
+    if policy.max_attempts is None:
+        check.vacuous_reason = "R1: the policy sets no attempt bound"
+        return check.verdict()
+    for call in calls:
+        check.checked += 1
+        n = len(call.attempts)
+        if n > policy.max_attempts:
+            check.fail(
+                f"{call.name} made {n} attempts; the policy allows at most "
+                f"{policy.max_attempts} in total (attempt {policy.max_attempts + 1} should "
+                f"never have been sent)",
+                evidence_for(tl, call),
+                call=call.id,
+                attempts=n,
+            )
+    return check.verdict()
+
+
+def _after_success(tl: Timeline, calls: list[Call]) -> Verdict:
+    check = PropertyCheck(ORACLE, R2)
+    for call in calls:
+        check.checked += 1
+        for attempt, nxt in zip(call.attempts, call.attempts[1:], strict=False):
+            if attempt.ok:
+                check.fail(
+                    f"{call.name}: attempt {attempt.number} succeeded, yet attempt "
+                    f"{nxt.number} was sent; a success must end the call",
+                    evidence_for(tl, call),
+                    call=call.id,
+                    attempt=nxt.number,
+                )
+                break
+    return check.verdict()
+
+
+def _classification(tl: Timeline, calls: list[Call], policy: RetryPolicy) -> Verdict:
+    check = PropertyCheck(ORACLE, R3)
+    for call in calls:
+        for attempt, nxt in zip(call.attempts, call.attempts[1:], strict=False):
+            if not attempt.failed:
+                continue
+            check.checked += 1
+            if not policy.retryable(attempt.error_kind):
+                check.fail(
+                    f"{call.name}: attempt {attempt.number} failed with "
+                    f"{attempt.error_kind!r}, which the policy does not retry, yet attempt "
+                    f"{nxt.number} was sent (a non-retryable error means exactly one attempt)",
+                    evidence_for(tl, call),
+                    call=call.id,
+                    attempt=nxt.number,
+                    error_kind=attempt.error_kind,
+                )
+                break
+        last = call.last
+        if last is None or not last.failed or call.end_event is None:
+            continue
+        if not policy.retryable(last.error_kind):
+            continue
+        if call.outcome == "error" and call.error_kind not in (last.error_kind, None):
+            continue  # something else ended the call (a breaker, a wrapper): not our question
+        n = len(call.attempts)
+        if policy.max_attempts is not None and n >= policy.max_attempts:
+            continue
+        if not _budget_left(call, policy, n):
+            continue
+        check.checked += 1
+        allowed = "unbounded" if policy.max_attempts is None else str(policy.max_attempts)
+        check.fail(
+            f"{call.name} gave up after {n} attempt(s) although attempt {n} failed with the "
+            f"retryable {last.error_kind!r} and the policy allows {allowed} attempts "
+            f"(retries never happened)",
+            evidence_for(tl, call),
+            call=call.id,
+            attempts=n,
+        )
+    return check.verdict()
+
+
+def _budget_left(call: Call, policy: RetryPolicy, n: int) -> bool:
+    """Did the time budget clearly allow one more attempt after attempt n?"""
+    if policy.deadline is None:
+        return True
+    last = call.attempts[-1]
+    if last.t_end is None:
+        return False
+    elapsed = last.t_end - call.attempts[0].t_start
+    margin = policy.tolerance.late(0.0)
+    if policy.deadline_mode == "before":
+        _, hi = policy.wait.bounds(n)
+        return elapsed + hi + margin < policy.deadline
+    return elapsed + margin < policy.deadline
+
+
+def _gaps(call: Call) -> list[tuple[int, float]]:
+    """(k, g_k) for every attempt k that ended and was followed by attempt k+1."""
+    found = []
+    for attempt, nxt in zip(call.attempts, call.attempts[1:], strict=False):
+        if attempt.t_end is not None:
+            found.append((attempt.number, nxt.t_start - attempt.t_end))
+    return found
+
+
+def _lower_bound(tl: Timeline, calls: list[Call], policy: RetryPolicy) -> Verdict:
+    check = PropertyCheck(ORACLE, R4)
+    tol = policy.tolerance
+    for call in calls:
+        for k, gap in _gaps(call):
+            check.checked += 1
+            lo, _ = policy.wait.bounds(k)
+            if gap < tol.early(lo):
+                check.fail(
+                    f"{call.name}: attempt {k + 1} started {secs(gap)} after attempt {k} "
+                    f"failed; the policy ({policy.wait.describe()}) waits at least {secs(lo)} "
+                    f"before retry {k}",
+                    evidence_for(tl, call),
+                    call=call.id,
+                    retry=k,
+                    gap=gap,
+                    lower=lo,
+                )
+                break
+    return check.verdict()
+
+
+def _upper_bound(tl: Timeline, calls: list[Call], policy: RetryPolicy) -> Verdict:
+    check = PropertyCheck(ORACLE, R5)
+    tol = policy.tolerance
+    for call in calls:
+        for k, gap in _gaps(call):
+            _, hi = policy.wait.bounds(k)
+            if hi == float("inf"):
+                continue
+            check.checked += 1
+            if gap > tol.late(hi):
+                check.fail(
+                    f"{call.name}: attempt {k + 1} started {secs(gap)} after attempt {k} "
+                    f"failed; the policy ({policy.wait.describe()}) waits at most {secs(hi)} "
+                    f"before retry {k} (tolerance {secs(tol.late(hi) - hi)})",
+                    evidence_for(tl, call),
+                    call=call.id,
+                    retry=k,
+                    gap=gap,
+                    upper=hi,
+                )
+                break
+    return check.verdict()
+
+
+def _budget(tl: Timeline, calls: list[Call], policy: RetryPolicy) -> Verdict:
+    check = PropertyCheck(ORACLE, R8)
+    if policy.deadline is None:
+        check.vacuous_reason = "R8: the policy sets no time budget"
+        return check.verdict()
+    tol = policy.tolerance
+    for call in calls:
+        t0 = call.attempts[0].t_start
+        for attempt, nxt in zip(call.attempts, call.attempts[1:], strict=False):
+            check.checked += 1
+            if policy.deadline_mode == "before":
+                started = nxt.t_start - t0
+                if started > tol.late(policy.deadline):
+                    check.fail(
+                        f"{call.name}: attempt {nxt.number} started {secs(started)} after the "
+                        f"first, past the {secs(policy.deadline)} budget (every attempt must "
+                        f"start before it)",
+                        evidence_for(tl, call),
+                        call=call.id,
+                        attempt=nxt.number,
+                    )
+                    break
+                continue
+            if attempt.t_end is None:
+                continue
+            elapsed = attempt.t_end - t0
+            if elapsed >= policy.deadline + tol.eps_early:
+                check.fail(
+                    f"{call.name}: attempt {attempt.number} ended {secs(elapsed)} after the "
+                    f"first attempt started, past the {secs(policy.deadline)} budget, yet "
+                    f"attempt {nxt.number} was sent (retries must stop once the budget is spent)",
+                    evidence_for(tl, call),
+                    call=call.id,
+                    attempt=nxt.number,
+                    elapsed=elapsed,
+                )
+                break
+    return check.verdict()
+
+
+def _idempotency_gate(tl: Timeline, calls: list[Call], policy: RetryPolicy) -> Verdict:
+    check = PropertyCheck(ORACLE, R11)
+    for call in calls:
+        if policy.is_idempotent(call.method, call.idempotent) or len(call.attempts) < 2:
+            continue
+        check.checked += 1
+        prior_failures = [a for a in call.attempts[:-1] if a.failed]
+        if all(a.error_kind in policy.not_sent_kinds for a in prior_failures):
+            continue  # every retry followed a failure that proves the request never left
+        unkeyed = [a for a in call.attempts if not a.key]
+        if policy.require_key and not unkeyed:
+            continue
+        what = (
+            f"attempt(s) {', '.join(str(a.number) for a in unkeyed)} carried no idempotency key"
+            if policy.require_key
+            else "the policy allows no retry of it at all"
+        )
+        check.fail(
+            f"{call.name} is not idempotent and was sent {len(call.attempts)} times, but "
+            f"{what}: the server may apply it more than once",
+            evidence_for(tl, call),
+            call=call.id,
+            attempts=len(call.attempts),
+        )
+    if check.checked == 0:
+        check.vacuous_reason = "R11: no non-idempotent call was retried"
+    return check.verdict()
+
+
+def _trailing_sleep(tl: Timeline, calls: list[Call], policy: RetryPolicy) -> Verdict:
+    check = PropertyCheck(ORACLE, R16)
+    tol = policy.tolerance
+    for call in calls:
+        last = call.last
+        if last is None or last.t_end is None or call.t_end is None:
+            continue
+        check.checked += 1
+        lag = call.t_end - last.t_end
+        if lag > tol.late(0.0):
+            check.fail(
+                f"{call.name} returned {secs(lag)} after its last attempt ({last.describe()}); "
+                f"nothing should be waited for after the final attempt (at most "
+                f"{secs(tol.late(0.0))})",
+                evidence_for(tl, call),
+                call=call.id,
+                lag=lag,
+            )
+    return check.verdict()
