@@ -19,6 +19,7 @@ from typing import Any
 from faultlab.errors import FaultlabError, RemoteProtocolError, TransportError
 from faultlab.journal import Journal
 from faultlab.lab import events as ev
+from faultlab.rpc.client import MethodProxy
 from faultlab.rpc.errors import RpcError
 
 __all__ = ["CallRecord", "InstrumentedClient", "classify", "logical_call", "short_repr"]
@@ -126,20 +127,6 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-class _Method:
-    def __init__(self, client: InstrumentedClient, name: str) -> None:
-        self._client = client
-        self._name = name
-
-    def __getattr__(self, attr: str) -> _Method:
-        if attr.startswith("_"):
-            raise AttributeError(attr)
-        return _Method(self._client, f"{self._name}.{attr}")
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._client.call(self._name, *args, **kwargs)
-
-
 class InstrumentedClient:
     """Wraps any faultlab client (``Client``, ``GrpcClient``): each call is a journaled attempt."""
 
@@ -149,10 +136,10 @@ class InstrumentedClient:
         self.address = getattr(inner, "address", "")
         self._orphans = itertools.count(1)
 
-    def __getattr__(self, name: str) -> _Method:
+    def __getattr__(self, name: str) -> MethodProxy:
         if name.startswith("_"):
             raise AttributeError(name)
-        return _Method(self, name)
+        return MethodProxy(self, name)
 
     def close(self) -> None:
         self.inner.close()

@@ -23,20 +23,23 @@ from faultlab.rpc.messages import Request, Response
 from faultlab.rpc.server import resolve_framing
 from faultlab.streams import ByteStream, Deadline
 
-__all__ = ["AsyncClient", "Client", "connect"]
+__all__ = ["AsyncClient", "Client", "MethodProxy", "connect"]
 
 
-class _Method:
-    """``client.counter.incr(1)``: attribute access builds the dotted method name."""
+class MethodProxy:
+    """``client.counter.incr(1)``: attribute access builds the dotted method name.
 
-    def __init__(self, client: Client, name: str) -> None:
+    Shared by every client that has a ``call(method, *args, **kwargs)``.
+    """
+
+    def __init__(self, client: Any, name: str) -> None:
         self._client = client
         self._name = name
 
-    def __getattr__(self, attr: str) -> _Method:
+    def __getattr__(self, attr: str) -> MethodProxy:
         if attr.startswith("_"):
             raise AttributeError(attr)
-        return _Method(self._client, f"{self._name}.{attr}")
+        return MethodProxy(self._client, f"{self._name}.{attr}")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._client.call(self._name, *args, **kwargs)
@@ -92,10 +95,10 @@ class Client:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def __getattr__(self, name: str) -> _Method:
+    def __getattr__(self, name: str) -> MethodProxy:
         if name.startswith("_"):
             raise AttributeError(name)
-        return _Method(self, name)
+        return MethodProxy(self, name)
 
     # calls
     def call(

@@ -44,6 +44,7 @@ from google.protobuf import message, message_factory, struct_pb2  # type: ignore
 from faultlab._cleanup import Owner
 from faultlab.errors import AddressError, LocalProtocolError, RemoteProtocolError
 from faultlab.rpc.channel import MAX_MESSAGE
+from faultlab.rpc.client import MethodProxy
 from faultlab.rpc.errors import (
     ApplicationError,
     DeadlineExceeded,
@@ -823,22 +824,6 @@ def _error_from(exc: Any) -> RpcError:
     return cls(details or name.lower().replace("_", " "), data={"grpc_status": name})
 
 
-class _Method:
-    """``client.counter.incr(1)``: attribute access builds the dotted method name."""
-
-    def __init__(self, client: GrpcClient, name: str) -> None:
-        self._client = client
-        self._name = name
-
-    def __getattr__(self, attr: str) -> _Method:
-        if attr.startswith("_"):
-            raise AttributeError(attr)
-        return _Method(self._client, f"{self._name}.{attr}")
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._client.call(self._name, *args, **kwargs)
-
-
 class GrpcClient:
     """A synchronous gRPC client; never retries (grpcio's retries are switched off)."""
 
@@ -921,10 +906,10 @@ class GrpcClient:
             ) from exc
         return reply_to_python(reply)
 
-    def __getattr__(self, name: str) -> _Method:
+    def __getattr__(self, name: str) -> MethodProxy:
         if name.startswith("_"):
             raise AttributeError(name)
-        return _Method(self, name)
+        return MethodProxy(self, name)
 
     def close(self) -> None:
         self._channel.close()
