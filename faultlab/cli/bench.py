@@ -16,7 +16,7 @@ __all__ = ["add_parser"]
 def add_parser(sub: Any) -> None:
     parser = sub.add_parser(
         "bench",
-        help="run benchmarks (transports)",
+        help="run benchmarks: transports, rpc, proxy",
         description="Benchmarks. Each figure is measured beside a raw baseline in the same "
         "run and reported as a ratio; processes are pinned (see --placement).",
     )
