@@ -101,6 +101,7 @@ def plans(
     min_faults: int = 1,
     toxicity: float | None = None,
     quantum: float = 0.05,
+    min_duration: float | None = None,
 ) -> Any:
     return fault_plans(
         max_faults,
@@ -110,7 +111,7 @@ def plans(
         protocol="binrpc",
         shapes=FAST_SHAPES,
         quantum=quantum,
-        min_duration=quantum,
+        min_duration=quantum if min_duration is None else min_duration,
         toxicity=toxicity,
     )
 
