@@ -13,9 +13,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint
 from typing import ClassVar
 
+from faultlab._registry import Registry
 from faultlab.errors import LocalProtocolError
 from faultlab.rpc.messages import ErrorInfo, Request, Response
 
@@ -89,39 +90,32 @@ class RpcProtocol(ABC):
         return HttpReply(200, reply, [("Content-Type", self.content_type)])
 
 
-_registry: dict[str, RpcProtocol] = {}
 _BUILTIN = ("jsonrpc", "xmlrpc", "msgpackrpc", "binrpc", "rest")
-_loaded = False
+
+
+def _adopt(ep: EntryPoint) -> None:
+    obj = ep.load()
+    register_protocol(obj() if isinstance(obj, type) else obj)
+
+
+_registry: Registry[RpcProtocol] = Registry(
+    "RPC protocol",
+    "faultlab.protocols",
+    [f"faultlab.rpc.{name}" for name in _BUILTIN],
+    missing=lambda name: LocalProtocolError(
+        f"unknown RPC protocol {name!r}; known: {_registry.known()}"
+    ),
+    adopt=_adopt,
+)
 
 
 def register_protocol(protocol: RpcProtocol) -> RpcProtocol:
-    _registry[protocol.name] = protocol
-    return protocol
-
-
-def _load() -> None:
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    import importlib
-
-    for name in _BUILTIN:
-        importlib.import_module(f"faultlab.rpc.{name}")
-    for ep in entry_points(group="faultlab.protocols"):
-        obj = ep.load()
-        register_protocol(obj() if isinstance(obj, type) else obj)
+    return _registry.register(protocol.name, protocol)
 
 
 def get_protocol(name: str) -> RpcProtocol:
-    _load()
-    try:
-        return _registry[name]
-    except KeyError:
-        known = ", ".join(sorted(_registry))
-        raise LocalProtocolError(f"unknown RPC protocol {name!r}; known: {known}") from None
+    return _registry.get(name)
 
 
 def protocol_names() -> list[str]:
-    _load()
-    return list(_registry)
+    return _registry.names()

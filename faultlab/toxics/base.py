@@ -21,9 +21,9 @@ import math
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
+from faultlab._registry import Registry
 from faultlab.errors import FaultlabError
 
 __all__ = [
@@ -243,8 +243,6 @@ class Toxic:
         """Removed or replaced on a live link."""
 
 
-_registry: dict[str, type[Toxic]] = {}
-_loaded = False
 _BUILTIN = (
     "noop",
     "latency",
@@ -265,38 +263,22 @@ _BUILTIN = (
     "rpc_error",
     "version_skew",
 )
+_registry: Registry[type[Toxic]] = Registry(
+    "toxic",
+    "faultlab.toxics",
+    [f"faultlab.toxics.{name}" for name in _BUILTIN],
+    missing=lambda _name: InvalidToxic("invalid toxic type"),  # Toxiproxy's exact message
+    adopt=lambda ep: register_toxic(ep.load()),
+)
 
 
 def register_toxic(cls: type[Toxic]) -> type[Toxic]:
-    _registry[cls.type_name] = cls
-    return cls
-
-
-def _load() -> None:
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    import importlib
-
-    for name in _BUILTIN:
-        try:
-            importlib.import_module(f"faultlab.toxics.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"faultlab.toxics.{name}":
-                raise
-    for ep in entry_points(group="faultlab.toxics"):
-        register_toxic(ep.load())
+    return _registry.register(cls.type_name, cls)
 
 
 def get_toxic_class(type_name: str) -> type[Toxic]:
-    _load()
-    try:
-        return _registry[type_name]
-    except KeyError:
-        raise InvalidToxic("invalid toxic type") from None
+    return _registry.get(type_name)
 
 
 def toxic_types() -> list[str]:
-    _load()
-    return sorted(_registry)
+    return sorted(_registry.names())

@@ -6,10 +6,10 @@ group (a ``Transport`` subclass or instance), without forking.
 
 from __future__ import annotations
 
-import importlib
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint
 from typing import Any
 
+from faultlab._registry import Registry
 from faultlab.errors import UnsupportedTransport
 from faultlab.streams import ByteStream, Listener, MessageStream
 from faultlab.transports.base import Capabilities, ParsedAddress, Transport, parse_address
@@ -27,41 +27,36 @@ __all__ = [
 ]
 
 _BUILTIN = ("tcp", "tls", "udp", "unix", "unixgram", "fifo", "shm", "mq", "npipe")
-_registry: dict[str, Transport] = {}
-_loaded = False
+
+
+def _adopt(ep: EntryPoint) -> None:
+    obj = ep.load()
+    register(obj() if isinstance(obj, type) else obj)
+
+
+_registry: Registry[Transport] = Registry(
+    "transport",
+    "faultlab.transports",
+    [f"faultlab.transports.{name}" for name in _BUILTIN],
+    missing=lambda scheme: UnsupportedTransport(
+        f"unknown transport scheme {scheme!r}; known: {_registry.known()}"
+    ),
+    adopt=_adopt,
+)
 
 
 def register(transport: Transport) -> Transport:
     """Add (or replace) the transport for its scheme."""
-    _registry[transport.scheme] = transport
-    return transport
-
-
-def _load() -> None:
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    for name in _BUILTIN:
-        importlib.import_module(f"faultlab.transports.{name}")
-    for ep in entry_points(group="faultlab.transports"):
-        obj = ep.load()
-        register(obj() if isinstance(obj, type) else obj)
+    return _registry.register(transport.scheme, transport)
 
 
 def get(scheme: str) -> Transport:
     """The transport registered for ``scheme`` (raises :class:`UnsupportedTransport`)."""
-    _load()
-    try:
-        return _registry[scheme]
-    except KeyError:
-        known = ", ".join(sorted(_registry))
-        raise UnsupportedTransport(f"unknown transport scheme {scheme!r}; known: {known}") from None
+    return _registry.get(scheme)
 
 
 def all_transports() -> list[Transport]:
-    _load()
-    return [_registry[k] for k in sorted(_registry, key=_order)]
+    return [_registry.get(k) for k in sorted(_registry.names(), key=_order)]
 
 
 def _order(scheme: str) -> tuple[int, str]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import Any
 
+from faultlab._registry import Registry
 from faultlab.errors import FaultlabError
 from faultlab.journal import Journal
 
@@ -88,27 +88,18 @@ class ServerHandle(ABC):
 
 
 Backend = Callable[[ServerSpec, Journal], ServerHandle]
-_registry: dict[str, Backend] = {}
-_loaded = False
+_registry: Registry[Backend] = Registry(
+    "backend",
+    "faultlab.backends",
+    [f"faultlab.lab.backends.{name}" for name in ("thread", "subprocess", "docker")],
+    missing=lambda name: BackendError(f"unknown backend {name!r}; known: {_registry.known()}"),
+    adopt=lambda ep: register_backend(ep.name, ep.load()),
+)
 
 
 def register_backend(name: str, backend: Backend) -> None:
-    _registry[name] = backend
+    _registry.register(name, backend)
 
 
 def get_backend(name: str) -> Backend:
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        import faultlab.lab.backends.docker
-        import faultlab.lab.backends.subprocess
-        import faultlab.lab.backends.thread  # noqa: F401
-
-        for ep in entry_points(group="faultlab.backends"):
-            register_backend(ep.name, ep.load())
-    try:
-        return _registry[name]
-    except KeyError:
-        raise BackendError(
-            f"unknown backend {name!r}; known: {', '.join(sorted(_registry))}"
-        ) from None
+    return _registry.get(name)
