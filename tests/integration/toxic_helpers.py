@@ -15,6 +15,7 @@ import struct
 import sys
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Self
 
@@ -33,7 +34,7 @@ __all__ = [
 Handler = Callable[[socket.socket], None]
 
 
-class TcpServer:
+class TcpServer(ABC):
     """Accepts on 127.0.0.1:0 and runs ``handle(conn)`` per connection in a thread."""
 
     def __init__(self) -> None:
@@ -49,8 +50,9 @@ class TcpServer:
         self._thread = threading.Thread(target=self._accept_loop, daemon=True)
         self._thread.start()
 
+    @abstractmethod
     def handle(self, conn: socket.socket) -> None:
-        raise NotImplementedError
+        """Serve one accepted connection (each server kind says how)."""
 
     def _accept_loop(self) -> None:
         while not self._stop.is_set():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from abc import abstractmethod
 from collections import deque
 from typing import Any, ClassVar, Literal
 
@@ -33,9 +34,9 @@ class _PrefixedFramer(Framer[bytes]):
         self._body = ReceiveBuffer()
         self._ready: deque[tuple[int, Any]] = deque()
 
+    @abstractmethod
     def _parse_header(self, header: bytes) -> tuple[int, Any]:
         """(payload size, metadata) or a RemoteProtocolError subclass raised."""
-        raise NotImplementedError
 
     def _receive(self, data: bytes) -> None:
         view = memoryview(data)  # slices without copying; the buffer copies once
