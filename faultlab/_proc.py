@@ -11,12 +11,13 @@ import os
 import select
 import signal
 import subprocess
+import threading
 from dataclasses import dataclass
 
 from faultlab._cleanup import Owner
 from faultlab.errors import FaultlabError
 
-__all__ = ["ChildProcess", "spawn_ready"]
+__all__ = ["ChildProcess", "serve_until_stopped", "spawn_ready"]
 
 
 class ChildStartError(FaultlabError):
@@ -87,3 +88,27 @@ def _kill_quietly(proc: subprocess.Popen[bytes]) -> None:
         except ProcessLookupError:
             pass
         proc.wait(timeout=10)
+
+
+def serve_until_stopped(address: str, *, watch_stdin: bool = True) -> None:
+    """Child side of :func:`spawn_ready`: print ``READY <address>``, then block until
+    SIGTERM, Ctrl-C or (``watch_stdin``) the parent closing our stdin."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if watch_stdin:
+
+        def watch() -> None:
+            try:
+                while os.read(0, 4096):
+                    pass
+            except OSError:
+                pass
+            stop.set()
+
+        threading.Thread(target=watch, daemon=True, name="faultlab-stdin").start()
+    print(f"READY {address}", flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 from typing import Any
 
+from faultlab._proc import serve_until_stopped
 from faultlab.examples.calc import Calc, CalcV2
 from faultlab.examples.kv import KV
 
@@ -64,22 +63,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m faultlab.exam
         server = serve(
             service, protocol=args.protocol, address=args.transport, framing=args.framing
         )
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    if args.exit_with_stdin:
-
-        def watch() -> None:
-            while os.read(0, 4096):
-                pass
-            stop.set()
-
-        threading.Thread(target=watch, daemon=True).start()
-    print(f"READY {server.address}", flush=True)
     try:
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
+        serve_until_stopped(server.address, watch_stdin=args.exit_with_stdin)
     finally:
         server.close()
     return 0

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import threading
 import time
 from typing import Any
 
+from faultlab._proc import serve_until_stopped
 from faultlab.journal import Journal
 from faultlab.lab.backends.base import ServerSpec
 from faultlab.lab.backends.thread import load_factory, start_server
@@ -47,18 +46,7 @@ def main() -> None:
     spec = ServerSpec(args.factory, args.protocol, args.address, args.framing)
     service = load_factory(args.factory)()
     server = start_server(spec, service, journal)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-
-    def watch_stdin() -> None:
-        while os.read(0, 4096):
-            pass
-        stop.set()
-
-    threading.Thread(target=watch_stdin, daemon=True).start()
-    print(f"READY {server.address}", flush=True)
-    while not stop.wait(0.5):
-        pass
+    serve_until_stopped(server.address)
     server.close()
 
 

@@ -28,7 +28,6 @@ import itertools
 import json
 import os
 import re
-import signal
 import socket
 import stat
 import threading
@@ -42,6 +41,7 @@ import grpc  # type: ignore[import-untyped]
 from google.protobuf import message, message_factory, struct_pb2  # type: ignore[import-untyped]
 
 from faultlab._cleanup import Owner
+from faultlab._proc import serve_until_stopped
 from faultlab.errors import AddressError, LocalProtocolError, RemoteProtocolError
 from faultlab.rpc.channel import MAX_MESSAGE
 from faultlab.rpc.client import MethodProxy
@@ -942,24 +942,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     version = args.schema_version or schema.version or 1
     obj = CalcV2() if version >= 2 else Calc()
     server = GrpcServer(obj, address=args.address, proto=schema)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-
-    def watch_stdin() -> None:
-        try:
-            while os.read(0, 4096):
-                pass
-        except OSError:
-            pass
-        stop.set()
-
-    threading.Thread(target=watch_stdin, daemon=True).start()
-    print(f"READY {server.address}", flush=True)
-    try:
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
+    serve_until_stopped(server.address)
     server.close(grace=0.5)
     os._exit(0)  # handler threads still sleeping must not hold up exit
 

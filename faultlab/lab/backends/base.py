@@ -39,6 +39,20 @@ class ServerSpec:
     framing: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
+    def serve_command(self, python: str, address: str, events: str, origin: float) -> list[str]:
+        """The child command line (``faultlab.lab.serve_target``) for a process or container."""
+        cmd = [
+            python, "-m", "faultlab.lab.serve_target",
+            "--factory", self.factory_ref(),
+            "--protocol", self.protocol,
+            "--address", address,
+            "--events", events,
+            "--origin", repr(origin),
+        ]  # fmt: skip
+        if self.framing:
+            cmd += ["--framing", self.framing]
+        return cmd
+
     def factory_ref(self) -> str:
         if isinstance(self.factory, str):
             return self.factory

@@ -385,23 +385,7 @@ class DockerServer(ServerHandle):
 
     def _create_container(self, image: str, inner: str) -> None:
         api = self.client.api
-        cmd = [
-            "python3",
-            "-m",
-            "faultlab.lab.serve_target",
-            "--factory",
-            self.spec.factory_ref(),
-            "--protocol",
-            self.spec.protocol,
-            "--address",
-            inner,
-            "--events",
-            str(self.events_path),
-            "--origin",
-            repr(self.journal.origin),
-        ]
-        if self.spec.framing:
-            cmd += ["--framing", self.spec.framing]
+        cmd = self.spec.serve_command("python3", inner, str(self.events_path), self.journal.origin)
         binds = {str(self.workdir): {"bind": str(self.workdir), "mode": "rw"}}
         env = {"PYTHONUNBUFFERED": "1"}
         extra = [p for p in os.environ.get("FAULTLAB_DOCKER_PYTHONPATH", "").split(":") if p]

@@ -37,23 +37,9 @@ class SubprocessServer(ServerHandle):
         self._start(spec.address)
 
     def _start(self, address: str) -> None:
-        cmd = [
-            sys.executable,
-            "-m",
-            "faultlab.lab.serve_target",
-            "--factory",
-            self.spec.factory_ref(),
-            "--protocol",
-            self.spec.protocol,
-            "--address",
-            address,
-            "--events",
-            str(self.events_path),
-            "--origin",
-            repr(self.journal.origin),
-        ]
-        if self.spec.framing:
-            cmd += ["--framing", self.spec.framing]
+        cmd = self.spec.serve_command(
+            sys.executable, address, str(self.events_path), self.journal.origin
+        )
         try:
             self.child = spawn_ready(cmd, timeout=30)
         except Exception as exc:
