@@ -20,7 +20,7 @@ from typing import Any
 
 from faultlab import transports
 from faultlab._proc import ChildProcess, spawn_ready
-from faultlab.bench.stats import machine_info, measure_round_trips, pin
+from faultlab.bench.stats import header, measure_round_trips, pin
 from faultlab.bench.transports import PLACEMENTS, _bulk, _faultlab_round_trip
 
 __all__ = ["run_proxy_bench"]
@@ -160,11 +160,7 @@ def run_proxy_bench(
             child.close()
         os.sched_setaffinity(0, before)
     return {
-        "benchmark": "proxy",
-        "version": 1,
-        "machine": machine_info(),
-        "placement": {"name": placement, "client_cpu": client_cpu, "server_cpu": server_cpu},
-        "iterations": iterations,
+        **header("proxy", placement, client_cpu, server_cpu, iterations),
         **results,
     }
 

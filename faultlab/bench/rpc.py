@@ -16,7 +16,7 @@ from typing import Any
 
 from faultlab import transports
 from faultlab._proc import spawn_ready
-from faultlab.bench.stats import machine_info, pin
+from faultlab.bench.stats import header, pin
 from faultlab.bench.transports import PLACEMENTS
 from faultlab.rpc.base import get_protocol
 
@@ -144,11 +144,7 @@ def run_rpc_bench(
         for row in measure_codecs(repeat=codec_repeat)
     ]
     return {
-        "benchmark": "rpc",
-        "version": 1,
-        "machine": machine_info(),
-        "placement": {"name": placement, "client_cpu": client_cpu, "server_cpu": server_cpu},
-        "iterations": iterations,
+        **header("rpc", placement, client_cpu, server_cpu, iterations),
         "results": results,
         "codecs": codecs,
         "errors": errors,

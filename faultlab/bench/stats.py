@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["LatencyStats", "machine_info", "measure_round_trips", "pin"]
+__all__ = ["LatencyStats", "header", "machine_info", "measure_round_trips", "pin"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,4 +60,17 @@ def machine_info() -> dict[str, object]:
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "machine": platform.machine(),
+    }
+
+
+def header(
+    name: str, placement: str, client_cpu: int | None, server_cpu: int | None, iterations: int
+) -> dict[str, object]:
+    """The fields every benchmark's JSON starts with (schema version 1)."""
+    return {
+        "benchmark": name,
+        "version": 1,
+        "machine": machine_info(),
+        "placement": {"name": placement, "client_cpu": client_cpu, "server_cpu": server_cpu},
+        "iterations": iterations,
     }

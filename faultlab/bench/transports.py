@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from faultlab import transports
 from faultlab._proc import spawn_ready
 from faultlab.bench import raw
-from faultlab.bench.stats import LatencyStats, machine_info, measure_round_trips, pin
+from faultlab.bench.stats import LatencyStats, header, measure_round_trips, pin
 from faultlab.streams import ByteStream, MessageStream, Stream, receive_exactly
 
 __all__ = ["PLACEMENTS", "TransportResult", "run_transport_bench"]
@@ -214,11 +214,7 @@ def run_transport_bench(
     finally:
         os.sched_setaffinity(0, before)
     return {
-        "benchmark": "transports",
-        "version": 1,
-        "machine": machine_info(),
-        "placement": {"name": placement, "client_cpu": client_cpu, "server_cpu": server_cpu},
-        "iterations": iterations,
+        **header("transports", placement, client_cpu, server_cpu, iterations),
         "warmup": warmup,
         "results": [asdict(r) for r in results],
         "errors": errors,
