@@ -6,12 +6,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: demo test lint typecheck unit bench clean help
+.PHONY: demo test lint typecheck unit bench fuzz clean help
 
 help:
 	@echo "make demo   - the bundled suites on the example services, every transport; reports/"
 	@echo "make test   - install test dependencies, then ruff, mypy --strict and pytest"
 	@echo "make bench  - pytest-benchmark suites under benchmarks/"
+	@echo "make fuzz   - the fuzz and hostile-peer tests at full size (slow: minutes)"
 	@echo "make clean  - remove the virtualenv and caches"
 
 $(BIN)/python:
@@ -38,6 +39,9 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest
 
 test: lint typecheck unit
+
+fuzz: $(STAMP)
+	FAULTLAB_SLOW=1 $(BIN)/python -m pytest tests/fuzz -p no:cacheprovider -o timeout=3600
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest benchmarks --benchmark-only
