@@ -18,6 +18,7 @@ __all__ = [
     "RemoteProtocolError",
     "TransportError",
     "TransportTimeout",
+    "UnsafeRuntimeDir",
     "UnsupportedOperation",
     "UnsupportedTransport",
 ]
@@ -53,6 +54,13 @@ class MessageTooLarge(TransportError, ValueError):
 
 class AddressError(TransportError, ValueError):
     """An address (URI) is malformed, unusable, or already taken."""
+
+
+class UnsafeRuntimeDir(AddressError):
+    """The runtime directory (or an entry faultlab keeps in it) is not private to us.
+
+    Raised rather than written into: another user could read keys or swap files.
+    """
 
 
 class UnsupportedTransport(TransportError):

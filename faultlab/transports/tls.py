@@ -10,7 +10,9 @@ use, so send and receive are serialised by a lock (never held while waiting).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import os
 import select
 import socket
 import ssl
@@ -18,8 +20,14 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from faultlab._cleanup import runtime_dir
-from faultlab.errors import AddressError, BrokenResourceError, TransportError, TransportTimeout
+from faultlab._cleanup import check_private_file, private_dir, runtime_dir, write_private
+from faultlab.errors import (
+    AddressError,
+    BrokenResourceError,
+    TransportError,
+    TransportTimeout,
+    UnsafeRuntimeDir,
+)
 from faultlab.streams import ByteStream, Deadline, Listener
 from faultlab.transports import register
 from faultlab.transports._sockets import SocketByteStream, SocketListener, wait_fd
@@ -29,25 +37,41 @@ from faultlab.transports.tcp import format_host_port, listen_tcp, open_tcp
 __all__ = ["TLSTransport", "test_ca_files"]
 
 _HOSTS = ("localhost", "127.0.0.1", "::1")
+_FIX = "remove the folder, or set FAULTLAB_RUNTIME_DIR to a directory of your own"
 
 
 def test_ca_files() -> tuple[Path, Path]:
-    """(CA cert, server cert+key PEM) of the cached test CA, created once per user."""
-    folder = runtime_dir() / "tls"
-    folder.mkdir(mode=0o700, exist_ok=True)
+    """(CA cert, server cert+key PEM) of the cached test CA, created once per user.
+
+    ``server.pem`` holds the private key: both files are 0600 whatever the
+    umask. Files left by an older version are fixed (0644 becomes 0600); any
+    that is not a regular file of ours (a symlink, another user's) is not
+    trusted, and the pair is created afresh.
+    """
+    folder = private_dir(runtime_dir() / "tls")
     ca_path, server_path = folder / "ca.pem", folder / "server.pem"
-    with open(folder / ".lock", "w") as lock:
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        lock = os.open(folder / ".lock", flags, 0o600)
+    except OSError as exc:  # ELOOP: a planted symlink
+        raise UnsafeRuntimeDir(f"cannot open {str(folder / '.lock')!r}: {exc}; {_FIX}") from exc
+    try:
+        if os.fstat(lock).st_uid != os.geteuid():
+            raise UnsafeRuntimeDir(f"{str(folder / '.lock')!r} belongs to another user; {_FIX}")
+        os.fchmod(lock, 0o600)
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (ca_path.exists() and server_path.exists()):
+        for old in ("ca.pem.tmp", "server.pem.tmp"):  # an older version's, maybe 0644
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(folder / old)
+        if not (check_private_file(ca_path) and check_private_file(server_path)):
             import trustme
 
             ca = trustme.CA()
             cert = ca.issue_cert(*_HOSTS)
-            tmp_ca, tmp_server = folder / "ca.pem.tmp", folder / "server.pem.tmp"
-            ca.cert_pem.write_to_path(str(tmp_ca))
-            cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_server))
-            tmp_ca.replace(ca_path)
-            tmp_server.replace(server_path)
+            write_private(ca_path, ca.cert_pem.bytes())
+            write_private(server_path, cert.private_key_and_cert_chain_pem.bytes())
+    finally:
+        os.close(lock)  # drops the flock
     return ca_path, server_path
 
 

@@ -2,7 +2,9 @@
 
 A path listener removes its socket file on close and at exit. A socket file
 left by a crashed run is removed only after a connect to it is refused, so a
-live server's socket is never stolen.
+live server's socket is never stolen. The socket file is 0600 (only our user
+may connect) whatever the umask, unless ``?mode=0660`` (or ``mode=0o660``)
+asks for another; an abstract name has no file and no access control.
 """
 
 from __future__ import annotations
@@ -14,14 +16,14 @@ import stat
 import uuid
 from typing import Any
 
-from faultlab._cleanup import Owner, runtime_dir
+from faultlab._cleanup import Owner, chmod_nofollow, runtime_dir
 from faultlab.errors import AddressError
 from faultlab.streams import ByteStream, Deadline, Listener
 from faultlab.transports import register
 from faultlab.transports._sockets import SocketByteStream, SocketListener, translate_oserror
 from faultlab.transports.base import Capabilities, ParsedAddress, Transport
 
-__all__ = ["UnixTransport", "bind_unix", "connect_unix", "unix_sockaddr"]
+__all__ = ["UnixTransport", "bind_unix", "connect_unix", "socket_mode", "unix_sockaddr"]
 
 
 def unix_sockaddr(parsed: ParsedAddress) -> str | bytes:
@@ -59,15 +61,48 @@ def _remove_if_stale(path: str, kind: int) -> None:
     raise AddressError(f"address in use: a live server listens on {path!r}")
 
 
-def bind_unix(parsed: ParsedAddress, kind: int) -> tuple[socket.socket, Owner | None]:
+def socket_mode(parsed: ParsedAddress, mode: object = None) -> int | None:
+    """The file mode a listener asks for (keyword, else ``?mode=``); 0600 by default.
+
+    None for an abstract name, which has no file: asking it for a mode is an error.
+    """
+    if mode is None:
+        mode = parsed.options.get("mode")
+    if parsed.path.startswith("@"):
+        if mode is not None:
+            raise AddressError(f"{parsed.uri!r}: an abstract socket has no file mode")
+        return None
+    if mode is None:
+        return 0o600
+    try:
+        value = mode if isinstance(mode, int) else int(str(mode).removeprefix("0o"), 8)
+    except ValueError:
+        value = -1
+    if isinstance(value, bool) or not 0 <= value <= 0o777:
+        raise AddressError(f"{parsed.uri!r}: mode must be octal permission bits, e.g. 0660")
+    return value
+
+
+def bind_unix(
+    parsed: ParsedAddress, kind: int, *, mode: object = None
+) -> tuple[socket.socket, Owner | None]:
+    """Bind (and listen, unless SOCK_DGRAM) with the socket file at :func:`socket_mode`.
+
+    Why chmod between bind and listen rather than bind under a tightened umask:
+    the umask is process-wide, so another thread creating a file meanwhile
+    would get our mode (a lock around every file creation is not possible).
+    The file exists with the umask's mode for an instant, but a connect before
+    ``listen`` is refused (SOCK_STREAM, SOCK_SEQPACKET), so nobody gets in
+    through that window; the chmod
+    does not follow a name swapped for a symlink (:func:`chmod_nofollow`).
+    """
     addr = unix_sockaddr(parsed)
+    file_mode = socket_mode(parsed, mode)
     if isinstance(addr, str):
         _remove_if_stale(addr, kind)
     sock = socket.socket(socket.AF_UNIX, kind)
     try:
         sock.bind(addr)
-        if kind != socket.SOCK_DGRAM:
-            sock.listen(512)
     except OSError as exc:
         sock.close()
         raise AddressError(f"cannot listen on {parsed.uri}: {exc}") from exc
@@ -83,6 +118,21 @@ def bind_unix(parsed: ParsedAddress, kind: int) -> tuple[socket.socket, Owner | 
                 pass
 
         owner = Owner(remove)
+    try:
+        if isinstance(addr, str) and file_mode is not None:
+            chmod_nofollow(addr, file_mode, stat.S_ISSOCK)
+        if kind != socket.SOCK_DGRAM:
+            sock.listen(512)
+    except OSError as exc:
+        sock.close()
+        if owner is not None:
+            owner.release()
+        raise AddressError(f"cannot listen on {parsed.uri}: {exc}") from exc
+    except BaseException:
+        sock.close()
+        if owner is not None:
+            owner.release()
+        raise
     return sock, owner
 
 
@@ -117,7 +167,7 @@ class UnixTransport(Transport):
 
     def listen(self, address: str, **options: Any) -> Listener[ByteStream]:
         parsed = self._parse(address)
-        sock, owner = bind_unix(parsed, socket.SOCK_STREAM)
+        sock, owner = bind_unix(parsed, socket.SOCK_STREAM, mode=options.get("mode"))
         return SocketListener(sock, address, lambda conn, _d: SocketByteStream(conn), owner=owner)
 
     def connect(self, address: str, *, timeout: float | None = None, **options: Any) -> ByteStream:

@@ -5,6 +5,7 @@ datagram socket, but is connection-oriented, reliable and ordered, so a
 listener accepts one stream per client, a closed or killed peer shows as EOF
 at once, and nothing is lost silently. A message bigger than one packet
 (``native_max`` = 64 KiB here, below the default socket buffer) is fragmented.
+The socket file is 0600 unless ``?mode=`` asks otherwise, as for ``unix://``.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class UnixSeqpacketTransport(Transport):
 
     def listen(self, address: str, **options: Any) -> Listener[MessageStream]:
         parsed = self._parse(address)
-        sock, owner = bind_unix(parsed, socket.SOCK_SEQPACKET)
+        sock, owner = bind_unix(parsed, socket.SOCK_SEQPACKET, mode=options.get("mode"))
         return SocketListener(sock, address, lambda conn, _d: _stream(conn), owner=owner)
 
     def connect(
