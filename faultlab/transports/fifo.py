@@ -31,7 +31,7 @@ import time
 import uuid
 from typing import Any
 
-from faultlab._cleanup import Owner, pid_alive, runtime_dir
+from faultlab._cleanup import Owner, chmod_nofollow, pid_alive, runtime_dir
 from faultlab.errors import (
     AddressError,
     BrokenResourceError,
@@ -384,8 +384,9 @@ def _make_pair(c2s: str, s2c: str) -> tuple[int, int]:
     """
     rfd = wfd = None
     try:
-        os.mkfifo(c2s, 0o600)
-        os.mkfifo(s2c, 0o600)
+        for name in (c2s, s2c):
+            os.mkfifo(name, 0o600)
+            chmod_nofollow(name, 0o600, stat.S_ISFIFO)  # exactly 0600, whatever the umask
         rfd = _open_fifo(s2c, os.O_RDONLY)
         wfd = _open_fifo(c2s, os.O_RDWR)
     except OSError as exc:
@@ -554,6 +555,7 @@ def _make_rendezvous(path: str) -> tuple[int, int, int]:
     _unlink_quietly(path)
     try:
         os.mkfifo(path, 0o600)
+        chmod_nofollow(path, 0o600, stat.S_ISFIFO)  # exactly 0600, whatever the umask
         rfd = _open_fifo(path, os.O_RDONLY)
     except OSError as exc:
         raise AddressError(f"cannot listen on fifo://{path}: {exc}") from exc
