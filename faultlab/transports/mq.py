@@ -126,7 +126,7 @@ def _create_queue(name: str, size: int, *, block: bool) -> Any:
     """Create a queue, shrinking it if the per-user queue memory is short.
 
     RLIMIT_MSGQUEUE is per user, so later connections get fewer slots rather
-    than failing.
+    than failing. Queues are 0600: only our user may open them.
     """
     for slots in sorted({_SLOTS, min(_SLOTS, 2), 1}, reverse=True):
         try:
@@ -137,6 +137,12 @@ def _create_queue(name: str, size: int, *, block: bool) -> Any:
             continue
         except (posix_ipc.Error, ValueError) as exc:
             raise BrokenResourceError(f"cannot create message queue {name}: {exc}") from exc
+        try:  # the umask narrows mq_open's mode (0277 gave 0400): make it exactly 0600
+            os.fchmod(queue.mqd, 0o600)
+        except OSError as exc:
+            _close_queue(queue)
+            _unlink_queue(name)
+            raise BrokenResourceError(f"cannot chmod message queue {name}: {exc}") from exc
         queue.block = block
         return queue
     raise BrokenResourceError(

@@ -11,6 +11,9 @@ with ``SCM_RIGHTS`` in one hello message. After that the socket carries no
 data: it turns readable only when the peer closes it or its process dies, so
 waiting on it next to the eventfd detects peer death at once.
 
+An abstract name has no file mode, so both sides check with SO_PEERCRED
+that the peer runs as the same user (or root), and refuse it otherwise.
+
 Why ``memfd_create`` instead of a named POSIX segment (``/dev/shm/...``): the
 segment never has a name, so there is nothing to unlink, no window in which
 a SIGKILL leaves an entry in /dev/shm, no stale-entry sweep, and no
@@ -104,6 +107,22 @@ def _name_of(parsed: ParsedAddress, *, allow_empty: bool) -> str:
 
 def _sockaddr(name: str) -> bytes:
     return b"\0" + (_PREFIX + name).encode()
+
+
+_CREDS = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+
+def _check_peer_user(sock: socket.socket, what: str) -> None:
+    """Refuse a peer of another user (root excepted: it can read our memory anyway).
+
+    An abstract name has no file, so no mode keeps other users out: any local
+    process could connect to our listener, or listen first under the name and
+    receive a client's segment. The kernel's SO_PEERCRED says who is on the
+    other side (for a listener, who called ``listen``).
+    """
+    _, uid, _ = _CREDS.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CREDS.size))
+    if uid not in (os.geteuid(), 0):
+        raise BrokenResourceError(f"{what}: the peer runs as uid {uid}, not as us; refused")
 
 
 def _int_option(options: dict[str, Any], key: str, default: int, lo: int, hi: int) -> int:
@@ -250,6 +269,7 @@ class ShmListener(Listener[MessageStream]):
 
     def _handshake(self, conn: socket.socket, deadline: Deadline) -> ShmStream:
         """Receive the client's hello: ring size, the memfd and the four eventfds."""
+        _check_peer_user(conn, "accept")
         conn.setblocking(False)
         while True:
             try:
@@ -369,6 +389,7 @@ class ShmTransport(Transport):
                 raise BrokenResourceError(f"connect to {address}: nobody listens there") from exc
             raise translate_oserror(exc, f"connect to {address}") from exc
         try:
+            _check_peer_user(sock, f"connect to {address}")  # before our segment is sent
             return _client(sock, ring, spin)
         except BaseException:
             sock.close()
