@@ -15,11 +15,13 @@ future Toxiproxy route: journal events, the seed, and the toxic catalogue.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import itertools
 import json
 import logging
 import os
+import re
 import socket
 import struct
 import time
@@ -30,15 +32,22 @@ from typing import Any, NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from faultlab import __version__
-from faultlab.codecs.framing import framer_names
 from faultlab.errors import FaultlabError
-from faultlab.proxy.engine import ProxyEngine
+from faultlab.proxy.engine import ProxyEngine, start_proxy
 from faultlab.proxy.proxy import Proxy, ProxyError, ToxicEntry, toxiproxy_address
+from faultlab.proxy.validate import (
+    check_address,
+    check_framing,
+    check_name,
+    check_protocol,
+    query_uint,
+)
 from faultlab.toxics.base import get_toxic_class, toxic_types
 
 __all__ = [
     "EXTENSION_PREFIX",
     "MAX_BODY",
+    "MAX_DEPTH",
     "STANDARD_TOXICS",
     "TOXIPROXY_VERSION",
     "ApiResponse",
@@ -56,6 +65,9 @@ TOXIPROXY_VERSION = "2.12.0"
 clients and readiness probes treat it as a Toxiproxy version (faultlab's own is a header)."""
 MAX_BODY = 1 << 20
 """Largest request body accepted (413 beyond): populate files are small, attacks are not."""
+MAX_DEPTH = 256
+"""Deepest JSON nesting accepted (400 beyond, Go's ``exceeded max depth``; Go allows 10000).
+Toxiproxy's bodies are three levels deep; Python's decoder recurses once per level."""
 STANDARD_TOXICS = frozenset(
     {"noop", "latency", "bandwidth", "slow_close", "timeout", "reset_peer", "slicer", "limit_data"}
 )
@@ -176,7 +188,63 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"invalid character '{name[0]}' looking for beginning of value")
 
 
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+def _parse_int(text: str) -> int | float:
+    """Go skips a huge number in a field it ignores and refuses it in one it reads; Python's
+    ``int()`` raises past 4300 digits, so such a number becomes an infinity here (ignored, or
+    refused by the field's own check)."""
+    if len(text) > 4000:
+        return float("-inf") if text.startswith("-") else float("inf")
+    return int(text)
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_int=_parse_int)
+_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def _too_deep(text: str) -> bool:
+    """Whether the first JSON value nests deeper than :data:`MAX_DEPTH` (a scan of brackets
+    outside strings, run only when there are enough brackets to matter)."""
+    if text[0] not in "[{" or text.count("[") + text.count("{") <= MAX_DEPTH:
+        return False
+    depth = 0
+    for match in _TOKENS.finditer(text):
+        token = match.group()
+        if token in ("[", "{"):
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        elif token in ("]", "}"):
+            depth -= 1
+            if depth <= 0:
+                return False  # the first value is complete; Go reads no further
+    return False
+
+
+def _go_strings(value: Any) -> Any:
+    """Go's decoder turns a lone surrogate escape (``"\\ud800"``) into U+FFFD, so every string
+    it stores is valid UTF-8; Python's keeps the surrogate, which no encoder will write."""
+
+    def fix(text: str) -> str:
+        return _SURROGATES.sub("\ufffd", text)
+
+    if isinstance(value, str):
+        return fix(value)
+    root: list[Any] = [value]
+    stack: list[tuple[Any, Any]] = [(root, 0)]
+    while stack:
+        parent, key = stack.pop()
+        item = parent[key]
+        if isinstance(item, str):
+            parent[key] = fix(item)
+        elif isinstance(item, list):
+            stack.extend((item, i) for i in range(len(item)))
+        elif isinstance(item, dict):
+            fixed = {fix(k): v for k, v in item.items()}
+            parent[key] = fixed
+            stack.extend((fixed, k) for k in fixed)
+    return root[0]
 
 
 def _decode(body: bytes) -> Any:
@@ -184,6 +252,8 @@ def _decode(body: bytes) -> Any:
     text = body.decode("utf-8", "replace").lstrip(" \t\r\n")
     if not text:
         raise _ApiError("bad request body: EOF", 400)
+    if _too_deep(text):
+        raise _ApiError("bad request body: exceeded max depth", 400)
     try:
         value, _ = _DECODER.raw_decode(text)
     except json.JSONDecodeError as exc:
@@ -194,9 +264,9 @@ def _decode(body: bytes) -> Any:
         else:
             detail = f"{exc.msg} at offset {exc.pos}"
         raise _ApiError(f"bad request body: {detail}", 400) from None
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise _ApiError(f"bad request body: {exc}", 400) from None
-    return value
+    return _go_strings(value) if _SURROGATE_ESCAPE.search(text) else value
 
 
 def _kind(value: Any) -> str:
@@ -300,7 +370,7 @@ async def _lookup(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     loop = asyncio.get_running_loop()
     try:
         infos = await asyncio.wait_for(loop.getaddrinfo(host, None, type=socket.SOCK_STREAM), 5.0)
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, ValueError) as exc:  # ValueError: IDNA, NUL
         raise _ApiError(f"lookup {host}: {exc or 'timed out'}", 500) from None
     if not infos:
         raise _ApiError(f"lookup {host}: no such host", 500)
@@ -341,24 +411,16 @@ async def _proxy_create(req: _Request) -> ApiResponse:
         raise _ApiError("missing required field: name", 400)
     if not upstream:
         raise _ApiError("missing required field: upstream", 400)
+    # create_async checks name, addresses, framing and protocol before anything binds
     proxy = await req.engine.create_async(
         name,
         fields.get("listen", ""),
         upstream,
         enabled=fields.get("enabled", True),
-        framing=_framing(fields),
+        framing=fields.get("framing") or None,
         protocol=fields.get("protocol") or None,
     )
     return _json(201, proxy_json(proxy))
-
-
-def _framing(fields: Mapping[str, Any]) -> str | None:
-    """faultlab's ``framing`` key, checked before anything binds."""
-    framing: str | None = fields.get("framing") or None
-    if framing is not None and framing not in framer_names():
-        known = ", ".join(sorted(framer_names()))
-        raise _ApiError(f"unknown framing {framing!r}: known framings are {known}", 400)
-    return framing
 
 
 async def _proxy_show(req: _Request) -> ApiResponse:
@@ -367,20 +429,39 @@ async def _proxy_show(req: _Request) -> ApiResponse:
 
 async def _proxy_update(req: _Request) -> ApiResponse:
     """A merge over the current listen/upstream/enabled; a changed address restarts the
-    proxy (dropping its connections), then ``enabled`` is applied."""
+    proxy (dropping its connections), then ``enabled`` is applied.
+
+    New addresses are checked before anything stops. If the listen then fails (500, as
+    Toxiproxy), the old addresses and state are restored: Toxiproxy would leave the proxy
+    stopped on the new address, so a failed request would change it."""
     proxy = req.engine.get(req.params["proxy"])
     fields = _fields(_decode(req.body), "Proxy", _PROXY_FIELDS)
+    for role in ("listen", "upstream"):
+        if role in fields:
+            check_address(fields[role], role)
     listen = fields.get("listen", toxiproxy_address(proxy.listen))
     upstream = fields.get("upstream", toxiproxy_address(proxy.upstream))
     enabled = fields.get("enabled", proxy.enabled)
-    if await _differs(proxy, listen, upstream):
-        await proxy.stop()
-        proxy.listen, proxy.upstream = listen, upstream
+    before = (proxy.listen, proxy.upstream, proxy.enabled)
+    changed = await _differs(proxy, listen, upstream)
+    try:
+        if changed:
+            await proxy.stop()
+            proxy.listen, proxy.upstream = listen, upstream
+        if enabled != proxy.enabled:
+            await (start_proxy(proxy) if enabled else proxy.stop())
+    except BaseException:
+        if changed or proxy.enabled != before[2]:
+            await proxy.stop()
+            proxy.listen, proxy.upstream = before[0], before[1]
+            if before[2]:
+                with contextlib.suppress(ProxyError):
+                    await start_proxy(proxy)
+        raise
+    if changed:
         req.engine.journal.record(
             "proxy_updated", proxy=proxy.name, listen=listen, upstream=upstream
         )
-    if enabled != proxy.enabled:
-        await (proxy.start() if enabled else proxy.stop())
     return _json(200, proxy_json(proxy))
 
 
@@ -397,9 +478,12 @@ async def _toxic_index(req: _Request) -> ApiResponse:
 async def _toxic_create(req: _Request) -> ApiResponse:
     proxy = req.engine.get(req.params["proxy"])
     fields = _fields(_decode(req.body), "ToxicWrapper", _TOXIC_FIELDS)
+    name = fields.get("name") or None
+    if name is not None:
+        check_name(name, "toxic")
     entry = proxy.add_toxic(
         fields.get("type", ""),
-        name=fields.get("name") or None,
+        name=name,
         stream=fields.get("stream", "downstream"),
         toxicity=fields.get("toxicity", 1.0),
         attributes=fields.get("attributes"),
@@ -510,22 +594,30 @@ def _populate_entries(value: Any) -> list[_Entry]:
             400,
         )
     decoded = [_fields(item, "Proxy", _PROXY_FIELDS) for item in value]
-    entries = []
     for index, fields in enumerate(decoded, 1):
         if not fields.get("name"):
             raise _ApiError(f"missing required field: name at proxy {index}", 400)
         if not fields.get("upstream"):
             raise _ApiError(f"missing required field: upstream at proxy {index}", 400)
-        entries.append(
-            _Entry(
-                fields["name"],
-                fields.get("listen", ""),
-                fields["upstream"],
-                fields.get("enabled", True),
-                _framing(fields),
-                fields.get("protocol") or None,
-            )
+    entries = []
+    for index, fields in enumerate(decoded, 1):
+        entry = _Entry(
+            fields["name"],
+            fields.get("listen", ""),
+            fields["upstream"],
+            fields.get("enabled", True),
+            fields.get("framing") or None,
+            fields.get("protocol") or None,
         )
+        try:  # every entry, before the first is applied: a refused populate changes nothing
+            check_name(entry.name)
+            check_address(entry.listen, "listen")
+            check_address(entry.upstream, "upstream")
+            check_framing(entry.framing)
+            check_protocol(entry.protocol)
+        except ProxyError as exc:
+            raise _ApiError(f"{exc} at proxy {index}", exc.status) from None
+        entries.append(entry)
     return entries
 
 
@@ -539,18 +631,8 @@ class _Entry(NamedTuple):
 
 
 # ---- faultlab extensions -------------------------------------------------------
-def _query_int(req: _Request, name: str, default: int) -> int:
-    values = req.query.get(name)
-    if not values:
-        return default
-    text = values[-1]
-    if not text.isdigit():
-        raise _ApiError(f"query parameter {name!r} must be a non-negative integer", 400)
-    return int(text)
-
-
 def _events_reply(req: _Request, proxy: str | None) -> ApiResponse:
-    since = _query_int(req, "since", 0)
+    since = query_uint(req.query.get("since"), "since", 0)
     kinds = [k for v in req.query.get("kind", []) for k in v.split(",") if k] or None
     journal = req.engine.journal
     events = journal.events(since=since, kinds=kinds)
@@ -706,11 +788,16 @@ async def handle(
     hides the ``/faultlab/`` routes (a strict Toxiproxy double).
     """
     if path.startswith(("http://", "https://")):
-        split = urlsplit(path)
+        try:
+            split = urlsplit(path)
+        except ValueError as exc:  # e.g. "http://[::1/": Go's server refuses it before routing
+            return error_response(400, f"malformed request target: {exc}")
         raw_path, query = split.path or "/", split.query
     else:
         raw_path, _, query = path.partition("?")
-    found = _match(unquote(raw_path), extensions)
+    # surrogateescape: a byte that is not UTF-8 (%FF) matches no name, as in Go, rather than
+    # becoming U+FFFD and matching a proxy really named that
+    found = _match(unquote(raw_path, errors="surrogateescape"), extensions)
     if found is None:
         return NOT_FOUND
     route, params = found

@@ -17,11 +17,28 @@ from faultlab._seed import new_seed
 from faultlab.errors import FaultlabError
 from faultlab.journal import Journal
 from faultlab.proxy.proxy import Proxy, ProxyError, ToxicEntry
+from faultlab.proxy.validate import (
+    check_address,
+    check_framing,
+    check_name,
+    check_protocol,
+)
 
-__all__ = ["ProxyEngine", "ProxyHandle"]
+__all__ = ["ProxyEngine", "ProxyHandle", "start_proxy"]
 
 T = TypeVar("T")
 CALL_TIMEOUT = 30.0
+
+
+async def start_proxy(proxy: Proxy) -> None:
+    """``proxy.start()``, with every way a listen can fail turned into Toxiproxy's answer
+    (a :class:`ProxyError` with status 500 that names the address), never a bare crash."""
+    try:
+        await proxy.start()
+    except ProxyError:
+        raise
+    except (FaultlabError, OSError, ValueError) as exc:  # ValueError: bad IDNA, NUL, ...
+        raise ProxyError(f"listen {proxy.listen}: {exc}", 500) from exc
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
@@ -93,6 +110,17 @@ class ProxyEngine:
         record_chunks: bool = True,
         protocol: str | None = None,
     ) -> Proxy:
+        """Add a proxy, listening unless ``enabled`` is False.
+
+        Everything is checked before anything binds (name, addresses, framing, protocol:
+        400; a taken name: 409), and a listen failure (500) adds nothing, so a refused
+        create leaves no state behind.
+        """
+        check_name(name)
+        check_address(listen, "listen")
+        check_address(upstream, "upstream")
+        check_framing(framing)
+        check_protocol(protocol)
         if name in self.proxies:
             raise ProxyError("proxy already exists", 409)
         proxy = Proxy(
@@ -106,7 +134,7 @@ class ProxyEngine:
             protocol=protocol,
         )
         if enabled:
-            await proxy.start()
+            await start_proxy(proxy)
         self.proxies[name] = proxy
         self.journal.record("proxy_created", proxy=name, listen=proxy.listen, upstream=upstream)
         return proxy
@@ -119,11 +147,22 @@ class ProxyEngine:
         self.journal.record("proxy_deleted", proxy=name)
 
     async def reset_async(self) -> None:
-        """Toxiproxy's /reset: enable every proxy, remove every toxic."""
+        """Toxiproxy's /reset: enable every proxy, remove every toxic.
+
+        A proxy that cannot listen does not stop the others (Toxiproxy stops at it, leaving
+        the rest with their toxics): every proxy is reset as far as it can be, then the first
+        listen failure is raised (500).
+        """
+        failure: ProxyError | None = None
         for proxy in list(self.proxies.values()):
-            await proxy.start()
+            try:
+                await start_proxy(proxy)
+            except ProxyError as exc:
+                failure = failure or exc
             proxy.remove_all_toxics()
         self.journal.record("reset")
+        if failure is not None:
+            raise failure
 
     def get(self, name: str) -> Proxy:
         proxy = self.proxies.get(name)
@@ -229,6 +268,8 @@ class ProxyHandle:
         toxicity: float = 1.0,
         **attributes: Any,
     ) -> dict[str, Any]:
+        if name is not None:
+            check_name(name, "toxic")
         entry: ToxicEntry = self.engine.run(
             lambda: self._proxy().add_toxic(
                 type_name, name=name, stream=stream, toxicity=toxicity, attributes=attributes
@@ -255,7 +296,7 @@ class ProxyHandle:
         self.engine.run(lambda: self._proxy().remove_all_toxics())
 
     def enable(self) -> None:
-        self.engine.call(lambda: self._proxy().start())
+        self.engine.call(lambda: start_proxy(self._proxy()))
 
     def disable(self) -> None:
         self.engine.call(lambda: self._proxy().stop())

@@ -5,6 +5,11 @@ requests); every API rule is in :mod:`faultlab.proxy.api`. Timeouts follow
 ``toxiproxy-server``: 15 s to read a request, 60 s idle keep-alive, 25 s per
 handler (then 503, while the handler finishes in the background so proxy state
 is never left half-changed), 30 s to write a response.
+
+The read timeout runs from a request's first byte, whichever phase then stalls
+(request line and headers, body, or a pipelined request that arrived with the
+previous one), and ends in a 408 with a JSON error body; a connection that
+sends nothing is closed quietly after the idle timeout.
 """
 
 from __future__ import annotations
@@ -203,11 +208,17 @@ class ApiServer:
                 deadline.append(loop.time() + self.read_timeout)
             conn.receive_data(data)
 
+    def _start_clock(self, conn: h11.Connection, deadline: list[float]) -> None:
+        """A pipelined request already buffered has begun: its read timeout runs now."""
+        if conn.trailing_data[0] and not deadline:
+            deadline.append(asyncio.get_running_loop().time() + self.read_timeout)
+
     async def _one_request(
         self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> bool:
         """Read one request, answer it; False when the connection must end."""
         deadline: list[float] = []
+        self._start_clock(conn, deadline)
         try:
             event = await self._next_event(conn, reader, deadline)
             if isinstance(event, h11.ConnectionClosed):
@@ -234,17 +245,18 @@ class ApiServer:
                 else:  # ConnectionClosed mid-body
                     return False
         except _Timeout as exc:
-            if exc.mid_request and conn.our_state is h11.SEND_RESPONSE:
-                response = api.ApiResponse(408, api.TEXT, b"request timeout\n")
+            # IDLE too: h11 lets a server answer a request whose head has not all arrived
+            if exc.mid_request and conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                message = f"request timeout: not read within {self.read_timeout:g} s"
                 with contextlib.suppress(Exception):
-                    await self._send(conn, writer, response, close=True)
+                    await self._send(conn, writer, api.error_response(408, message), close=True)
             return False
         except h11.RemoteProtocolError as exc:
             if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
                 status = exc.error_status_hint
-                text = f"{status} {http.HTTPStatus(status).phrase}: {exc}\n".encode()
+                message = f"{http.HTTPStatus(status).phrase.lower()}: {exc}"
                 with contextlib.suppress(Exception):
-                    await self._send(conn, writer, api.ApiResponse(status, api.TEXT, text), True)
+                    await self._send(conn, writer, api.error_response(status, message), True)
             return False
         method = event.method.decode("latin-1")
         target = event.target.decode("latin-1")
@@ -265,6 +277,9 @@ class ApiServer:
                 )
         except TimeoutError:
             pass
+        except Exception as exc:  # a bug: still an answer, and the connection lives on
+            log.exception("API %s %s failed", method, target)
+            return api.error_response(500, f"internal error: {type(exc).__name__}: {exc}")
         # like Go's TimeoutHandler: the client gets 503, while api.handle lets a handler
         # that binds or closes sockets finish in the background
         log.warning("API %s %s took over %g s", method, target, self.handler_timeout)

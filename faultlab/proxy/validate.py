@@ -1,0 +1,214 @@
+"""What a proxy may be called and where it may listen or connect, checked before anything acts.
+
+The API and the library (:class:`~faultlab.proxy.engine.ProxyEngine`) both call
+these checks first, so a proxy that could not be addressed in a URL, shown as
+JSON, or parsed by the transport layer is never constructed, and a refused
+request leaves nothing behind. Each check raises :class:`ProxyError` with
+status 400 and a message that names the field and the reason.
+
+The lines are drawn at Toxiproxy's: a name or an address Toxiproxy 2.12 would
+accept *and could use* stays accepted. A ``host:port`` without a port (or one
+that cannot bind) is left to the bind or the dial, which fail as Toxiproxy's do
+(a 500 listen error); only what cannot be parsed at all is refused here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from urllib.parse import urlsplit
+
+from faultlab import transports
+from faultlab.codecs.framing import framer_names
+from faultlab.errors import FaultlabError
+from faultlab.proxy.proxy import ProxyError, to_uri
+
+__all__ = [
+    "HOST_SCHEMES",
+    "MAX_NAME",
+    "MAX_QUERY_INT",
+    "address_problem",
+    "check_address",
+    "check_framing",
+    "check_name",
+    "check_protocol",
+    "name_problem",
+    "query_uint",
+]
+
+MAX_NAME = 2048
+"""Longest proxy or toxic name: two names percent-encoded at 12 bytes per character (4 UTF-8
+bytes, each ``%XX``) still fit the API server's 64 KiB request head."""
+MAX_QUERY_INT = 2**63 - 1
+"""Largest integer query parameter (a Go int64, like every counter Toxiproxy exposes)."""
+HOST_SCHEMES = frozenset({"tcp", "tls", "udp"})
+"""Schemes whose address is ``host:port``; the others name a path or an object."""
+
+_NAME_BAD = re.compile("[/?#\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_ADDRESS_BAD = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_LABEL = re.compile(r"[A-Za-z0-9_-]{1,63}")
+
+
+def _show(text: str, limit: int = 80) -> str:
+    """A quoted, escaped, bounded rendering of user input for an error message."""
+    return repr(text[:limit]) + ("..." if len(text) > limit else "")
+
+
+def _char_problem(char: str) -> str:
+    if char == "/":
+        return "'/' separates URL path segments, so the name could never be addressed"
+    if char in "?#":
+        return f"{char!r} ends a URL path, and Toxiproxy clients put names in URLs unescaped"
+    if "\ud800" <= char <= "\udfff":
+        return f"it contains a lone surrogate ({char!r}), which UTF-8 cannot encode"
+    return f"it contains the control character {char!r}"
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a proxy or a toxic, or None if it can."""
+    if not name:
+        return "it is empty"
+    if len(name) > MAX_NAME:
+        return f"it is longer than {MAX_NAME} characters"
+    if name in (".", ".."):
+        return "'.' and '..' are dot segments, which URL clients remove from paths"
+    bad = _NAME_BAD.search(name)
+    return None if bad is None else _char_problem(bad.group())
+
+
+def check_name(name: object, kind: str = "proxy") -> str:
+    """``name`` if it can be used in ``/proxies/{name}`` by any client; else a 400."""
+    if not isinstance(name, str):
+        raise ProxyError(f"invalid {kind} name: a name is a string, got {type(name).__name__}", 400)
+    problem = name_problem(name)
+    if problem is not None:
+        raise ProxyError(f"invalid {kind} name {_show(name)}: {problem}", 400)
+    return name
+
+
+def _host_problem(host: str) -> str | None:
+    """An IP literal or a DNS name (labels of letters, digits, ``-``, ``_``; IDNA for the
+    rest): what a resolver can look up without raising instead of failing."""
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    if ":" in host:
+        return "too many colons in address (an IPv6 host goes in brackets: [::1]:8080)"
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError as exc:
+        return f"host {_show(host)} is not a valid host name ({exc.__cause__ or exc})"
+    bare = ascii_host[:-1] if ascii_host.endswith(".") else ascii_host
+    if len(bare) > 253:
+        return f"host {_show(host)} is longer than 253 characters"
+    for label in bare.split("."):
+        if not _LABEL.fullmatch(label):
+            return (
+                f"host {_show(host)} is not a valid host name (labels are 1 to 63 letters, "
+                "digits, '-' or '_')"
+            )
+    return None
+
+
+def _hostport_problem(hostport: str) -> str | None:
+    """Go's ``SplitHostPort`` rules, then the host and a numeric port (0 to 65535)."""
+    port: str | None
+    if hostport.startswith("["):
+        end = hostport.find("]")
+        if end < 0:
+            return "missing ']' in address"
+        host, rest = hostport[1:end], hostport[end + 1 :]
+        if rest and not rest.startswith(":"):
+            return f"unexpected {_show(rest)} after ']' in address"
+        port = rest[1:] if rest else None
+        try:
+            literal = ipaddress.ip_address(host)
+        except ValueError:
+            return f"{_show(host)} in brackets is not an IPv6 address"
+        if literal.version != 6:
+            return "only an IPv6 address goes in brackets"
+    else:
+        if ":" in hostport:
+            host, _, port = hostport.rpartition(":")
+        else:
+            host, port = hostport, None
+        if host:
+            problem = _host_problem(host)
+            if problem is not None:
+                return problem
+    if port and not (port.isascii() and port.isdigit() and len(port) <= 5 and int(port) < 65536):
+        return f"invalid port {_show(port)}: a port is a number from 0 to 65535"
+    return None
+
+
+def address_problem(address: str) -> str | None:
+    """Why ``address`` (Toxiproxy's ``host:port`` or a faultlab URI) can never be used as a
+    listen or upstream address, or None. A missing port is not a problem here: the bind or
+    the dial reports it, as Toxiproxy's do."""
+    bad = _ADDRESS_BAD.search(address)
+    if bad is not None:
+        return _char_problem(bad.group())
+    if "://" not in address:
+        problem = _hostport_problem(address)
+        if problem is not None:
+            return problem
+    uri = to_uri(address)
+    try:
+        parsed = transports.parse_address(uri)
+        transports.get(parsed.scheme)
+    except (FaultlabError, ValueError) as exc:
+        return str(exc)
+    if "://" in address and parsed.scheme in HOST_SCHEMES:
+        netloc = urlsplit(uri).netloc
+        if "@" in netloc:
+            return "a user name has no meaning in a listen or upstream address"
+        return _hostport_problem(netloc)
+    return None
+
+
+def check_address(address: object, role: str) -> str:
+    """``address`` if it is a well-formed ``role`` (``listen`` or ``upstream``); else a 400."""
+    if not isinstance(address, str):
+        kind = type(address).__name__
+        raise ProxyError(f"invalid {role} address: an address is a string, got {kind}", 400)
+    problem = address_problem(address)
+    if problem is not None:
+        raise ProxyError(f"invalid {role} address {_show(address)}: {problem}", 400)
+    return address
+
+
+def check_framing(framing: str | None) -> None:
+    """faultlab's ``framing``: one of the registered framers (frame-aware toxics need one)."""
+    if framing is not None and framing not in framer_names():
+        known = ", ".join(sorted(framer_names()))
+        raise ProxyError(f"unknown framing {_show(framing)}: known framings are {known}", 400)
+
+
+def check_protocol(protocol: str | None) -> None:
+    """faultlab's ``protocol``: one of the registered RPC protocols (protocol-aware toxics
+    speak it, so an unknown one would only fail later, when a toxic is added)."""
+    if protocol is None:
+        return
+    from faultlab.rpc.base import protocol_names
+
+    known = protocol_names()
+    if protocol not in known:
+        names = ", ".join(sorted(known))
+        raise ProxyError(f"unknown protocol {_show(protocol)}: known protocols are {names}", 400)
+
+
+def query_uint(values: list[str] | None, name: str, default: int) -> int:
+    """The last ``name=`` value as an integer from 0 to :data:`MAX_QUERY_INT` (ASCII digits
+    only: ``int()`` would take other scripts' digits and choke on 5,000 of them)."""
+    if not values:
+        return default
+    text = values[-1]
+    if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) > MAX_QUERY_INT:
+        raise ProxyError(
+            f"query parameter {name!r} must be an integer from 0 to {MAX_QUERY_INT}, "
+            f"got {_show(text)}",
+            400,
+        )
+    return int(text)
