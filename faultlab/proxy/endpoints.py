@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import select
 import socket
 import struct
 import threading
@@ -25,11 +26,24 @@ from faultlab.streams import ByteStream, MessageStream, Stream
 __all__ = ["BridgeEndpoint", "Endpoint", "Sink", "SocketEndpoint"]
 
 
+PENDING_LIMIT = 1 << 20
+"""Most a client may send before its upstream connection is wired (then reading pauses)."""
+BRIDGE_HIGH = 1 << 20
+"""Bytes a bridge holds on either side of its threads before it pushes back."""
+BRIDGE_LOW = 256 << 10
+WATCH_INTERVAL = 0.5
+"""How often a paused source is checked for a peer that went away."""
+CLOSE_LINGER = 5.0
+"""How long a closing bridge keeps trying to flush data to a peer that does not read."""
+WRITE_TIMEOUT = 30.0
+
+
 class Sink(ABC):
     """What a link needs from the receiving side."""
 
     @abstractmethod
-    def write(self, data: bytes) -> None: ...
+    def write(self, data: bytes) -> None:
+        """Queue ``data``; past the endpoint's high-water mark it calls ``on_pause_writing``."""
 
     @abstractmethod
     def write_eof(self) -> None:
@@ -43,10 +57,8 @@ class Sink(ABC):
         """Close abortively (RST where the transport has one)."""
 
     @abstractmethod
-    def pause_reading(self) -> None: ...
-
-    @abstractmethod
-    def resume_reading(self) -> None: ...
+    def buffered(self) -> int:
+        """Bytes written here that the transport has not handed to the kernel yet."""
 
 
 Feed = Callable[[bytes], None]
@@ -55,7 +67,13 @@ Lost = Callable[[BaseException | None], None]
 
 
 class Endpoint(Sink):
-    """One side of a connection: a sink for one link and the source of the other."""
+    """One side of a connection: a sink for one link and the source of the other.
+
+    Reading pauses while any reason holds it (``hold``/``release``): the link's
+    queue is full, the opposite sink's buffer is full, or the connection is not
+    wired yet. One flag per transport would let one reason's resume undo
+    another's pause, and memory would grow without bound.
+    """
 
     on_data: Feed
     on_eof: FeedEof
@@ -63,6 +81,7 @@ class Endpoint(Sink):
     on_pause_writing: Callable[[], None]
     on_resume_writing: Callable[[], None]
     description: str = ""
+    _holds: frozenset[str] = frozenset()
 
     def bind(
         self,
@@ -81,17 +100,50 @@ class Endpoint(Sink):
     def start(self) -> None:
         """Begin delivering data (after both ends are bound)."""
 
+    def hold(self, reason: str) -> None:
+        """Stop reading for ``reason`` (reading resumes once every reason is released)."""
+        if reason not in self._holds:
+            was_held = bool(self._holds)
+            self._holds = self._holds | {reason}
+            if not was_held:
+                self._pause_reading()
+
+    def release(self, reason: str) -> None:
+        if reason in self._holds:
+            self._holds = self._holds - {reason}
+            if not self._holds:
+                self._resume_reading()
+
+    @property
+    def held(self) -> bool:
+        return bool(self._holds)
+
+    @abstractmethod
+    def _pause_reading(self) -> None: ...
+
+    @abstractmethod
+    def _resume_reading(self) -> None: ...
+
 
 class SocketEndpoint(asyncio.Protocol, Endpoint):
-    """An asyncio socket; data is buffered until :meth:`start` (both ends bound)."""
+    """An asyncio socket; data is buffered (up to PENDING_LIMIT) until :meth:`start`.
+
+    While reading is paused the kernel still knows when the peer resets or
+    closes both ways: a timer polls the socket for that (POLLHUP/POLLERR), so a
+    client that goes away is noticed although nothing reads its socket.
+    """
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self._pending: list[bytes] = []
+        self._pending_bytes = 0
         self._pending_eof = False
         self._started = False
         self._lost = False
-        self.connected = asyncio.get_running_loop().create_future()
+        self._lost_exc: BaseException | None = None
+        self._watch: asyncio.TimerHandle | None = None
+        self.loop = asyncio.get_running_loop()
+        self.connected = self.loop.create_future()
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -110,6 +162,9 @@ class SocketEndpoint(asyncio.Protocol, Endpoint):
             self.on_data(data)
         else:
             self._pending.append(data)
+            self._pending_bytes += len(data)
+            if self._pending_bytes > PENDING_LIMIT:
+                self.hold("pending")
 
     def eof_received(self) -> bool:
         if self._started:
@@ -120,6 +175,8 @@ class SocketEndpoint(asyncio.Protocol, Endpoint):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
+        self._lost_exc = self._lost_exc or exc
+        self._stop_watch()
         if not self.connected.done():
             self.connected.set_exception(exc or ConnectionError("connection lost"))
         if self._started:
@@ -137,12 +194,14 @@ class SocketEndpoint(asyncio.Protocol, Endpoint):
     def start(self) -> None:
         self._started = True
         pending, self._pending = self._pending, []
+        self._pending_bytes = 0
         for data in pending:
             self.on_data(data)
         if self._pending_eof:
             self.on_eof()
         if self._lost:
-            self.on_lost(None)
+            self.on_lost(self._lost_exc)
+        self.release("pending")
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -157,10 +216,12 @@ class SocketEndpoint(asyncio.Protocol, Endpoint):
             self.transport.close()
 
     def close(self) -> None:
+        self._stop_watch()
         if self.transport is not None:
             self.transport.close()
 
     def reset(self) -> None:
+        self._stop_watch()
         if self.transport is None:
             return
         sock = self.transport.get_extra_info("socket")
@@ -171,20 +232,64 @@ class SocketEndpoint(asyncio.Protocol, Endpoint):
                 pass
         self.transport.abort()
 
-    def pause_reading(self) -> None:
+    def buffered(self) -> int:
+        size = self._pending_bytes
+        if self.transport is not None and not self.transport.is_closing():
+            size += self.transport.get_write_buffer_size()
+        return size
+
+    def _pause_reading(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.pause_reading()
+            if self._watch is None:
+                self._watch = self.loop.call_later(WATCH_INTERVAL, self._check_peer)
 
-    def resume_reading(self) -> None:
+    def _resume_reading(self) -> None:
+        self._stop_watch()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
+
+    def _stop_watch(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
+
+    def _check_peer(self) -> None:
+        """Reading is paused: did the peer reset, or close both ways, meanwhile?"""
+        self._watch = None
+        transport = self.transport
+        if transport is None or transport.is_closing() or self._lost:
+            return
+        sock = transport.get_extra_info("socket")
+        gone = False
+        if sock is not None:
+            poller = select.poll()
+            poller.register(sock.fileno(), select.POLLIN | select.POLLRDHUP)
+            for _fd, events in poller.poll(0):
+                gone = bool(events & (select.POLLHUP | select.POLLERR))
+        if gone:
+            error = ConnectionResetError("the peer went away while reading was paused")
+            self._lost_exc = error
+            if self._started:
+                self.on_lost(error)
+            self.reset()
+        elif self.held:
+            self._watch = self.loop.call_later(WATCH_INTERVAL, self._check_peer)
 
 
 _STOP = object()
 
 
 class BridgeEndpoint(Endpoint):
-    """A faultlab sync stream driven by a reader and a writer thread."""
+    """A faultlab sync stream driven by a reader and a writer thread.
+
+    Both directions are bounded: the reader waits while more than BRIDGE_HIGH
+    bytes it read are not yet taken by the loop, and ``write`` calls
+    ``on_pause_writing`` once more than BRIDGE_HIGH bytes wait for the writer.
+    The stream is closed when both threads are done, on every path (close,
+    reset, peer loss, a write that times out), so no fd or thread outlives
+    the connection.
+    """
 
     POLL = 0.25
 
@@ -197,8 +302,17 @@ class BridgeEndpoint(Endpoint):
         self._running.set()
         self._closed = threading.Event()
         self._lost_sent = False
+        self._lock = threading.Lock()
+        self._out_bytes = 0
+        self._writing_paused = False
+        self._in_flight = 0
+        self._in_flight_ok = threading.Condition(self._lock)
+        self._threads = 0
+        self._stream_closed = False
+        self._linger: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
+        self._threads = 2
         threading.Thread(target=self._read_loop, daemon=True, name="faultlab-bridge-r").start()
         threading.Thread(target=self._write_loop, daemon=True, name="faultlab-bridge-w").start()
 
@@ -208,11 +322,26 @@ class BridgeEndpoint(Endpoint):
         except RuntimeError:
             pass  # loop closed: the engine is shutting down
 
+    # -- reader thread ---------------------------------------------------------
     def _read_loop(self) -> None:
+        try:
+            self._read_until_done()
+        finally:
+            self._thread_done()
+
+    def _read_until_done(self) -> None:
         stream = self.stream
         while not self._closed.is_set():
             if not self._running.wait(self.POLL):
+                if self._peer_gone():
+                    self._lose(ConnectionResetError("the peer went away while reading was paused"))
+                    return
                 continue
+            with self._lock:
+                while self._in_flight > BRIDGE_HIGH and not self._closed.is_set():
+                    self._in_flight_ok.wait(self.POLL)
+            if self._closed.is_set():
+                return
             try:
                 if isinstance(stream, ByteStream):
                     data = stream.receive(65536, timeout=self.POLL)
@@ -225,20 +354,44 @@ class BridgeEndpoint(Endpoint):
             except TransportError as exc:
                 if type(exc).__name__ == "TransportTimeout":
                     continue
-                self._lose(exc)
+                if not self._closed.is_set():
+                    self._lose(exc)
                 return
             except RemoteProtocolError as exc:  # e.g. a datagram socket closed under a read
                 if not self._closed.is_set():
                     self._lose(exc)
                 return
-            self._call(self.on_data, data)
+            with self._lock:
+                self._in_flight += len(data)
+            self._call(self._deliver, data)
+
+    def _deliver(self, data: bytes) -> None:
+        with self._lock:
+            self._in_flight -= len(data)
+            self._in_flight_ok.notify()
+        if not self._closed.is_set():
+            self.on_data(data)
+
+    def _peer_gone(self) -> bool:
+        probe = getattr(self.stream, "peer_gone", None)
+        try:
+            return bool(probe()) if probe is not None else False
+        except (OSError, TransportError):
+            return True
 
     def _lose(self, exc: BaseException | None) -> None:
         if not self._lost_sent:
             self._lost_sent = True
             self._call(self.on_lost, exc)
 
+    # -- writer thread ---------------------------------------------------------
     def _write_loop(self) -> None:
+        try:
+            self._write_until_done()
+        finally:
+            self._thread_done()
+
+    def _write_until_done(self) -> None:
         while True:
             item = self._out.get()
             if item is _STOP:
@@ -246,34 +399,86 @@ class BridgeEndpoint(Endpoint):
             kind, data = item
             try:
                 if kind == "data":
-                    self.stream.send(data, timeout=30)
+                    if self._closed.is_set() and self._stream_closed:
+                        return
+                    self.stream.send(data, timeout=WRITE_TIMEOUT)
+                    self._sent(len(data))
                 elif kind == "eof":
                     self.stream.send_eof()
                 else:
-                    self.stream.close()
                     return
             except TransportError as exc:
-                self._lose(exc)
+                if not self._closed.is_set():
+                    self._lose(exc)
                 return
 
+    def _sent(self, size: int) -> None:
+        with self._lock:
+            self._out_bytes -= size
+            resume = self._writing_paused and self._out_bytes <= BRIDGE_LOW
+            if resume:
+                self._writing_paused = False
+        if resume:
+            self._call(self._resumed)
+
+    def _resumed(self) -> None:
+        if not self._closed.is_set():
+            self.on_resume_writing()
+
+    def _thread_done(self) -> None:
+        with self._lock:
+            self._threads -= 1
+            last = self._threads == 0
+        if last:
+            self._close_stream()
+
+    def _close_stream(self) -> None:
+        with self._lock:
+            if self._stream_closed:
+                return
+            self._stream_closed = True
+        self.stream.close()
+
+    # -- loop side -------------------------------------------------------------
     def write(self, data: bytes) -> None:
+        if self._closed.is_set():
+            return
+        with self._lock:
+            self._out_bytes += len(data)
+            pause = not self._writing_paused and self._out_bytes > BRIDGE_HIGH
+            if pause:
+                self._writing_paused = True
         self._out.put(("data", data))
+        if pause:
+            self.on_pause_writing()
 
     def write_eof(self) -> None:
         self._out.put(("eof", b""))
 
     def close(self) -> None:
-        if not self._closed.is_set():
-            self._closed.set()
-            self._out.put(("close", b""))
+        """Flush what is queued (for CLOSE_LINGER at most), then close the stream."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._running.set()
+        self._out.put(("close", b""))
+        if self._threads == 0:
+            self._close_stream()  # never started
+        else:
+            self._linger = self.loop.call_later(CLOSE_LINGER, self._close_stream)
 
     def reset(self) -> None:
         self._closed.set()
+        self._running.set()
         self._out.put(_STOP)
-        self.stream.close()
+        self._close_stream()  # a send blocked on a peer that does not read ends now
 
-    def pause_reading(self) -> None:
+    def buffered(self) -> int:
+        with self._lock:
+            return self._out_bytes + self._in_flight
+
+    def _pause_reading(self) -> None:
         self._running.clear()
 
-    def resume_reading(self) -> None:
+    def _resume_reading(self) -> None:
         self._running.set()

@@ -4,27 +4,32 @@
 
     source --data_received--> [framer] --> queue --> toxic 1 --> ... --> toxic n --> sink
 
-With no toxic on the link and nothing queued, data goes straight from source
-to sink inside ``data_received`` (no task, no queue): the proxy costs one
-write. Otherwise a processor task takes chunks in order and runs the chain;
+With no toxic on the link, nothing queued and the sink ready, data goes
+straight from source to sink inside ``data_received`` (no task, no queue): the
+proxy costs one write. Otherwise a processor task takes chunks in order and runs the chain;
 each toxic hands chunks on with ``emit``. Chunks in flight finish through the
 chain they entered; a toxic being updated or removed is interrupted so it
 forwards what it holds at once. Whether a toxic is active on this link is
 drawn once per (toxic, generation) from the seeded RNG and journaled.
+
+Memory is bounded end to end: the source stops reading (``hold``) while the
+queue holds more than HIGH_WATER bytes or while the sink's own buffer is full,
+and the chain waits for the sink before it writes. So a link whose far side
+never reads holds at most the queue, one read, what its toxics may hold
+(``HOLD_LIMIT`` each) and the sink's buffer: about 2.5 MiB, whatever the toxic.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from faultlab._seed import derive
 from faultlab.codecs.framing import HttpFramer, HttpMessage, get_framer
 from faultlab.errors import RemoteProtocolError
-from faultlab.proxy.endpoints import Sink
+from faultlab.proxy.endpoints import Endpoint, Sink
 from faultlab.toxics.base import Chunk, Toxic, ToxicContext
 
 if TYPE_CHECKING:
@@ -32,8 +37,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Link"]
 
-HIGH_WATER = 4 * 1024 * 1024
-LOW_WATER = 1024 * 1024
+HIGH_WATER = 1024 * 1024
+"""Queued bytes past which the source stops reading."""
+LOW_WATER = 256 * 1024
+"""Queued bytes below which it reads again."""
 _EOF = object()
 
 
@@ -51,22 +58,22 @@ class Link:
         self,
         conn: Connection,
         direction: str,
+        source: Endpoint,
         sink: Sink,
-        pause_source: Callable[[], None],
-        resume_source: Callable[[], None],
         framing: str | None,
     ) -> None:
         self.conn = conn
         self.direction = direction
+        self.source = source
         self.sink = sink
-        self._pause_source = pause_source
-        self._resume_source = resume_source
         self.loop = asyncio.get_running_loop()
+        self._sink_ready = asyncio.Event()
+        self._sink_ready.set()
         self.stages: list[_Stage] = []
         self._active: list[_Stage] = []
         self._queue: deque[Any] = deque()
         self._queued_bytes = 0
-        self._paused = False
+        self._in_chain = 0
         self._busy = False
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -201,14 +208,13 @@ class Link:
                 index=chunk.index,
                 size=len(data),
             )
-        if not self._active and not self._queue and not self._busy:
+        if not self._active and not self._queue and not self._busy and self._sink_ready.is_set():
             self._write(chunk)  # fast path
             return
         self._queue.append(chunk)
         self._queued_bytes += len(data)
-        if self._queued_bytes > HIGH_WATER and not self._paused:
-            self._paused = True
-            self._pause_source()
+        if self._queued_bytes > HIGH_WATER:
+            self.source.hold("queue")
         if self._task is None:
             self._task = self.loop.create_task(self._process())
         self._wake.set()
@@ -220,7 +226,7 @@ class Link:
         if self._framer is not None:
             self._framer.receive_data(b"")
             self._drain_framer()
-        if not self._active and not self._queue and not self._busy:
+        if not self._active and not self._queue and not self._busy and self._sink_ready.is_set():
             self._finish()
             return
         self._queue.append(_EOF)
@@ -233,6 +239,23 @@ class Link:
         other = self.conn.links.get("downstream" if self.direction == "upstream" else "upstream")
         if other is not None and not other.done:
             other._write(Chunk(payload, self.loop.time(), -1, True))
+
+    # backpressure from the sink
+    def sink_paused(self) -> None:
+        """The sink's buffer is full: stop reading the source, hold the chain's output."""
+        self._sink_ready.clear()
+        self.source.hold("sink")
+
+    def sink_resumed(self) -> None:
+        self._sink_ready.set()
+        self.source.release("sink")
+        if self._queue and self._task is None and not self.done:
+            self._task = self.loop.create_task(self._process())
+
+    def held_bytes(self) -> int:
+        """Bytes this link holds in the proxy: queued, inside the chain, in the sink's buffer."""
+        held = sum(stage.ctx.held_bytes for stage in self.stages)
+        return self._queued_bytes + self._in_chain + held + self.sink.buffered()
 
     # output to the sink
     def _write(self, chunk: Chunk) -> None:
@@ -250,6 +273,8 @@ class Link:
     async def _emit_from(self, chain: list[_Stage], position: int, chunk: Chunk) -> None:
         """Hand ``chunk`` to stage ``position`` of the chain it entered (or to the sink)."""
         if position >= len(chain):
+            if not self._sink_ready.is_set() and not self.done:
+                await self._sink_ready.wait()
             if not self.done:
                 self._write(chunk)
             return
@@ -265,7 +290,7 @@ class Link:
             while not self.done:
                 if not self._queue:
                     self._wake.clear()
-                    if not self._active:
+                    if not self._active and self._sink_ready.is_set():
                         self._task = None  # back to the fast path
                         return
                     await self._wake.wait()
@@ -279,12 +304,13 @@ class Link:
                         self._finish()
                         return
                     self._queued_bytes -= len(item.data)
-                    if self._paused and self._queued_bytes < LOW_WATER:
-                        self._paused = False
-                        self._resume_source()
+                    if self._queued_bytes < LOW_WATER:
+                        self.source.release("queue")
+                    self._in_chain = len(item.data)
                     await self._emit_from(list(self._active), 0, item)
                 finally:
                     self._busy = False
+                    self._in_chain = 0
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a toxic bug must not hang the connection
@@ -301,8 +327,11 @@ class Link:
                 self._task = None
 
     def stop(self) -> None:
-        """Connection closing: stop timers and the processor."""
+        """Connection closing: stop timers and the processor, release what waits on the sink."""
         self.done = True
+        self._sink_ready.set()
+        self._queue.clear()
+        self._queued_bytes = 0
         for stage in self.stages:
             stage.ctx.interrupted.set()
             stage.ctx.cancel_tasks()

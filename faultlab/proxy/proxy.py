@@ -100,6 +100,10 @@ class Connection:
         self.server.close()
         self.proxy._forget(self)
 
+    def held_bytes(self) -> int:
+        """Bytes this connection holds in the proxy, both directions."""
+        return sum(link.held_bytes() for link in self.links.values())
+
     def reset(self) -> None:
         if self.closed:
             return
@@ -128,6 +132,7 @@ class Connection:
             for link in self.links.values():
                 link.stop()
             other.reset() if isinstance(exc, ConnectionResetError) else other.close()
+            (self.client if side == "client" else self.server).reset()  # its fds go too
             self.proxy._forget(self)
             return
         source_link = self.links["upstream" if side == "client" else "downstream"]
@@ -182,6 +187,10 @@ class Proxy:
             "enabled": self.enabled,
             "toxics": [e.to_json() for e in self.toxic_list()],
         }
+
+    def held_bytes(self) -> dict[int, int]:
+        """Bytes each live connection holds in the proxy (the backpressure bound's witness)."""
+        return {conn.ordinal: conn.held_bytes() for conn in self.connections}
 
     def toxic_list(self) -> list[ToxicEntry]:
         ups = [e for e in self.toxics.values() if e.stream.lower() == "upstream"]
@@ -344,26 +353,25 @@ class Proxy:
         )
         conn = Connection(self, ordinal, client, server, message_based=message_based)
         framing = None if message_based else self.framing
-        up = Link(conn, "upstream", server, client.pause_reading, client.resume_reading, framing)
-        down = Link(
-            conn, "downstream", client, server.pause_reading, server.resume_reading, framing
-        )
+        up = Link(conn, "upstream", client, server, framing)
+        down = Link(conn, "downstream", server, client, framing)
         conn.links = {"upstream": up, "downstream": down}
         for stream in STREAMS:
             conn.links[stream].set_chain(self._entries(stream))
+        # A sink's full buffer pauses the link that writes into it (and so that link's source).
         client.bind(
             up.feed,
             up.feed_eof,
             lambda exc: conn.lost("client", exc),
-            server.pause_reading,
-            server.resume_reading,
+            down.sink_paused,
+            down.sink_resumed,
         )
         server.bind(
             down.feed,
             down.feed_eof,
             lambda exc: conn.lost("server", exc),
-            client.pause_reading,
-            client.resume_reading,
+            up.sink_paused,
+            up.sink_resumed,
         )
         self.connections.add(conn)
         self.journal.record(

@@ -27,6 +27,7 @@ from faultlab._registry import Registry
 from faultlab.errors import FaultlabError
 
 __all__ = [
+    "HOLD_LIMIT",
     "Attr",
     "Chunk",
     "Emit",
@@ -37,6 +38,10 @@ __all__ = [
     "register_toxic",
     "toxic_types",
 ]
+
+
+HOLD_LIMIT = 1 << 20
+"""Most bytes one toxic may hold on one link beside the link's own queue."""
 
 
 class InvalidToxic(FaultlabError, ValueError):
@@ -135,6 +140,11 @@ class ToxicContext:
         self.shared: dict[str, Any] = {} if shared is None else shared
         """State shared by every link of one toxic on one proxy (survives updates)."""
         self.state: dict[str, Any] = {}
+        self.held_bytes = 0
+        """Bytes a toxic holds outside the link's queue (reorder's window, detached delays).
+
+        Such a toxic keeps this under ``HOLD_LIMIT`` (waiting, or releasing early) so a
+        link's memory stays bounded; the link reports it in its held bytes."""
         self.interrupted = asyncio.Event()
         self.tasks: set[asyncio.Task[Any]] = set()
 

@@ -5,7 +5,9 @@ picks messages (every ``every``-th frame) and, with ``keep_order=false``,
 lets later frames overtake a delayed one, as a stalled queue consumer or a
 retransmitted datagram does. With ``keep_order=true`` (the default) frames
 behind a delayed one wait, so order is kept. Delays count from the frame's
-arrival; an update or removal releases held frames at once.
+arrival; an update or removal releases held frames at once. Frames held
+out of order add up to ``HOLD_LIMIT`` bytes at most: past that, the next
+frame waits for one to leave (backpressure, not growth).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import asyncio
 
 from faultlab.toxics._common import chain_lock, detach
-from faultlab.toxics.base import Attr, Chunk, Emit, Toxic, ToxicContext, register_toxic
+from faultlab.toxics.base import HOLD_LIMIT, Attr, Chunk, Emit, Toxic, ToxicContext, register_toxic
 
 MAX_MS = 3_600_000
 
@@ -46,8 +48,11 @@ class Delay(Toxic):
             await emit(chunk)
             return
         pending: set[asyncio.Future[None]] = ctx.state.setdefault("pending", set())
+        while pending and ctx.held_bytes + len(chunk.data) > HOLD_LIMIT:
+            await asyncio.wait(set(pending), return_when=asyncio.FIRST_COMPLETED)
         done = ctx.loop.create_future()
         pending.add(done)
+        ctx.held_bytes += len(chunk.data)
         detach(self._later(ctx, emit, chunk, delay_ms, done))
 
     async def _hold(self, ctx: ToxicContext, chunk: Chunk, delay_ms: int) -> None:
@@ -76,6 +81,7 @@ class Delay(Toxic):
             async with chain_lock(ctx):
                 await emit(chunk)
         finally:
+            ctx.held_bytes -= len(chunk.data)
             ctx.state.get("pending", set()).discard(done)
             if not done.done():
                 done.set_result(None)

@@ -2,8 +2,9 @@
 
 Why: unordered transports (UDP) and parallel workers deliver out of order,
 and pipelining clients must match replies by id. Frames are held until
-``window`` are waiting, or the oldest has waited ``max_hold_ms`` (so a lone
-request is not held for ever), or the source reaches EOF, or the toxic is
+``window`` are waiting, or they add up to ``HOLD_LIMIT`` bytes (memory stays
+bounded whatever the frame size), or the oldest has waited ``max_hold_ms`` (so a
+lone request is not held for ever), or the source reaches EOF, or the toxic is
 updated or removed; then the held frames leave in an order drawn from the
 link's seeded RNG. Every release is journaled with its frame index.
 """
@@ -11,7 +12,7 @@ link's seeded RNG. Every release is journaled with its frame index.
 from __future__ import annotations
 
 from faultlab.toxics._common import chain_lock, detach
-from faultlab.toxics.base import Attr, Chunk, Emit, Toxic, ToxicContext, register_toxic
+from faultlab.toxics.base import HOLD_LIMIT, Attr, Chunk, Emit, Toxic, ToxicContext, register_toxic
 
 MAX_MS = 60_000
 
@@ -30,11 +31,14 @@ class Reorder(Toxic):
         async with chain_lock(ctx):
             held: list[tuple[Chunk, Emit]] = ctx.state.setdefault("held", [])
             held.append((chunk, emit))
+            ctx.held_bytes += len(chunk.data)
             if len(held) == 1:
                 batch = ctx.state["batch"] = int(ctx.state.get("batch", 0)) + 1
                 ctx.spawn(self._expire(ctx, batch))
             if len(held) >= self.attributes["window"]:
                 await self._flush(ctx, "window")
+            elif ctx.held_bytes >= HOLD_LIMIT:
+                await self._flush(ctx, "bytes")
 
     async def _expire(self, ctx: ToxicContext, batch: int) -> None:
         if await ctx.sleep(self.attributes["max_hold_ms"] / 1000):
@@ -45,6 +49,7 @@ class Reorder(Toxic):
         """Release every held frame in a seeded random order (the chain lock is held)."""
         held: list[tuple[Chunk, Emit]] = ctx.state.get("held", [])
         ctx.state["held"] = []
+        ctx.held_bytes = 0
         ctx.state["batch"] = int(ctx.state.get("batch", 0)) + 1  # disarm the timer
         if not held:
             return

@@ -328,6 +328,26 @@ class FifoStream(ByteStream):
     def fileno(self) -> int:
         return self._rfd
 
+    def peer_gone(self) -> bool:
+        """True once the peer closed both its ends or exited, seen without reading.
+
+        Why: a proxy that stopped reading (backpressure) must still notice a client
+        that went away. A half-close (the peer's write end only) is not "gone": our
+        read end reports POLLHUP, but our write end reports POLLERR only once the
+        peer's read end is closed as well.
+        """
+        if self._closed or self._peer.exited():
+            return True
+        if self._pending is not None:
+            return False
+        poller = select.poll()
+        poller.register(self._rfd, 0)  # POLLHUP and POLLERR are always reported
+        poller.register(self._wfd, 0)
+        events = dict(poller.poll(0))
+        return bool(events.get(self._rfd, 0) & select.POLLHUP) and bool(
+            events.get(self._wfd, 0) & select.POLLERR
+        )
+
 
 def _linger(rfd: int, wfd: int, peer: PeerWatch, owner: Owner, timeout: float) -> None:
     """Keep a closed, unaccepted client's pipes until the server accepts or gives up."""

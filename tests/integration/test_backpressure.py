@@ -1,0 +1,284 @@
+"""Hostile peers: an upstream that never reads, a client that goes away while paused.
+
+The proxy must push back instead of buffering: each link holds at most 4 MiB
+(``held_bytes`` counts its queue, what its toxics hold and its sink's buffer),
+a client that resets while its reading is paused is noticed and its
+connection closed, and after close no fd (sockets, FIFOs, pidfds) or thread
+is left behind. Real sockets, real FIFOs, a real engine; nothing mocked.
+Slow mode (``FAULTLAB_SLOW=1``) runs more links at once.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pytest
+
+from faultlab import transports
+from faultlab.errors import TransportError
+from faultlab.proxy.engine import ProxyEngine
+from faultlab.streams import ByteStream
+from tests.fuzz.budget import budget
+
+BOUND = 4 << 20
+CHUNK = 64 << 10
+OFFER = 24 << 20
+"""What a client offers per link: far beyond the bound, so an unbounded proxy takes it."""
+
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _threads() -> list[str]:
+    """Threads other than the engine loop's executor pool (a bounded pool that stays)."""
+    return [
+        t.name
+        for t in threading.enumerate()
+        if not t.name.startswith(("uvloop_", "asyncio_", "ThreadPoolExecutor"))
+    ]
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+@dataclass
+class StallingUpstream:
+    """Accepts connections and never reads from them."""
+
+    listener: object
+    address: str
+    held: list[object] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    def start(self) -> StallingUpstream:
+        def run() -> None:
+            while not self.stop.is_set():
+                try:
+                    self.held.append(self._accept())
+                except (OSError, TransportError):
+                    continue
+
+        self.thread = threading.Thread(target=run, daemon=True, name="stalling-upstream")
+        self.thread.start()
+        return self
+
+    def _accept(self) -> object:
+        if isinstance(self.listener, socket.socket):
+            conn, _ = self.listener.accept()
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            return conn
+        return self.listener.accept(timeout=0.2)  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(5)
+        for conn in self.held:
+            conn.close()  # type: ignore[attr-defined]
+        self.listener.close()  # type: ignore[attr-defined]
+
+
+def _stalling(scheme: str, tmp: str) -> StallingUpstream:
+    if scheme == "fifo":
+        listener = transports.listen(f"fifo://{tmp}/up")
+        return StallingUpstream(listener, listener.address).start()
+    if scheme == "unix":
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        path = f"{tmp}/up.sock"
+        sock.bind(path)
+        address = f"unix://{path}"
+    else:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{sock.getsockname()[1]}"
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.listen(256)
+    sock.settimeout(0.2)
+    return StallingUpstream(sock, address).start()
+
+
+class Client:
+    """A client that writes as fast as the proxy lets it, then can vanish abruptly."""
+
+    def __init__(self, address: str) -> None:
+        uri = address if "://" in address else f"tcp://{address}"
+        self.stream: ByteStream | None = None
+        self.sock: socket.socket | None = None
+        parsed = transports.parse_address(uri)
+        if parsed.scheme == "fifo":
+            stream = transports.connect(uri, timeout=10)
+            assert isinstance(stream, ByteStream)
+            self.stream = stream
+        elif parsed.scheme == "unix":
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.connect(parsed.path)
+        else:
+            self.sock = socket.create_connection((parsed.host, parsed.port or 0), timeout=10)
+        if self.sock is not None:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        self.sent = 0
+
+    def push(self, until_stalled: float = 1.0) -> int:
+        """Write until nothing moves for ``until_stalled`` s (or OFFER bytes)."""
+        data = b"\x00" * CHUNK
+        while self.sent < OFFER:
+            try:
+                if self.stream is not None:
+                    self.stream.send(data, timeout=until_stalled)
+                    self.sent += len(data)
+                else:
+                    assert self.sock is not None
+                    self.sock.settimeout(until_stalled)
+                    self.sent += self.sock.send(data)
+            except (TimeoutError, TransportError):
+                break
+        return self.sent
+
+    def vanish(self) -> None:
+        """Reset (RST) a socket; close both FIFO ends."""
+        if self.sock is not None:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.sock.close()
+        if self.stream is not None:
+            self.stream.close()
+
+
+CASES = [
+    pytest.param("tcp", "tcp", id="tcp"),
+    pytest.param("unix", "unix", id="unix"),
+    pytest.param("tcp", "fifo", id="tcp-to-fifo"),
+    pytest.param("fifo", "fifo", id="fifo"),
+]
+
+
+@pytest.fixture
+def runtime(tmp_path_factory: pytest.TempPathFactory) -> str:
+    # Short paths: unix socket paths are limited to 107 bytes.
+    path = tmp_path_factory.mktemp("bp")
+    return str(path)
+
+
+def _listen(scheme: str, tmp: str) -> str:
+    return {
+        "tcp": "127.0.0.1:0",
+        "unix": f"unix://{tmp}/proxy.sock",
+        "fifo": f"fifo://{tmp}/proxy",
+    }[scheme]
+
+
+@pytest.mark.parametrize("toxic", [None, "latency"])
+@pytest.mark.parametrize(("listen", "upstream"), CASES)
+def test_a_never_reading_upstream_holds_at_most_4_mib_per_link(
+    runtime: str, listen: str, upstream: str, toxic: str | None
+) -> None:
+    links = budget(ci=3, slow=20)
+    up = _stalling(upstream, runtime)
+    try:
+        with ProxyEngine(seed=1) as engine:
+            proxy = engine.create("stall", listen=_listen(listen, runtime), upstream=up.address)
+            if toxic:
+                proxy.add_toxic(toxic, stream="upstream", latency=50)
+            threads_before, fds_before = len(_threads()), _fds()
+            clients = [Client(proxy.address) for _ in range(links)]
+            pushers = [threading.Thread(target=c.push) for c in clients]
+            for t in pushers:
+                t.start()
+            for t in pushers:
+                t.join(120)
+            held = engine.run(lambda: engine.get("stall").held_bytes())
+            assert len(held) == links, f"expected {links} live connections, got {held}"
+            assert max(held.values()) <= BOUND, f"a link holds {max(held.values())} bytes"
+            # The proxy did take data (a bound that blocks everything proves nothing)...
+            assert min(c.sent for c in clients) > 256 << 10
+            # ...but not everything offered: it pushed back.
+            assert max(c.sent for c in clients) < OFFER, "the proxy took all the client offered"
+
+            for c in clients:
+                c.vanish()
+            gone = _wait_for(lambda: proxy.connections() == 0)
+            assert gone, f"{proxy.connections()} connection(s) still tracked after the clients left"
+            assert _wait_for(lambda: len(_threads()) <= threads_before), (
+                f"threads: {_threads()} now, {threads_before} before"
+            )
+            # The stalled upstream keeps its accepted ends open; everything of the proxy's goes.
+            extra_upstream_fds = len(up.held) * (2 if upstream == "fifo" else 1)
+            assert _wait_for(lambda: _fds() <= fds_before + extra_upstream_fds), (
+                f"fds: {_fds()} now, {fds_before} before (+{extra_upstream_fds} upstream)"
+            )
+    finally:
+        up.close()
+
+
+@pytest.mark.parametrize(("listen", "upstream"), CASES)
+def test_everything_is_released_when_the_upstream_closes(
+    runtime: str, listen: str, upstream: str
+) -> None:
+    """After every upstream end closed, no fd, pidfd or thread of the proxy remains."""
+    up = _stalling(upstream, runtime)
+    try:
+        with ProxyEngine(seed=2) as engine:
+            proxy = engine.create("close", listen=_listen(listen, runtime), upstream=up.address)
+            threads_before, fds_before = len(_threads()), _fds()
+            clients = [Client(proxy.address) for _ in range(4)]
+            for c in clients:
+                c.push(until_stalled=0.3)
+            assert _wait_for(lambda: len(up.held) == 4)
+            for conn in up.held:
+                conn.close()  # type: ignore[attr-defined]
+            up.held.clear()
+            assert _wait_for(lambda: proxy.connections() == 0), "connections still tracked"
+            for c in clients:
+                c.vanish()
+            assert _wait_for(lambda: len(_threads()) <= threads_before), (
+                f"threads: {_threads()} now, {threads_before} before"
+            )
+            assert _wait_for(lambda: _fds() <= fds_before), f"fds: {_fds()} now, {fds_before}"
+    finally:
+        up.close()
+
+
+def test_data_sent_before_the_upstream_connects_is_bounded() -> None:
+    """A client that writes while the upstream connect hangs is paused, not buffered."""
+    # An upstream whose accept queue is full: the kernel drops further SYNs, so the
+    # proxy's connect hangs (until its 10 s connect timeout) while the client writes.
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen(0)
+    port = blocker.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        try:
+            filler.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        fillers.append(filler)
+    try:
+        with ProxyEngine(seed=3) as engine:
+            proxy = engine.create("slow", listen="127.0.0.1:0", upstream=f"127.0.0.1:{port}")
+            client = Client(proxy.address)
+            started = time.monotonic()
+            client.push(until_stalled=1.0)
+            assert time.monotonic() - started < 9, "the upstream connect finished: no test"
+            # 1 MiB held by the proxy, the rest in the kernel's socket buffers (a few MiB).
+            assert client.sent < 12 << 20, f"the proxy accepted {client.sent} bytes"
+            client.vanish()
+    finally:
+        for filler in fillers:
+            filler.close()
+        blocker.close()
