@@ -1,8 +1,10 @@
 """A proxy (or an asyncio echo server) in its own process, for ``faultlab bench proxy``.
 
-``python -m faultlab.bench._proxy_peer proxy LISTEN UPSTREAM [--cpu N]`` prints
+``python -m faultlab.bench._proxy_peer proxy LISTEN UPSTREAM [--cpu N] [--toxic T]`` prints
 ``READY <listen>``; ``echo LISTEN`` runs an asyncio echo server that copes with
-thousands of connections. Both exit when stdin closes.
+thousands of connections; ``stall LISTEN`` accepts connections and never reads
+(the hostile upstream of the stalled-links figure). All exit when stdin closes.
+``--toxic latency:upstream:latency=100`` adds one toxic (type, stream, attributes).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+from typing import Any
 
 from faultlab.proxy.engine import ProxyEngine
 from faultlab.proxy.proxy import to_uri
@@ -25,16 +28,27 @@ class _Echo(asyncio.Protocol):
         self.transport.write(data)
 
 
-async def _echo(listen: str) -> None:
+class _Stall(asyncio.Protocol):
+    """Accept and never read: the kernel buffers fill, then the sender must wait."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop starts reading after connection_made returns: pause on the next turn.
+        asyncio.get_running_loop().call_soon(transport.pause_reading)  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        """At most one read before the pause takes effect."""
+
+
+async def _echo(listen: str, protocol: type[asyncio.Protocol] = _Echo) -> None:
     from faultlab.transports import parse_address
 
     parsed = parse_address(to_uri(listen))
     loop = asyncio.get_running_loop()
     if parsed.scheme == "unix":
-        server = await loop.create_unix_server(_Echo, parsed.path, backlog=2048)
+        server = await loop.create_unix_server(protocol, parsed.path, backlog=2048)
         print(f"READY unix://{parsed.path}", flush=True)
     else:
-        server = await loop.create_server(_Echo, parsed.host, parsed.port, backlog=2048)
+        server = await loop.create_server(protocol, parsed.host, parsed.port, backlog=2048)
         host, port = server.sockets[0].getsockname()[:2]
         print(f"READY tcp://{host}:{port}", flush=True)
     await loop.run_in_executor(None, _wait_stdin)
@@ -48,21 +62,23 @@ def _wait_stdin() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m faultlab.bench._proxy_peer")
-    parser.add_argument("mode", choices=["proxy", "echo"])
+    parser.add_argument("mode", choices=["proxy", "echo", "stall"])
     parser.add_argument("listen")
     parser.add_argument("upstream", nargs="?")
     parser.add_argument("--cpu", type=int)
     parser.add_argument("--no-journal-chunks", action="store_true")
+    parser.add_argument("--toxic", action="append", default=[], help="TYPE:STREAM:k=v,...")
     args = parser.parse_args()
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
-    if args.mode == "echo":
+    if args.mode in ("echo", "stall"):
+        serve = _echo(args.listen, _Echo if args.mode == "echo" else _Stall)
         try:
             import uvloop
 
-            uvloop.run(_echo(args.listen))
+            uvloop.run(serve)
         except ImportError:
-            asyncio.run(_echo(args.listen))
+            asyncio.run(serve)
         return
     with ProxyEngine(seed=0) as engine:
         handle = engine.create(
@@ -71,6 +87,12 @@ def main() -> None:
             upstream=args.upstream,
             record_chunks=not args.no_journal_chunks,
         )
+        for spec in args.toxic:
+            type_name, stream, _, attrs = (spec + ":").split(":", 3)
+            attributes: dict[str, Any] = {
+                k: int(v) for k, v in (kv.split("=") for kv in attrs.strip(":").split(",") if kv)
+            }
+            handle.add_toxic(type_name, stream=stream or "downstream", **attributes)
         print(f"READY {handle.address}", flush=True)
         _wait_stdin()
 

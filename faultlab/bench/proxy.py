@@ -3,7 +3,10 @@
 - added round-trip latency, 64 B, tcp and unix, no toxics: p50 and p99 (goal: <= 50 µs at p50);
 - bulk echo throughput through the proxy vs direct (goal: >= 50 %);
 - many concurrent proxied connections exchanging echo traffic: errors (goal 0), proxy RSS;
-- API: toxic add + remove through the engine facade, p50.
+- API: toxic add + remove through the engine facade, p50;
+- stalled links: 100 clients write as fast as they can to an upstream that never
+  reads (bare, and behind a ``latency`` toxic): proxy RSS (goal: < 500 MiB, each
+  link holding at most 4 MiB in the proxy).
 
 The proxy and the echo server each run in their own process, pinned like the
 transport benchmark, so the figures are not mixed with the client's GIL.
@@ -13,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -93,6 +98,7 @@ def run_proxy_bench(
     connections: int = 1000,
     rounds: int = 10,
     api_rounds: int = 200,
+    stalled_links: int = 100,
     on_step: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     client_cpu, server_cpu = PLACEMENTS[placement]
@@ -155,6 +161,10 @@ def run_proxy_bench(
             children.clear()
         say("API: toxic add + remove")
         results["api"] = _api_rounds(api_rounds)
+        if stalled_links:
+            stalled = run_stalled_links(stalled_links, on_step=say)
+            results["stalled_links"] = stalled_links
+            results["stalled"] = {k: stalled[k] for k in ("bare", "latency")}
     finally:
         for child in children:
             child.close()
@@ -163,6 +173,101 @@ def run_proxy_bench(
         **header("proxy", placement, client_cpu, server_cpu, iterations),
         **results,
     }
+
+
+STALL_CAP = 64 << 20
+"""Most a client of the stalled-links figure offers per link (an unbounded proxy takes it all)."""
+
+
+def _blast(address: str, links: int, quiet: float = 1.0, cap: int = STALL_CAP) -> list[int]:
+    """Open ``links`` connections and write to each until none has moved for ``quiet`` s.
+
+    Returns the bytes each connection got accepted (kernel buffers included).
+    """
+    parsed = transports.parse_address(address)
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(links):
+            if parsed.scheme == "unix":
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.connect(parsed.path)
+            else:
+                sock = socket.create_connection((parsed.host, parsed.port or 0), timeout=10)
+            sock.setblocking(False)
+            socks.append(sock)
+        sent = [0] * links
+        chunk = b"\0" * 65536
+        poller = select.poll()
+        for sock in socks:
+            poller.register(sock, select.POLLOUT)
+        index = {sock.fileno(): i for i, sock in enumerate(socks)}
+        last_progress = time.monotonic()
+        while time.monotonic() - last_progress < quiet:
+            for fd, _event in poller.poll(100):
+                i = index[fd]
+                try:
+                    n = socks[i].send(chunk)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    poller.unregister(fd)
+                    continue
+                sent[i] += n
+                last_progress = time.monotonic()
+                if sent[i] >= cap:
+                    poller.unregister(fd)
+        return sent
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def run_stalled_links(
+    links: int = 100, scheme: str = "tcp", on_step: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """Proxy RSS with ``links`` clients writing into an upstream that never reads."""
+    say = on_step or (lambda _msg: None)
+    results: dict[str, Any] = {
+        "links": links,
+        "scheme": scheme,
+        "cap_mib_per_link": STALL_CAP >> 20,
+    }
+    for label, toxics in (("bare", []), ("latency", ["--toxic", "latency:upstream:latency=100"])):
+        listen = (
+            "tcp://127.0.0.1:0"
+            if scheme == "tcp"
+            else transports.get("unix").example_address("bench-stall")
+        )
+        stall = _spawn("stall", listen, cpu=None)
+        try:
+            proxy_listen = (
+                "127.0.0.1:0"
+                if scheme == "tcp"
+                else transports.get("unix").example_address("bench-stall-proxy")
+            )
+            proxy = _spawn(
+                "proxy",
+                proxy_listen,
+                stall.address,
+                cpu=None,
+                extra=["--no-journal-chunks", *toxics],
+            )
+            try:
+                say(f"{links} stalled links ({label})")
+                rss_before = _rss_kib(proxy.pid)
+                sent = _blast(proxy.address, links)
+                rss_after = _rss_kib(proxy.pid)
+            finally:
+                proxy.close()
+        finally:
+            stall.close()
+        results[label] = {
+            "proxy_rss_kib_before": rss_before,
+            "proxy_rss_kib_after": rss_after,
+            "sent_mib_per_link_max": max(sent) / (1 << 20),
+            "sent_mib_total": sum(sent) / (1 << 20),
+        }
+    return results
 
 
 def _api_rounds(rounds: int) -> dict[str, float]:

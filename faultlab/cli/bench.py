@@ -58,6 +58,12 @@ def add_parser(sub: Any) -> None:
     pp.add_argument("--placement", choices=["same", "split", "free"], default="same")
     pp.add_argument("--bulk-mib", type=int, default=64)
     pp.add_argument("--connections", type=int, default=1000, help="concurrent connections")
+    pp.add_argument(
+        "--stalled-links",
+        type=int,
+        default=100,
+        help="clients writing into an upstream that never reads: proxy RSS (0: skip)",
+    )
     pp.add_argument("--json", dest="json_path", type=Path, help="also write results as JSON")
     pp.set_defaults(run=run_proxy)
 
@@ -214,12 +220,14 @@ def run_proxy(args: argparse.Namespace) -> int:
             placement=args.placement,
             bulk_mib=args.bulk_mib,
             connections=args.connections,
+            stalled_links=args.stalled_links,
             on_step=lambda msg: status.update(msg),
         )
     table = Table(
         title=f"faultlab bench proxy (placement={args.placement})",
         title_justify="left",
-        caption="goals: added p50 <= 50 µs; throughput >= 50 % of direct",
+        caption="goals: added p50 <= 50 µs; throughput >= 50 % of direct; "
+        "100 stalled links < 500 MiB RSS",
     )
     for col in (
         "transport",
@@ -253,6 +261,17 @@ def run_proxy(args: argparse.Namespace) -> int:
             f"errors {conc['errors']}, {conc['seconds']:.1f} s, proxy RSS "
             f"{conc['proxy_rss_kib_before'] / 1024:.1f} -> "
             f"{conc['proxy_rss_kib_after'] / 1024:.1f} MiB"
+        )
+    for label, stalled in report.get("stalled", {}).items():
+        grown = (stalled["proxy_rss_kib_after"] - stalled["proxy_rss_kib_before"]) / 1024
+        links = report["stalled_links"]
+        console.print(
+            f"{links} stalled links ({label}): proxy RSS "
+            f"{stalled['proxy_rss_kib_before'] / 1024:.1f} -> "
+            f"[{'green' if stalled['proxy_rss_kib_after'] < 500 * 1024 else 'red'}]"
+            f"{stalled['proxy_rss_kib_after'] / 1024:.1f}[/] MiB "
+            f"({grown / links:.2f} MiB per link; clients got "
+            f"{stalled['sent_mib_per_link_max']:.1f} MiB in at most, kernel buffers included)"
         )
     api = report["api"]
     console.print(
