@@ -17,8 +17,8 @@ from __future__ import annotations
 import datetime as _dt
 import re
 import xmlrpc.client
-from typing import TYPE_CHECKING, Any, ClassVar
-from xml.parsers.expat import ExpatError
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
+from xml.parsers import expat
 
 from faultlab.codecs._rules import ValueRules, nested_list
 from faultlab.codecs.base import OutsideExample, ValueCodec
@@ -27,12 +27,55 @@ from faultlab.codecs.errors import DecodeError, EncodeError
 if TYPE_CHECKING:
     from hypothesis.strategies import SearchStrategy
 
-__all__ = ["INT_RANGE", "XML_ILLEGAL", "XmlRpcCodec"]
+__all__ = ["INT_RANGE", "XML_ILLEGAL", "XmlRpcCodec", "loads"]
 
 INT_RANGE = (xmlrpc.client.MININT, xmlrpc.client.MAXINT)
 
 XML_ILLEGAL = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 """Characters XML 1.0 cannot contain at all, not even as character references."""
+
+
+UNMARSHAL_ERRORS: tuple[type[BaseException], ...] = (
+    expat.ExpatError,
+    xmlrpc.client.ResponseError,
+    ValueError,  # bad <int>, <double>, <base64>, <dateTime.iso8601> text
+    TypeError,  # a <fault> struct without faultCode/faultString
+    IndexError,  # a struct <member> without <value>, </array> without <array>
+    KeyError,
+    AttributeError,
+    ArithmeticError,  # <bigdecimal> that is not a number, overflow
+    RecursionError,
+)
+"""What ``xmlrpc.client``'s unmarshaller raises on malformed documents (it validates little)."""
+
+
+def _refuse_dtd(*_: object) -> NoReturn:
+    raise DecodeError("xmlrpc: DTDs and entity declarations are not allowed in XML-RPC")
+
+
+def loads(data: bytes) -> tuple[tuple[Any, ...], str | None]:
+    """``xmlrpc.client.loads`` (builtin types) that refuses DTDs and raises typed errors.
+
+    Returns (params, method name or None). A ``<fault>`` still raises
+    ``xmlrpc.client.Fault``: it is a valid document the caller interprets. Anything
+    malformed raises :class:`DecodeError`. DTDs are refused in the parser itself
+    (whatever the document's encoding), so entity expansion never starts.
+    """
+    unmarshaller = xmlrpc.client.Unmarshaller(use_builtin_types=True)
+    parser = expat.ParserCreate(None, None)
+    parser.StartElementHandler = unmarshaller.start
+    parser.EndElementHandler = unmarshaller.end
+    parser.CharacterDataHandler = unmarshaller.data
+    parser.StartDoctypeDeclHandler = _refuse_dtd
+    parser.EntityDeclHandler = _refuse_dtd
+    unmarshaller.xml(None, None)  # type: ignore[arg-type]  # as the stdlib: expat decodes
+    try:
+        parser.Parse(data, True)
+        return unmarshaller.close(), unmarshaller.getmethodname()
+    except (DecodeError, xmlrpc.client.Fault):
+        raise
+    except UNMARSHAL_ERRORS as exc:
+        raise DecodeError(f"xmlrpc: malformed document: {type(exc).__name__}: {exc}") from None
 
 
 def _whole_naive_seconds(value: _dt.datetime) -> str | None:
@@ -49,15 +92,7 @@ class XmlRpcCodec(ValueCodec):
     """XML-RPC ``<value>`` marshalling, bytes as ``<base64>`` decoded back to ``bytes``."""
 
     name: ClassVar[str] = "xmlrpc"
-    decode_errors = (
-        *ValueCodec.decode_errors,
-        ExpatError,
-        xmlrpc.client.Error,
-        IndexError,
-        KeyError,
-        AttributeError,
-        ArithmeticError,
-    )
+    decode_errors = (*ValueCodec.decode_errors, *UNMARSHAL_ERRORS, xmlrpc.client.Error)
 
     def __init__(self, *, allow_none: bool = False, **options: Any) -> None:
         self.allow_none = allow_none
@@ -89,9 +124,7 @@ class XmlRpcCodec(ValueCodec):
         return text.replace("\r", "&#13;").encode("utf-8")
 
     def _decode(self, data: bytes) -> Any:
-        if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
-            raise DecodeError(f"{self.name}: DTDs and entities are not allowed in XML-RPC")
-        params, method = xmlrpc.client.loads(data, use_builtin_types=True)
+        params, method = loads(data)
         if method is not None:
             raise DecodeError(f"{self.name}: expected a value, got a call to {method!r}")
         if len(params) != 1:

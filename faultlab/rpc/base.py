@@ -21,6 +21,7 @@ from faultlab.errors import LocalProtocolError
 from faultlab.rpc.messages import ErrorInfo, Request, Response
 
 __all__ = [
+    "HTTP_METHODS",
     "Dispatch",
     "HttpReply",
     "RpcProtocol",
@@ -30,6 +31,11 @@ __all__ = [
 ]
 
 Dispatch = Callable[[Request], Response]
+
+HTTP_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+)
+"""Methods HTTP defines: one a server does not allow gets 405, any other method 501."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +88,12 @@ class RpcProtocol(ABC):
         return self.decode_response(body)
 
     def handle_http(self, method: str, target: str, body: bytes, dispatch: Dispatch) -> HttpReply:
+        """Only POST carries calls: 405 for other HTTP methods (HEAD included), 501 for
+        methods HTTP does not define. The channel drops the body of a reply to HEAD."""
         if method != "POST":
-            return HttpReply(405, b"use POST\n", [("Allow", "POST")])
+            if method in HTTP_METHODS:
+                return HttpReply(405, b"use POST\n", [("Allow", "POST")])
+            return HttpReply(501, b"method not implemented; use POST\n")
         reply = self.handle(body, dispatch)
         if reply is None:
             return HttpReply(204, b"")

@@ -17,20 +17,22 @@ version is not its own raises :class:`VersionMismatch` naming both.
 from __future__ import annotations
 
 import struct
+from collections import deque
 from typing import Any
 
 from faultlab.errors import LocalProtocolError
 from faultlab.rpc.base import Dispatch, RpcProtocol, register_protocol
 from faultlab.rpc.errors import InvalidRequest, ParseError, RpcError, VersionMismatch
 from faultlab.rpc.messages import ErrorInfo, Request, Response
-from faultlab.rpc.msgpackrpc import packb, unpackb
-from faultlab.rpc.wire import WireError, error_kind_for_code
+from faultlab.rpc.msgpackrpc import PACK_ERRORS, packb, unpackb
+from faultlab.rpc.wire import WireError, error_kind_for_code, printable
 
 __all__ = ["HEADER", "MAGIC", "BinRpc", "decode_header"]
 
 MAGIC = b"FL"
 HEADER = struct.Struct("!2sBBIH")
 REPLY, ERROR, NOTIFICATION = 1, 2, 4
+MAX_MISMATCHES = 1000
 
 
 def decode_header(data: bytes) -> tuple[int, int, int, str, bytes]:
@@ -59,14 +61,18 @@ class BinRpc(RpcProtocol):
             raise LocalProtocolError(f"binrpc version must fit in a byte, got {version}")
         self.version = version
         self.accepts = accepts if accepts is not None else frozenset({version})
-        self.mismatches: list[VersionMismatch] = []
-        """Server side: every version mismatch seen (the server's typed record of it)."""
+        self.mismatches: deque[VersionMismatch] = deque(maxlen=MAX_MISMATCHES)
+        """Server side: the version mismatches seen, newest last (the server's typed record
+        of them); bounded, so a peer sending wrong versions forever cannot grow it."""
 
     def with_version(self, version: int, accepts: frozenset[int] | None = None) -> BinRpc:
         return BinRpc(version, accepts)
 
     def _message(self, flags: int, msgid: int, method: str, payload: Any) -> bytes:
-        name = method.encode()
+        try:
+            name = method.encode()
+        except UnicodeEncodeError:
+            raise LocalProtocolError(f"binrpc method name is not UTF-8: {method!r}") from None
         if len(name) > 0xFFFF:
             raise LocalProtocolError("binrpc method name longer than 65535 bytes")
         return (
@@ -139,12 +145,13 @@ class BinRpc(RpcProtocol):
         response = dispatch(Request(method, body, msgid, bool(flags & NOTIFICATION), meta))
         if flags & NOTIFICATION:
             return None
-        if response.error is not None:
-            return self._error_info(msgid, response.error)
         try:
+            if response.error is not None:
+                return self._error_info(msgid, response.error)
             return self._message(REPLY, msgid, "", response.result)
-        except (TypeError, ValueError, OverflowError) as exc:
-            return self._error(msgid, RpcError(f"result is not msgpack: {exc}"))
+        except PACK_ERRORS as exc:
+            what = "result" if response.error is None else "error"
+            return self._error(msgid, RpcError(f"{what} is not msgpack: {printable(str(exc))}"))
 
     def _error(self, msgid: int, exc: RpcError) -> bytes:
         return self._error_info(msgid, ErrorInfo.from_exception(exc))

@@ -9,12 +9,13 @@ keep-alive, bounded bodies, and ``Content-Length`` on every message.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from http import HTTPStatus
 
 import h11
 
 from faultlab.codecs.errors import FrameTooLarge, MalformedFrame, TruncatedFrame
-from faultlab.codecs.framing import CLOSED, Framer, get_framer
-from faultlab.errors import EndOfStream
+from faultlab.codecs.framing import CLOSED, NEED_DATA, Framer, HttpFramer, HttpMessage, get_framer
+from faultlab.errors import EndOfStream, LocalProtocolError
 from faultlab.streams import ByteStream, Deadline, MessageStream, Stream
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
 
 MAX_MESSAGE = 16 * 1024 * 1024
 _READ = 65536
+_MAX_HEAD = 64 * 1024
 
 
 class Channel(ABC):
@@ -114,63 +116,77 @@ def _feed(conn: h11.Connection, stream: ByteStream, deadline: Deadline) -> bool:
 
 
 class HttpServerChannel:
-    """Server side of one HTTP/1.1 connection."""
+    """Server side of one HTTP/1.1 connection, on a server :class:`HttpFramer`.
+
+    The socket is read only when the framer needs data, so pipelined requests wait in the
+    kernel, not here (h11's advice). Replies to ``HEAD`` carry no body.
+    """
 
     def __init__(self, stream: ByteStream, *, max_body: int = MAX_MESSAGE) -> None:
         self.stream = stream
         self.max_body = max_body
-        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=64 * 1024)
+        self.framer = HttpFramer("server", max_size=max_body, max_header_size=_MAX_HEAD)
 
     def next_request(self, *, timeout: float | None = None) -> HttpRequest | None:
-        """The next request, or ``None`` once the client closed between requests."""
+        """The next request, or ``None`` once the client closed between requests.
+
+        Raises the framer's :class:`RemoteProtocolError` subclasses for a bad request.
+        """
         deadline = Deadline.after(self.stream.default_timeout if timeout is None else timeout)
-        head: h11.Request | None = None
-        body: list[bytes] = []
-        size = 0
         while True:
-            try:
-                event = self.conn.next_event()
-            except h11.RemoteProtocolError as exc:
-                raise MalformedFrame(f"bad HTTP request: {exc}") from None
-            if event is h11.NEED_DATA:
-                _feed(self.conn, self.stream, deadline)
-            elif isinstance(event, h11.Request):
-                head = event
-                length = dict(event.headers).get(b"content-length")
-                if length is not None and length.isdigit() and int(length) > self.max_body:
-                    raise FrameTooLarge(f"request body of {int(length)} bytes over {self.max_body}")
-            elif isinstance(event, h11.Data):
-                size += len(event.data)
-                if size > self.max_body:
-                    raise FrameTooLarge(f"request body over {self.max_body} bytes")
-                body.append(bytes(event.data))
-            elif isinstance(event, h11.EndOfMessage):
-                assert head is not None
+            item = self.framer.next_frame()
+            if isinstance(item, HttpMessage):
+                head = item.head
+                assert isinstance(head, h11.Request)  # a server framer receives requests
                 headers = {k.decode().lower(): v.decode("latin-1") for k, v in head.headers}
                 return HttpRequest(
-                    head.method.decode(), head.target.decode("latin-1"), headers, b"".join(body)
+                    head.method.decode(), head.target.decode("latin-1"), headers, item.body
                 )
-            elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
-                return None
+            if item is not NEED_DATA:
+                return None  # CLOSED (or PAUSED, which a server that answers never sees)
+            try:
+                data = self.stream.receive(_READ, timeout=deadline.remaining())
+            except EndOfStream:
+                data = b""
+            self.framer.receive_data(data)
 
     def send_reply(
         self, status: int, body: bytes, headers: list[tuple[str, str]] | None = None
     ) -> None:
-        hdrs = [(k, v) for k, v in headers or []]
-        hdrs.append(("Content-Length", str(len(body))))
-        out = self.conn.send(h11.Response(status_code=status, headers=hdrs)) or b""
-        out += self.conn.send(h11.Data(data=body)) or b""
-        out += self.conn.send(h11.EndOfMessage()) or b""
-        self.stream.send(out)
-        if self.conn.our_state is h11.DONE and self.conn.their_state is h11.DONE:
-            self.conn.start_next_cycle()
+        """Send one response (``Content-Length`` added; the body dropped for ``HEAD``)."""
+        hdrs = [*(headers or []), ("Content-Length", str(len(body)))]
+        head = h11.Response(status_code=status, headers=hdrs, reason=_reason(status))
+        self.stream.send(self.framer.frame(HttpMessage(head=head, body=body)))
+
+    def send_error(self, status: int, body: bytes) -> None:
+        """Answer a request that could not be read, before the caller closes.
+
+        h11 sends it when its state allows; otherwise (nothing parsed, or a response
+        already begun) the bytes are written by hand, always with ``Connection: close``.
+        """
+        hdrs = [("Connection", "close"), ("Content-Length", str(len(body)))]
+        head = h11.Response(status_code=status, headers=hdrs, reason=_reason(status))
+        try:
+            data = self.framer.frame(HttpMessage(head=head, body=body))
+        except LocalProtocolError:
+            data = b"HTTP/1.1 %d %s\r\n" % (status, _reason(status).encode())
+            data += b"".join(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in hdrs)
+            data += b"\r\n" + body
+        self.stream.send(data)
 
     @property
     def must_close(self) -> bool:
-        return self.conn.our_state in (h11.MUST_CLOSE, h11.CLOSED, h11.ERROR)
+        return self.framer.must_close
 
     def close(self) -> None:
         self.stream.close()
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
 
 
 class HttpClientChannel:
@@ -180,7 +196,7 @@ class HttpClientChannel:
         self.stream = stream
         self.host = host or "localhost"
         self.max_body = max_body
-        self.conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=64 * 1024)
+        self.conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEAD)
         self._eof = False
 
     @property
@@ -198,9 +214,12 @@ class HttpClientChannel:
     ) -> tuple[int, dict[str, str], bytes]:
         deadline = Deadline.after(self.stream.default_timeout if timeout is None else timeout)
         hdrs = [("Host", self.host), *headers, ("Content-Length", str(len(body)))]
-        out = self.conn.send(h11.Request(method=method, target=target, headers=hdrs)) or b""
-        out += self.conn.send(h11.Data(data=body)) or b""
-        out += self.conn.send(h11.EndOfMessage()) or b""
+        try:
+            out = self.conn.send(h11.Request(method=method, target=target, headers=hdrs)) or b""
+            out += self.conn.send(h11.Data(data=body)) or b""
+            out += self.conn.send(h11.EndOfMessage()) or b""
+        except h11.LocalProtocolError as exc:
+            raise LocalProtocolError(f"cannot send this HTTP request: {exc}") from None
         self.stream.send(out, timeout=deadline.remaining())
         status = 0
         reply_headers: dict[str, str] = {}

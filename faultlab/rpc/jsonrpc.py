@@ -4,6 +4,12 @@ Carried over HTTP by default (any JSON-RPC client can POST to the server);
 newline-delimited and length-prefixed framings are options on byte streams,
 one message per datagram on message transports. Extra request members are
 ignored; faultlab's own metadata rides in an optional ``"faultlab"`` member.
+
+Every message gets an answer the spec allows: nesting deeper than ``MAX_DEPTH`` is a
+parse error; a string id with a lone surrogate (``"\\ud800"``, which UTF-8 cannot carry
+back) is an invalid request answered with id ``null`` and never dispatched; a reply that
+cannot be encoded (a result or message JSON cannot carry) becomes an internal error
+object for that id.
 """
 
 from __future__ import annotations
@@ -11,10 +17,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from faultlab.codecs.json import SURROGATES
 from faultlab.rpc.base import Dispatch, RpcProtocol, register_protocol
-from faultlab.rpc.errors import InvalidRequest, ParseError, RpcError
+from faultlab.rpc.errors import InternalError, InvalidRequest, ParseError, RpcError
 from faultlab.rpc.messages import ErrorInfo, Request, Response
-from faultlab.rpc.wire import WireError, error_kind_for_code
+from faultlab.rpc.wire import (
+    JSON_ENCODE_ERRORS,
+    WireError,
+    describe,
+    error_kind_for_code,
+    loads_json,
+    printable,
+)
 
 __all__ = ["JsonRpc"]
 
@@ -60,21 +74,18 @@ class JsonRpc(RpcProtocol):
 
     @staticmethod
     def _parse(data: bytes) -> Any:
-        try:
-            return json.loads(data)
-        except (ValueError, RecursionError) as exc:
-            raise WireError(f"JSON-RPC reply is not JSON: {exc}") from None
+        return loads_json(data, "JSON-RPC reply")
 
     @staticmethod
     def _response(obj: Any) -> Response:
         if not isinstance(obj, dict) or obj.get("jsonrpc") != "2.0" or "id" not in obj:
-            raise WireError(f"not a JSON-RPC 2.0 response: {str(obj)[:200]}")
+            raise WireError(f"not a JSON-RPC 2.0 response: {describe(obj)}")
         if ("result" in obj) == ("error" in obj):
             raise WireError("a JSON-RPC response has exactly one of result and error")
         if "error" in obj:
             err = obj["error"]
             if not isinstance(err, dict) or not isinstance(err.get("code"), int):
-                raise WireError(f"malformed JSON-RPC error object: {str(err)[:200]}")
+                raise WireError(f"malformed JSON-RPC error object: {describe(err)}")
             code = err["code"]
             info = ErrorInfo(
                 error_kind_for_code(code), code, str(err.get("message", "")), err.get("data")
@@ -88,8 +99,8 @@ class JsonRpc(RpcProtocol):
 
     def handle(self, data: bytes, dispatch: Dispatch) -> bytes | None:
         try:
-            obj = json.loads(data)
-        except (ValueError, RecursionError) as exc:
+            obj = loads_json(data, "request")
+        except WireError as exc:
             return _dumps(self._error_obj(None, ParseError(f"parse error: {exc}")))
         if isinstance(obj, list):
             if not obj:
@@ -99,9 +110,18 @@ class JsonRpc(RpcProtocol):
                     self._error_obj(None, InvalidRequest(f"batch larger than {_MAX_BATCH}"))
                 )
             replies = [r for r in (self._one(item, dispatch) for item in obj) if r is not None]
-            return _dumps(replies) if replies else None
+            return b"[" + b",".join(map(self._encode, replies)) + b"]" if replies else None
         reply = self._one(obj, dispatch)
-        return None if reply is None else _dumps(reply)
+        return None if reply is None else self._encode(reply)
+
+    def _encode(self, reply: dict[str, Any]) -> bytes:
+        """The reply's bytes; one JSON cannot carry becomes an internal error for its id."""
+        try:
+            return _dumps(reply)
+        except JSON_ENCODE_ERRORS as exc:
+            what = "result" if "result" in reply else "error"
+            error = InternalError(f"the {what} cannot be encoded as JSON: {printable(str(exc))}")
+            return _dumps(self._error_obj(reply.get("id"), error))  # ids were checked
 
     def _one(self, obj: Any, dispatch: Dispatch) -> dict[str, Any] | None:
         request_or_error = self._request(obj)
@@ -113,10 +133,6 @@ class JsonRpc(RpcProtocol):
             return None
         if response.error is not None:
             return self._error_info_obj(request.id, response.error)
-        try:
-            _dumps(response.result)
-        except (TypeError, ValueError) as exc:
-            return self._error_obj(request.id, RpcError(f"result is not JSON: {exc}"))
         return {"jsonrpc": "2.0", "result": response.result, "id": request.id}
 
     def _request(self, obj: Any) -> Request | dict[str, Any]:
@@ -125,6 +141,10 @@ class JsonRpc(RpcProtocol):
         rid = obj.get("id")
         if not _valid_id(rid):
             return self._error_obj(None, InvalidRequest("id must be a string, integer or null"))
+        if isinstance(rid, str) and SURROGATES.search(rid):
+            return self._error_obj(
+                None, InvalidRequest("id holds a lone surrogate: it cannot be sent back as UTF-8")
+            )
         if obj.get("jsonrpc") != "2.0":
             return self._error_obj(rid, InvalidRequest('"jsonrpc" must be exactly "2.0"'))
         method = obj.get("method")

@@ -7,7 +7,8 @@ length prefix), so existing msgpack-rpc clients interoperate. Replies carry
 their msgid, so calls can be pipelined. faultlab's errors are maps
 ``{"code", "message", "kind", "data"}``; a foreign string or ``[type, message]``
 error is read as an application error. A message we cannot read at all gets
-an error reply with msgid 0: there is no id to answer to.
+an error reply with msgid 0: there is no id to answer to. So does one nesting deeper
+than ``MAX_DEPTH`` or holding a Timestamp outside ``datetime``'s range.
 """
 
 from __future__ import annotations
@@ -20,9 +21,16 @@ from faultlab.errors import LocalProtocolError
 from faultlab.rpc.base import Dispatch, RpcProtocol, register_protocol
 from faultlab.rpc.errors import InvalidRequest, ParseError, RpcError
 from faultlab.rpc.messages import ErrorInfo, Request, Response
-from faultlab.rpc.wire import WireError, error_kind_for_code
+from faultlab.rpc.wire import (
+    MAX_DEPTH,
+    WireError,
+    describe,
+    error_kind_for_code,
+    exceeds_depth,
+    printable,
+)
 
-__all__ = ["MsgpackRpc", "packb", "unpackb"]
+__all__ = ["PACK_ERRORS", "MsgpackRpc", "packb", "unpackb"]
 
 REQUEST, RESPONSE, NOTIFY = 0, 1, 2
 _MSGID_MAX = 2**32 - 1
@@ -32,11 +40,25 @@ def packb(obj: Any) -> bytes:
     return msgpack.packb(obj, use_bin_type=True, datetime=True)  # type: ignore[no-any-return]
 
 
+_UNPACK_ERRORS = (
+    ValueError,  # malformed, extra data, bad UTF-8, msgpack's own nesting limit
+    TypeError,  # an unhashable map key
+    OverflowError,  # a Timestamp beyond datetime's range
+    RecursionError,
+    msgpack.UnpackException,
+)
+PACK_ERRORS = (TypeError, ValueError, OverflowError, RecursionError, msgpack.PackException)
+
+
 def unpackb(data: bytes) -> Any:
+    """One msgpack object; :class:`WireError` if malformed or nesting deeper than MAX_DEPTH."""
     try:
-        return msgpack.unpackb(data, raw=False, strict_map_key=False, timestamp=3)
-    except (ValueError, msgpack.UnpackException, msgpack.ExtraData, TypeError) as exc:
-        raise WireError(f"not a msgpack object: {exc}") from None
+        value = msgpack.unpackb(data, raw=False, strict_map_key=False, timestamp=3)
+    except _UNPACK_ERRORS as exc:
+        raise WireError(f"not a msgpack object: {type(exc).__name__}: {exc}") from None
+    if exceeds_depth(value, MAX_DEPTH):
+        raise WireError(f"msgpack object nests deeper than {MAX_DEPTH}")
+    return value
 
 
 def _error_obj(info: ErrorInfo) -> dict[str, Any]:
@@ -76,7 +98,7 @@ class MsgpackRpc(RpcProtocol):
             or obj[0] != RESPONSE
             or not isinstance(obj[1], int)
         ):
-            raise WireError(f"not a msgpack-RPC response: {str(obj)[:200]}")
+            raise WireError(f"not a msgpack-RPC response: {describe(obj)}")
         _, msgid, error, result = obj
         if error is not None:
             return Response(msgid, error=_error_info(error))
@@ -106,12 +128,14 @@ class MsgpackRpc(RpcProtocol):
         if not isinstance(method, str) or not isinstance(params, list | dict):
             return self._error_reply(msgid, InvalidRequest("method must be str, params array"))
         response = dispatch(Request(method, self._params(params), msgid))
-        if response.error is not None:
-            return packb([RESPONSE, msgid, _error_obj(response.error), None])
         try:
+            if response.error is not None:
+                return packb([RESPONSE, msgid, _error_obj(response.error), None])
             return packb([RESPONSE, msgid, None, response.result])
-        except (TypeError, ValueError, OverflowError) as exc:
-            return self._error_reply(msgid, RpcError(f"result is not msgpack: {exc}"))
+        except PACK_ERRORS as exc:
+            what = "result" if response.error is None else "error"
+            error = RpcError(f"{what} is not msgpack: {printable(str(exc))}")
+            return self._error_reply(msgid, error)
 
     @staticmethod
     def _params(params: Any) -> list[Any] | dict[str, Any]:

@@ -5,6 +5,11 @@ JSON params (an array for positional, an object for keyword). Success is
 ``200`` with the JSON result; errors carry a status code and a JSON body
 ``{"error": {"kind", "code", "message", "data"}}``. An ``Idempotency-Key``
 header carries the call's idempotency key, as Stripe-style APIs do.
+
+Only ``POST`` and ``GET`` run a method. Another standard HTTP method gets ``405`` with
+``Allow: POST, GET`` (``HEAD`` too: it never runs a method, and its reply has no body);
+a method HTTP does not define gets ``501``. A body nesting deeper than ``MAX_DEPTH``
+is a parse error (``400``).
 """
 
 from __future__ import annotations
@@ -12,10 +17,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from faultlab.rpc.base import Dispatch, HttpReply, RpcProtocol, register_protocol
+from faultlab.rpc.base import (
+    HTTP_METHODS,
+    Dispatch,
+    HttpReply,
+    RpcProtocol,
+    register_protocol,
+)
 from faultlab.rpc.errors import KINDS, InvalidRequest, MethodNotFound, ParseError
 from faultlab.rpc.messages import ErrorInfo, Request, Response
-from faultlab.rpc.wire import WireError
+from faultlab.rpc.wire import JSON_ENCODE_ERRORS, WireError, loads_json, printable
 
 __all__ = ["STATUS_BY_KIND", "Rest"]
 
@@ -75,14 +86,14 @@ class Rest(RpcProtocol):
 
     def http_response(self, status: int, body: bytes, request: Request) -> Response:
         try:
-            obj = json.loads(body) if body else None
-        except ValueError as exc:
+            obj = loads_json(body, "REST reply") if body else None
+        except WireError:
             if status >= 400:
                 kind = _KIND_BY_STATUS.get(status, "internal_error")
                 return Response(
                     request.id, error=ErrorInfo(kind, KINDS[kind].default_code, f"HTTP {status}")
                 )
-            raise WireError(f"REST reply is not JSON: {exc}") from None
+            raise
         if 200 <= status < 300:
             return Response(request.id, result=obj)
         err = obj.get("error") if isinstance(obj, dict) else None
@@ -107,17 +118,18 @@ class Rest(RpcProtocol):
     def handle_http(self, method: str, target: str, body: bytes, dispatch: Dispatch) -> HttpReply:
         path = target.split("?", 1)[0].strip("/")
         if method not in ("POST", "GET"):
-            return self._reply(
-                ErrorInfo.from_exception(InvalidRequest(f"{method} not allowed")), 405
-            )
+            known = method in HTTP_METHODS
+            error = InvalidRequest(f"{method} " + ("not allowed" if known else "not implemented"))
+            allow = (("Allow", "POST, GET"),) if known else ()
+            return self._reply(ErrorInfo.from_exception(error), 405 if known else 501, allow)
         if not path:
             return self._reply(ErrorInfo.from_exception(MethodNotFound("no method in the path")))
         params: Any = []
         if body:
             try:
-                params = json.loads(body)
-            except ValueError as exc:
-                return self._reply(ErrorInfo.from_exception(ParseError(f"body is not JSON: {exc}")))
+                params = loads_json(body, "body")
+            except WireError as exc:
+                return self._reply(ErrorInfo.from_exception(ParseError(str(exc))))
         if not isinstance(params, list | dict):
             params = [params]
         response = dispatch(Request(path.replace("/", "."), params, None))
@@ -125,15 +137,23 @@ class Rest(RpcProtocol):
             return self._reply(response.error)
         try:
             payload = _dumps(response.result)
-        except (TypeError, ValueError) as exc:
-            return self._reply(ErrorInfo("internal_error", -32603, f"result is not JSON: {exc}"))
+        except JSON_ENCODE_ERRORS as exc:
+            message = f"result is not JSON: {printable(str(exc))}"
+            return self._reply(ErrorInfo("internal_error", -32603, message))
         return HttpReply(200, payload, [("Content-Type", self.content_type)])
 
-    def _reply(self, info: ErrorInfo, status: int | None = None) -> HttpReply:
+    def _reply(
+        self, info: ErrorInfo, status: int | None = None, headers: tuple[tuple[str, str], ...] = ()
+    ) -> HttpReply:
+        try:
+            body = _error_body(info)
+        except JSON_ENCODE_ERRORS as exc:  # the method's error message or data
+            info = ErrorInfo("internal_error", -32603, f"error is not JSON: {printable(str(exc))}")
+            body = _error_body(info)
         return HttpReply(
             status or STATUS_BY_KIND.get(info.kind, 500),
-            _error_body(info),
-            [("Content-Type", self.content_type)],
+            body,
+            [("Content-Type", self.content_type), *headers],
         )
 
 

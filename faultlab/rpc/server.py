@@ -5,11 +5,22 @@ HTTP requests), lets the protocol answer them, and writes the replies in
 order. A bad message gets the protocol's native error reply; a frame the
 server cannot read past (oversize, malformed framing) gets an error reply and
 that connection is closed. Other clients are never affected.
+
+Over HTTP: a request that cannot be read gets ``400`` (``413`` if too large) with
+``Connection: close``; a method other than the protocol's gets ``405`` (``501`` for one
+HTTP does not define) and the connection stays open; ``HEAD`` replies have no body.
+Pipelined requests are answered in order; the socket is read only when the current
+request is incomplete, so a pipelining client is held back by TCP, not buffered here.
+
+A protocol handler that raises anything but a typed error is a faultlab bug: the
+peer gets an internal-error reply, the connection closes, and the error is kept in
+``internal_errors`` (tests assert it stays empty).
 """
 
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +34,7 @@ from faultlab.errors import (
 )
 from faultlab.rpc.base import RpcProtocol, get_protocol
 from faultlab.rpc.channel import MAX_MESSAGE, HttpServerChannel, open_channel
-from faultlab.rpc.errors import InvalidRequest, ParseError
+from faultlab.rpc.errors import InternalError, InvalidRequest, ParseError
 from faultlab.rpc.messages import ErrorInfo, Request, Response
 from faultlab.rpc.service import Service
 from faultlab.streams import ByteStream, Listener, MessageStream, Stream
@@ -70,6 +81,8 @@ class RpcServer:
         self.max_message = max_message
         self.on_request = on_request
         self.requests_handled = 0
+        self.internal_errors: deque[BaseException] = deque(maxlen=100)
+        """Untyped exceptions a protocol raised while serving (each one a bug), newest last."""
         self._lock = threading.Lock()
         self._listener: Listener[Any] = transports.listen(address)
         self.address: str = self._listener.address
@@ -139,7 +152,12 @@ class RpcServer:
                     continue
                 channel.send(self.protocol.error_message(_info(ParseError(str(exc)))))
                 return
-            reply = self.protocol.handle(data, self._dispatch)
+            try:
+                reply = self.protocol.handle(data, self._dispatch)
+            except Exception as exc:  # a bug in the protocol: answer, then give up
+                self.internal_errors.append(exc)
+                channel.send(self.protocol.error_message(_info(InternalError(type(exc).__name__))))
+                return
             if reply is not None:
                 channel.send(reply)
 
@@ -148,18 +166,23 @@ class RpcServer:
             try:
                 request = channel.next_request()
             except FrameTooLarge as exc:
-                channel.send_reply(
-                    413, self.protocol.error_message(_info(InvalidRequest(str(exc))))
-                )
+                error = self.protocol.error_message(_info(InvalidRequest(str(exc))))
+                channel.send_error(413, error)
                 return
             except RemoteProtocolError as exc:
-                channel.send_reply(400, self.protocol.error_message(_info(ParseError(str(exc)))))
+                channel.send_error(400, self.protocol.error_message(_info(ParseError(str(exc)))))
                 return
             if request is None:
                 return
-            reply = self.protocol.handle_http(
-                request.method, request.target, request.body, self._dispatch
-            )
+            try:
+                reply = self.protocol.handle_http(
+                    request.method, request.target, request.body, self._dispatch
+                )
+            except Exception as exc:  # a bug in the protocol: answer, then give up
+                self.internal_errors.append(exc)
+                error = self.protocol.error_message(_info(InternalError(type(exc).__name__)))
+                channel.send_error(500, error)
+                return
             channel.send_reply(reply.status, reply.body, reply.headers)
             if channel.must_close:
                 return
@@ -184,7 +207,7 @@ class RpcServer:
         self.close()
 
 
-def _info(exc: InvalidRequest | ParseError) -> ErrorInfo:
+def _info(exc: InvalidRequest | ParseError | InternalError) -> ErrorInfo:
     return ErrorInfo.from_exception(exc)
 
 

@@ -6,23 +6,28 @@ with ``allow_none``. Fault codes follow the XML-RPC fault-code interop spec
 internal, -32500 application), so kinds survive the round trip. XML-RPC has
 positional params only, and 32-bit ints: a bigger result becomes a fault,
 never a silently changed value.
+
+Parsing is :func:`faultlab.codecs.xml.loads`: DTDs are refused, every malformed document
+(a struct member without a value, a bad ``<int>``...) is a parse-error fault, and params
+nesting deeper than ``MAX_DEPTH`` are refused before dispatch.
 """
 
 from __future__ import annotations
 
 import xmlrpc.client
 from typing import Any
-from xml.parsers.expat import ExpatError
 
+from faultlab.codecs.errors import DecodeError
+from faultlab.codecs.xml import XML_ILLEGAL, loads
 from faultlab.errors import LocalProtocolError
 from faultlab.rpc.base import Dispatch, RpcProtocol, register_protocol
 from faultlab.rpc.errors import InvalidRequest, ParseError, RpcError
 from faultlab.rpc.messages import ErrorInfo, Request, Response
-from faultlab.rpc.wire import WireError, error_kind_for_code
+from faultlab.rpc.wire import MAX_DEPTH, WireError, error_kind_for_code, exceeds_depth, printable
 
 __all__ = ["XmlRpc"]
 
-_MARSHAL_ERRORS = (TypeError, OverflowError, ValueError)
+_MARSHAL_ERRORS = (TypeError, OverflowError, ValueError, RecursionError)
 
 
 def _dumps(*args: Any, **kwargs: Any) -> bytes:
@@ -32,8 +37,9 @@ def _dumps(*args: Any, **kwargs: Any) -> bytes:
 
 
 def _fault(info: ErrorInfo) -> bytes:
+    """A fault reply; characters XML cannot carry in the message become U+FFFD."""
     text = info.message if info.kind == "application_error" else f"{info.kind}: {info.message}"
-    return _dumps(xmlrpc.client.Fault(info.code, text), allow_none=True)
+    return _dumps(xmlrpc.client.Fault(info.code, XML_ILLEGAL.sub("\ufffd", text)), allow_none=True)
 
 
 class XmlRpc(RpcProtocol):
@@ -52,19 +58,21 @@ class XmlRpc(RpcProtocol):
 
     def decode_response(self, data: bytes) -> Response:
         try:
-            params, _ = xmlrpc.client.loads(data, use_builtin_types=True)
+            params, _ = loads(data)
         except xmlrpc.client.Fault as fault:
             code = fault.faultCode if isinstance(fault.faultCode, int) else -32500
-            message = str(fault.faultString)
+            message = fault.faultString if isinstance(fault.faultString, str) else ""
             kind = error_kind_for_code(code)
             prefix = f"{kind}: "
             if message.startswith(prefix):
                 message = message[len(prefix) :]
             return Response(None, error=ErrorInfo(kind, code, message))
-        except (ExpatError, *_MARSHAL_ERRORS, xmlrpc.client.ResponseError) as exc:
+        except DecodeError as exc:
             raise WireError(f"not an XML-RPC response: {exc}") from None
         if len(params) != 1:
             raise WireError(f"an XML-RPC response has one param, got {len(params)}")
+        if exceeds_depth(params, MAX_DEPTH + 1):
+            raise WireError(f"XML-RPC response nests deeper than {MAX_DEPTH}")
         return Response(None, result=params[0])
 
     def error_message(self, info: ErrorInfo) -> bytes:
@@ -72,13 +80,16 @@ class XmlRpc(RpcProtocol):
 
     def handle(self, data: bytes, dispatch: Dispatch) -> bytes | None:
         try:
-            params, method = xmlrpc.client.loads(data, use_builtin_types=True)
-        except (ExpatError, *_MARSHAL_ERRORS, xmlrpc.client.ResponseError) as exc:
+            params, method = loads(data)
+        except DecodeError as exc:
             return _fault(ErrorInfo.from_exception(ParseError(f"parse error: {exc}")))
         except xmlrpc.client.Fault:
             return _fault(ErrorInfo.from_exception(InvalidRequest("a fault is not a call")))
         if not isinstance(method, str):
             return _fault(ErrorInfo.from_exception(InvalidRequest("no methodName")))
+        if exceeds_depth(params, MAX_DEPTH + 1):  # params is a tuple: one level more
+            error = ParseError(f"parse error: params nest deeper than {MAX_DEPTH}")
+            return _fault(ErrorInfo.from_exception(error))
         response = dispatch(Request(method, list(params), None))
         if response.error is not None:
             return _fault(response.error)
@@ -89,7 +100,7 @@ class XmlRpc(RpcProtocol):
         try:
             return _dumps((result,), methodresponse=True, allow_none=True)
         except _MARSHAL_ERRORS as exc:
-            err = RpcError(f"result cannot be carried by XML-RPC: {exc}")
+            err = RpcError(f"result cannot be carried by XML-RPC: {printable(str(exc))}")
             return _fault(ErrorInfo.from_exception(err))
 
 

@@ -12,9 +12,19 @@ synthetic message of its own that is never sent, so h11 keeps parsing, and
 client assumes the responses are not to HEAD or CONNECT (it cannot see the
 requests).
 
+A server framer answers ``HEAD`` without a body (``frame`` keeps the head's
+Content-Length and drops the body). A one-way server treats ``CONNECT`` as refused
+(its synthetic answer is a 501): if the real server opened a tunnel instead, the
+tunnelled bytes are not HTTP and surface as :class:`MalformedFrame`.
+
 Limits: ``max_size`` bounds each body (a larger Content-Length is refused at
 the head, before any body arrives), ``max_header_size`` the head (h11's
-``max_incomplete_event_size``).
+``max_incomplete_event_size``), and ``max_buffer`` the bytes received but not yet
+parsed. Bytes reach h11 only when it needs them, so a pipelining client whose
+requests pile up while a server framer is ``PAUSED`` (the current request not yet
+answered) fills that buffer; past ``max_buffer`` the framer stops buffering and,
+once the requests before are taken, raises :class:`FrameTooLarge`. A caller that
+reads the socket only on ``NEED_DATA`` (as the RPC server does) never gets there.
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ from faultlab.codecs.framing.base import (
     PAUSED,
     FrameEvent,
     Framer,
+    ReceiveBuffer,
 )
 from faultlab.errors import LocalProtocolError
 
@@ -41,7 +52,11 @@ HttpHead = h11.Request | h11.Response | h11.InformationalResponse
 
 _SYNTHETIC_REQUEST = h11.Request(method="GET", target="/", headers=[("Host", "faultlab")])
 _SYNTHETIC_RESPONSE = h11.Response(status_code=200, headers=[("Content-Length", "0")])
+_SYNTHETIC_REFUSAL = h11.Response(status_code=501, headers=[("Content-Length", "0")])
+"""A one-way server's answer to CONNECT: a 2xx would switch h11 to a tunnel."""
 _NO_BODY_STATUS = (204, 304)
+_FEED = 65536
+"""Bytes handed to h11 at a time: it buffers what it is given until it is parsed."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,6 +79,7 @@ class HttpFramer(Framer[HttpMessage]):
         *,
         max_size: int = DEFAULT_MAX_FRAME,
         max_header_size: int = 16 * 1024,
+        max_buffer: int | None = None,
         one_way: bool = False,
     ) -> None:
         if role not in ("client", "server"):
@@ -72,25 +88,53 @@ class HttpFramer(Framer[HttpMessage]):
         self.role = role
         self.one_way = one_way
         self.max_header_size = max_header_size
+        self.max_buffer = max_size + max_header_size if max_buffer is None else max_buffer
         our_role = h11.SERVER if role == "server" else h11.CLIENT
         self._conn = h11.Connection(our_role, max_incomplete_event_size=max_header_size)
+        self._backlog = ReceiveBuffer()  # received, not yet given to h11
+        self._eof_fed = False
         self._head: h11.Request | h11.Response | None = None
         self._body = bytearray()
+        self._request_method = b""  # server: the method of the request being answered
         if one_way and role == "client":
             self._send_synthetic()
+
+    @property
+    def must_close(self) -> bool:
+        """True once this side must close after its current message (HTTP/1.0, an error)."""
+        return self._conn.our_state in (h11.MUST_CLOSE, h11.CLOSED, h11.ERROR)
 
     # -- receiving ---------------------------------------------------------------
 
     def _receive(self, data: bytes) -> None:
-        self._conn.receive_data(data)
+        if len(self._backlog) + len(data) > self.max_buffer:
+            self._reject(
+                FrameTooLarge(
+                    f"http: more than max_buffer {self.max_buffer} bytes received and not yet"
+                    " parsed (requests pipelined while the current one is unanswered?)"
+                )
+            )
+            return
+        self._backlog.extend(data)
 
-    def _receive_eof(self) -> None:
-        self._conn.receive_data(b"")
+    def _feed(self) -> bool:
+        """Give h11 the next piece of the backlog (or the EOF); False if nothing is left."""
+        if len(self._backlog):
+            self._conn.receive_data(self._backlog.take(min(_FEED, len(self._backlog))))
+            return True
+        if self.eof and not self._eof_fed and self._rejected is None:
+            self._eof_fed = True
+            self._conn.receive_data(b"")
+            return True
+        return False
 
     def _next(self) -> HttpMessage | FrameEvent:
         while True:
             event = self._next_event()
             if event is h11.NEED_DATA:
+                if self._feed():
+                    continue
+                self._raise_rejected()
                 return NEED_DATA
             if event is h11.PAUSED:
                 return PAUSED
@@ -112,14 +156,16 @@ class HttpFramer(Framer[HttpMessage]):
         try:
             return self._conn.next_event()
         except h11.RemoteProtocolError as exc:
-            if not self.eof or "losed" not in str(exc):  # h11 says "closed" / "ConnectionClosed"
+            if not self._eof_fed or "losed" not in str(exc):  # "closed" / "ConnectionClosed"
                 raise MalformedFrame(f"http: {exc}") from exc
             if self.one_way and self._head is None and not self._conn.trailing_data[0]:
                 return h11.ConnectionClosed()  # EOF while only our synthetic request waited
             raise TruncatedFrame(f"http: stream ended inside or before a message: {exc}") from exc
 
     def _start(self, head: h11.Request | h11.Response) -> None:
-        for name, value in head.headers:  # h11 already checked the value is digits
+        if isinstance(head, h11.Request):
+            self._request_method = head.method
+        for name, value in head.headers:  # h11 already checked: at most 20 digits
             if name == b"content-length" and int(value) > self.max_size:
                 raise FrameTooLarge(
                     f"http: Content-Length {int(value)} exceeds max_size {self.max_size}"
@@ -146,6 +192,8 @@ class HttpFramer(Framer[HttpMessage]):
         """The wire form of ``payload``; adds Content-Length when no framing header is set."""
         if self.one_way:
             return _serialize_alone(payload)
+        if self._request_method == b"HEAD" and isinstance(payload.head, h11.Response):
+            payload = HttpMessage(head=payload.head, trailers=payload.trailers)  # head only
         data = _send_all(self._conn, payload)
         self._maybe_next_cycle()
         return data
@@ -155,7 +203,8 @@ class HttpFramer(Framer[HttpMessage]):
         conn = self._conn
         if self.role == "server":
             if conn.our_state is h11.SEND_RESPONSE:
-                conn.send(_SYNTHETIC_RESPONSE)
+                connect = self._request_method == b"CONNECT"
+                conn.send(_SYNTHETIC_REFUSAL if connect else _SYNTHETIC_RESPONSE)
                 conn.send(h11.EndOfMessage())
             self._maybe_next_cycle()
         else:
