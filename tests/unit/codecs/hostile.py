@@ -163,6 +163,10 @@ class Clock:
         )
 
 
+def _keep(run: Callable[[bytes], Any], data: bytes, results: list[Any]) -> None:
+    results.append(run(data))
+
+
 def _outcome(run: Callable[[], Any]) -> str:
     try:
         run()
@@ -186,17 +190,22 @@ def fuzz(
     seed: int,
     *,
     inputs: Iterable[bytes] = (),
+    check: Callable[[bytes, Any], None] | None = None,
 ) -> Clock:
     """Feed ``inputs`` then ``count`` mutated inputs to ``run``; only typed errors may escape.
 
     Any other exception fails with the seed and the input, so it can be replayed; so does
-    an input slower than :func:`per_input_limit` (best of three runs).
+    an input slower than :func:`per_input_limit` (best of three runs). ``check(data,
+    result)`` then judges what ``run`` returned, outside the timed part.
     """
     clock = Clock()
     mutator = Mutator(seed, corpus)
     for data in itertools.chain(inputs, mutator.inputs(count)):
+        results: list[Any] = []
         try:
-            clock.time(data, functools.partial(run, data))
+            clock.time(data, functools.partial(_keep, run, data, results))
+            if check is not None and results:
+                check(data, results[0])
         except Exception as exc:
             raise AssertionError(
                 f"{name}: untyped {type(exc).__name__}: {exc!r} on input {data[:300]!r}"
