@@ -107,7 +107,9 @@ class HttpFramer(Framer[HttpMessage]):
     # -- receiving ---------------------------------------------------------------
 
     def _receive(self, data: bytes) -> None:
-        if len(self._backlog) + len(data) > self.max_buffer:
+        room = self.max_buffer - len(self._backlog)
+        if len(data) > room:
+            self._backlog.extend(data[: max(room, 0)])  # what fits is still parsed first
             self._reject(
                 FrameTooLarge(
                     f"http: more than max_buffer {self.max_buffer} bytes received and not yet"
