@@ -259,3 +259,40 @@ def test_server_survives_hostile_connections(
             good_call()  # still serving
         assert not server.internal_errors, list(server.internal_errors)
     assert not thread_errors, thread_errors
+
+
+def test_grpc_request_parsing_raises_only_what_the_handler_maps() -> None:
+    """gRPC's HTTP/2 is grpcio's; faultlab parses the request message and its params. The
+    server maps ``DecodeError`` to INVALID_ARGUMENT-style parse errors and conversion errors
+    to invalid params (``GrpcServer._handle``); nothing else may escape."""
+    grpc = pytest.importorskip("faultlab.rpc.grpc")
+    from google.protobuf import message
+
+    from faultlab.examples.protos import calc_v1_pb2
+
+    schema = grpc.load_schema(calc_v1_pb2)
+    methods = list(schema.methods.values())
+    corpus = []
+    for rpc in methods:
+        fields = {f.name: f for f in rpc.request.DESCRIPTOR.fields}
+        sample = rpc.request()
+        for name, field in fields.items():
+            if field.type in (1, 2):  # double, float
+                setattr(sample, name, 2.5)
+            elif field.type in (3, 4, 5, 13):
+                setattr(sample, name, 7)
+            elif field.type == 9:
+                setattr(sample, name, "é")
+        if rpc.name == "Echo":
+            sample.struct_value.update({"a": [1.0, "x", {"b": True, "c": None}]})
+        corpus.append(sample.SerializeToString())
+
+    def parse(data: bytes) -> None:
+        rpc = methods[len(data) % len(methods)]
+        try:
+            grpc.request_to_params(rpc.request.FromString(data))
+        except (message.DecodeError, *grpc._CONVERSION_ERRORS):
+            pass
+
+    seed = SEED ^ zlib.crc32(b"grpc")
+    fuzz("grpc request parsing", [c for c in corpus if c] or [b"\x08\x01"], COUNT, parse, seed)
