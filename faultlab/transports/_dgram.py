@@ -128,6 +128,21 @@ class DatagramMessageStream(MessageStream):
             if len(parts) * self._fragment > self.max_message_size:
                 raise RemoteProtocolError("peer sent a message over the maximum size")
 
+    def peer_gone(self) -> bool:
+        """True once a connected, reliable peer closed or died, seen without reading.
+
+        Why: a proxy that stopped reading (backpressure) must still notice a peer
+        that went away. A UDP peer has no connection to lose: always False there.
+        """
+        if not self._reliable:
+            return False
+        try:
+            poller = select.poll()
+            poller.register(self.sock.fileno(), 0)  # POLLHUP and POLLERR are always reported
+            return any(ev & (select.POLLHUP | select.POLLERR) for _, ev in poller.poll(0))
+        except (OSError, ValueError):
+            return True
+
     def send_eof(self) -> None:
         self.close()
 

@@ -203,6 +203,21 @@ class ShmStream(MessageStream):
     def receive(self, *, timeout: float | None = None) -> bytes:
         return self._reader.receive(timeout=timeout)
 
+    def peer_gone(self) -> bool:
+        """True once the peer closed or died, seen on the liveness socket without reading.
+
+        Why: a proxy that stopped reading (backpressure) must still notice a peer
+        that went away; the rings say nothing until read, the socket does.
+        """
+        if self._closed:
+            return True
+        try:
+            poller = select.poll()
+            poller.register(self._sock.fileno(), 0)  # POLLHUP and POLLERR are always reported
+            return any(ev & (select.POLLHUP | select.POLLERR) for _, ev in poller.poll(0))
+        except (OSError, ValueError):
+            return True
+
     def send_eof(self) -> None:
         """Half-close: the peer receives what was sent, then :class:`EndOfStream`."""
         self._writer.send_eof(self.default_timeout)
