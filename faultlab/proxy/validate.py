@@ -94,8 +94,6 @@ def _host_problem(host: str) -> str | None:
         return None
     except ValueError:
         pass
-    if ":" in host:
-        return "too many colons in address (an IPv6 host goes in brackets: [::1]:8080)"
     try:
         ascii_host = host.encode("idna").decode("ascii")
     except UnicodeError as exc:
@@ -134,6 +132,8 @@ def _hostport_problem(hostport: str) -> str | None:
             host, _, port = hostport.rpartition(":")
         else:
             host, port = hostport, None
+        if ":" in host:
+            return "too many colons in address (an IPv6 host goes in brackets: [::1]:8080)"
         if host:
             problem = _host_problem(host)
             if problem is not None:
