@@ -21,7 +21,7 @@ from tests.unit.codecs.hostile import fuzz, fuzz_seed
 
 SEED = fuzz_seed()
 COUNT = budget(ci=3000, slow=100_000)
-EXAMPLES = budget(ci=60, slow=3000)
+EXAMPLES = budget(ci=60, slow=1000)
 
 VALUES: dict[str, list[Any]] = {
     "json": [None, 1, -2.5, "é\n\"x", [1, [2, {"a": None}]], {"k": [True, False, "v"]}],
