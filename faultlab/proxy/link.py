@@ -74,6 +74,7 @@ class Link:
         self._queue: deque[Any] = deque()
         self._queued_bytes = 0
         self._in_chain = 0
+        self._replies_to: Link | None = None
         self._busy = False
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -239,6 +240,13 @@ class Link:
         other = self.conn.links.get("downstream" if self.direction == "upstream" else "upstream")
         if other is not None and not other.done:
             other._write(Chunk(payload, self.loop.time(), -1, True))
+            self._replies_to = other
+
+    async def _wait_for_replies(self) -> None:
+        """A source that does not read our replies is not read either (bounded replies)."""
+        other = self._replies_to
+        if other is not None and not other._sink_ready.is_set() and not other.done:
+            await other._sink_ready.wait()
 
     # backpressure from the sink
     def sink_paused(self) -> None:
@@ -294,6 +302,9 @@ class Link:
                         self._task = None  # back to the fast path
                         return
                     await self._wake.wait()
+                    continue
+                if self._replies_to is not None and not self._replies_to._sink_ready.is_set():
+                    await self._wait_for_replies()
                     continue
                 item = self._queue.popleft()
                 self._busy = True

@@ -330,3 +330,35 @@ def test_data_sent_before_the_upstream_connects_is_bounded() -> None:
         for filler in fillers:
             filler.close()
         blocker.close()
+
+
+def test_a_client_that_never_reads_toxic_replies_is_not_read_either(runtime: str) -> None:
+    """Replies a toxic writes back (rpc_error) are bounded: the requests stop being read."""
+    up = _stalling("tcp", runtime)
+    try:
+        with ProxyEngine(seed=4) as engine:
+            proxy = engine.create(
+                "replies", upstream=up.address, framing="lines", protocol="jsonrpc"
+            )
+            # Long messages: each 56-byte request gets a 4 kB reply, so replies pile up fast.
+            proxy.add_toxic("rpc_error", stream="upstream", kind="unavailable", message="x" * 4000)
+            client = Client(proxy.address)
+            assert client.sock is not None
+            request = b'{"jsonrpc":"2.0","method":"add","params":[1,2],"id":7}\n'
+            batch = request * (CHUNK // len(request))
+            client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sent, end = 0, time.monotonic() + 4.0
+            client.sock.settimeout(0.2)
+            while sent < OFFER and time.monotonic() < end:  # keep offering, stalled or not
+                try:
+                    sent += client.sock.send(batch)
+                except TimeoutError:
+                    continue
+            held = engine.run(lambda: engine.get("replies").held_bytes())
+            answered = len(proxy.events(kinds=["fault"]))
+            assert answered > 100, "the toxic answered (almost) nothing: no test"
+            assert max(held.values()) <= BOUND, f"a link holds {max(held.values())} bytes"
+            assert sent < OFFER, "the proxy read every request although no reply was read"
+            client.vanish()
+    finally:
+        up.close()
