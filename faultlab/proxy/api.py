@@ -116,7 +116,9 @@ def _dumps(obj: Any) -> bytes:
     ):
         if raw in text:
             text = text.replace(raw, escaped)
-    return text.encode()
+    # a lone surrogate (a path's undecodable byte, a library caller's string) cannot be UTF-8:
+    # written as its JSON escape, it keeps the body valid JSON instead of failing the request
+    return text.encode("utf-8", "backslashreplace")
 
 
 def _float32(value: float) -> float | int:
