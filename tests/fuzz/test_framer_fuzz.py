@@ -1,7 +1,8 @@
 """Framers on hostile byte streams: frames, ``NEED_DATA``/``CLOSED``, or a typed error.
 
 Each input is fed in chunks cut at input-derived points (so a failure replays exactly),
-the way a transport would; the framer must raise only :class:`RemoteProtocolError`
+the way a transport would (up to 64 reads: a 20 KB input read byte by byte measures the
+harness, not the framer); the framer must raise only :class:`RemoteProtocolError`
 subclasses from ``next_frame``, never from ``receive_data``, and stay dead after one.
 Server-role HTTP framers answer each request so h11 keeps going (as the RPC server does).
 """
@@ -110,9 +111,11 @@ class Driver:
         if self.name == "http-client":
             framer.frame(_GET)
         position = 0
+        reads = 0
         try:
             while position < len(data):
-                size = rng.choice((1, 2, 7, 64, 4096, len(data)))
+                reads += 1  # at most 64 reads cut anywhere, then the rest in one
+                size = rng.choice((1, 2, 7, 64, 4096, len(data))) if reads < 64 else len(data)
                 chunk = data[position : position + size]
                 position += size
                 if isinstance(framer, DatagramFramer):
