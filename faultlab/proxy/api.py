@@ -34,7 +34,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from faultlab import __version__
 from faultlab.errors import FaultlabError
 from faultlab.proxy.engine import ProxyEngine, start_proxy
-from faultlab.proxy.proxy import Proxy, ProxyError, ToxicEntry, toxiproxy_address
+from faultlab.proxy.proxy import Proxy, ProxyError, ToxicEntry, to_uri, toxiproxy_address
 from faultlab.proxy.validate import (
     check_address,
     check_framing,
@@ -441,6 +441,12 @@ async def _proxy_update(req: _Request) -> ApiResponse:
     for role in ("listen", "upstream"):
         if role in fields:
             check_address(fields[role], role)
+            if proxy.framing and to_uri(fields[role]).startswith("tls://"):
+                raise _ApiError(  # the rule Proxy() applies at creation
+                    f"proxy {proxy.name!r} has framing {proxy.framing!r}, and a TLS proxy "
+                    "passes encrypted records through, so it cannot see frames",
+                    400,
+                )
     listen = fields.get("listen", toxiproxy_address(proxy.listen))
     upstream = fields.get("upstream", toxiproxy_address(proxy.upstream))
     enabled = fields.get("enabled", proxy.enabled)

@@ -496,3 +496,11 @@ def test_protocol_errors_have_json_bodies(short_server: ApiServer) -> None:
 def test_handle_never_raises_on_weird_targets(engine: ProxyEngine) -> None:
     for target in ("", "*", "http://", "https://x", "/proxies/%", "/proxies/%zz", "/%00"):
         assert call(engine, "GET", target).status < 500, target
+
+
+def test_framed_proxy_cannot_move_to_tls(engine: ProxyEngine) -> None:
+    fields = {"name": "f", "upstream": CLOSED, "listen": "127.0.0.1:0", "framing": "lines"}
+    body = json.dumps(fields)
+    first = call(engine, "POST", "/proxies", body).json
+    assert_refused(call(engine, "PATCH", "/proxies/f", '{"upstream": "tls://h:1"}'), 400, "TLS")
+    assert state(engine)["f"] == first
