@@ -17,6 +17,7 @@ from socket import SO_RCVTIMEO, SO_SNDTIMEO
 
 from faultlab.errors import EndOfStream, MessageTooLarge, RemoteProtocolError, TransportTimeout
 from faultlab.streams import Deadline, MessageStream
+from faultlab.transports._fdio import hangup_events
 from faultlab.transports._sockets import _SockIO
 
 __all__ = ["ACK", "BYE", "DATA", "HEADER", "HELLO", "DatagramMessageStream", "control"]
@@ -137,9 +138,7 @@ class DatagramMessageStream(MessageStream):
         if not self._reliable:
             return False
         try:
-            poller = select.poll()
-            poller.register(self.sock.fileno(), 0)  # POLLHUP and POLLERR are always reported
-            return any(ev & (select.POLLHUP | select.POLLERR) for _, ev in poller.poll(0))
+            return bool(hangup_events(self.sock.fileno()))
         except (OSError, ValueError):
             return True
 

@@ -32,6 +32,7 @@ __all__ = [
     "close_quietly",
     "end_time",
     "exited_fd",
+    "hangup_events",
     "lock_holder",
     "open_pidfd",
     "poll_until",
@@ -113,6 +114,19 @@ class PeerWatch:
     def close(self) -> None:
         fd, self.fd = self.fd, None
         close_quietly(fd)
+
+
+def hangup_events(fd: int) -> int:
+    """POLLHUP/POLLERR bits pending on ``fd`` now, without reading (or POLLNVAL if closed).
+
+    Why: a reader that paused for backpressure must still see a peer that left.
+    """
+    poller = select.poll()
+    poller.register(fd, 0)  # POLLHUP, POLLERR and POLLNVAL are always reported
+    events = 0
+    for _fd, revents in poller.poll(0):
+        events |= revents
+    return events & (select.POLLHUP | select.POLLERR | select.POLLNVAL)
 
 
 def open_pidfd(pid: int) -> int | None:

@@ -47,6 +47,7 @@ from faultlab.transports._fdio import (
     PidLock,
     close_quietly,
     end_time,
+    hangup_events,
     lock_holder,
     poll_until,
     sweep_stale_lock,
@@ -340,12 +341,8 @@ class FifoStream(ByteStream):
             return True
         if self._pending is not None:
             return False
-        poller = select.poll()
-        poller.register(self._rfd, 0)  # POLLHUP and POLLERR are always reported
-        poller.register(self._wfd, 0)
-        events = dict(poller.poll(0))
-        return bool(events.get(self._rfd, 0) & select.POLLHUP) and bool(
-            events.get(self._wfd, 0) & select.POLLERR
+        return bool(hangup_events(self._rfd) & select.POLLHUP) and bool(
+            hangup_events(self._wfd) & select.POLLERR
         )
 
 

@@ -54,6 +54,7 @@ from faultlab.errors import (
 )
 from faultlab.streams import DEFAULT_TIMEOUT, Deadline, Listener, MessageStream
 from faultlab.transports import register
+from faultlab.transports._fdio import hangup_events
 from faultlab.transports._shmring import (
     DEFAULT_SPIN,
     RING_HEADER,
@@ -212,9 +213,7 @@ class ShmStream(MessageStream):
         if self._closed:
             return True
         try:
-            poller = select.poll()
-            poller.register(self._sock.fileno(), 0)  # POLLHUP and POLLERR are always reported
-            return any(ev & (select.POLLHUP | select.POLLERR) for _, ev in poller.poll(0))
+            return bool(hangup_events(self._sock.fileno()))
         except (OSError, ValueError):
             return True
 
