@@ -45,6 +45,10 @@ class Channel(ABC):
     def receive(self, *, timeout: float | None = None) -> bytes:
         """The next whole message; :class:`EndOfStream` at a clean end between messages."""
 
+    def send_later(self, payload: bytes) -> None:
+        """Queue ``payload``; it goes out, in order, before the next blocking read or send."""
+        self.send(payload)
+
     def close(self) -> None:
         self.stream.close()
 
@@ -65,9 +69,21 @@ class FramedChannel(Channel):
         self.stream = stream
         self._bytes = stream
         self.framer = framer
+        self._outbox: list[bytes] = []
 
     def send(self, payload: bytes, *, timeout: float | None = None) -> None:
-        self.stream.send(self.framer.frame(payload), timeout=timeout)
+        self._outbox.append(self.framer.frame(payload))
+        self._flush(timeout)
+
+    def send_later(self, payload: bytes) -> None:
+        """Queue a reply: replies to pipelined messages leave in one write, not one each."""
+        self._outbox.append(self.framer.frame(payload))
+
+    def _flush(self, timeout: float | None = None) -> None:
+        if self._outbox:
+            data = b"".join(self._outbox)
+            self._outbox.clear()
+            self.stream.send(data, timeout=timeout)
 
     def receive(self, *, timeout: float | None = None) -> bytes:
         deadline: Deadline | None = None
@@ -81,6 +97,7 @@ class FramedChannel(Channel):
                 deadline = Deadline.after(
                     self.stream.default_timeout if timeout is None else timeout
                 )
+            self._flush(deadline.remaining())
             try:
                 data = self._bytes.receive(_READ, timeout=deadline.remaining())
             except EndOfStream:

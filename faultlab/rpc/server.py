@@ -159,7 +159,7 @@ class RpcServer:
                 channel.send(self.protocol.error_message(_info(InternalError(type(exc).__name__))))
                 return
             if reply is not None:
-                channel.send(reply)
+                channel.send_later(reply)  # sent before the channel next waits to read
 
     def _serve_http(self, channel: HttpServerChannel) -> None:
         while True:
