@@ -34,6 +34,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from faultlab.codecs.framing import framer_names
+from faultlab.journal import Journal
 from faultlab.proxy import api
 from faultlab.proxy.engine import ProxyEngine
 from faultlab.proxy.server import ApiServer
@@ -439,7 +440,9 @@ def raw_exchange(port: int, data: bytes) -> list[tuple[int, bytes]]:
 
 @pytest.fixture(scope="module")
 def served() -> Iterator[tuple[ProxyEngine, ApiServer]]:
-    with ProxyEngine(seed=20260523) as engine:
+    # a small journal: its ring fills and drops (exercised too), and /faultlab/events?since=0
+    # costs the same at the 10,000th request as at the first
+    with ProxyEngine(seed=20260523, journal=Journal(max_events=10_000)) as engine:
         server = ApiServer(engine, host="127.0.0.1", port=0).start()
         try:
             yield engine, server
