@@ -49,6 +49,9 @@ class Channel(ABC):
         """Queue ``payload``; it goes out, in order, before the next blocking read or send."""
         self.send(payload)
 
+    def flush(self, timeout: float | None = None) -> None:  # noqa: B027 - nothing queued
+        """Send what ``send_later`` queued now (nothing: this channel sends at once)."""
+
     def close(self) -> None:
         self.stream.close()
 
@@ -78,6 +81,9 @@ class FramedChannel(Channel):
     def send_later(self, payload: bytes) -> None:
         """Queue a reply: replies to pipelined messages leave in one write, not one each."""
         self._outbox.append(self.framer.frame(payload))
+
+    def flush(self, timeout: float | None = None) -> None:
+        self._flush(timeout)
 
     def _flush(self, timeout: float | None = None) -> None:
         if self._outbox:

@@ -11,6 +11,8 @@ Over HTTP: a request that cannot be read gets ``400`` (``413`` if too large) wit
 HTTP does not define) and the connection stays open; ``HEAD`` replies have no body.
 Pipelined requests are answered in order; the socket is read only when the current
 request is incomplete, so a pipelining client is held back by TCP, not buffered here.
+A byte-stream peer whose last MAX_BAD_IN_A_ROW messages were all unreadable gets
+their error replies and is then disconnected: it does not speak the protocol.
 
 A protocol handler that raises anything but a typed error is a faultlab bug: the
 peer gets an internal-error reply, the connection closes, and the error is kept in
@@ -42,6 +44,8 @@ from faultlab.streams import ByteStream, Listener, MessageStream, Stream
 __all__ = ["RpcServer", "serve"]
 
 IDLE_TIMEOUT = 3600.0
+MAX_BAD_IN_A_ROW = 64
+"""Unreadable messages in a row after which a byte-stream peer is disconnected."""
 Hook = Callable[[Request, Response], None]
 
 
@@ -141,6 +145,14 @@ class RpcServer:
 
     def _serve_messages(self, stream: Stream) -> None:
         channel = open_channel(stream, self.framing, max_size=self.max_message)
+        dispatched = False
+        bad_in_a_row = 0
+
+        def dispatch(request: Request) -> Response:
+            nonlocal dispatched
+            dispatched = True
+            return self._dispatch(request)
+
         while True:
             try:
                 data = channel.receive()
@@ -152,14 +164,19 @@ class RpcServer:
                     continue
                 channel.send(self.protocol.error_message(_info(ParseError(str(exc)))))
                 return
+            dispatched = False
             try:
-                reply = self.protocol.handle(data, self._dispatch)
+                reply = self.protocol.handle(data, dispatch)
             except Exception as exc:  # a bug in the protocol: answer, then give up
                 self.internal_errors.append(exc)
                 channel.send(self.protocol.error_message(_info(InternalError(type(exc).__name__))))
                 return
+            bad_in_a_row = 0 if dispatched or reply is None else bad_in_a_row + 1
             if reply is not None:
                 channel.send_later(reply)  # sent before the channel next waits to read
+            if bad_in_a_row >= MAX_BAD_IN_A_ROW and isinstance(stream, ByteStream):
+                channel.flush()
+                return  # not speaking the protocol: stop spending a reply on each byte
 
     def _serve_http(self, channel: HttpServerChannel) -> None:
         while True:

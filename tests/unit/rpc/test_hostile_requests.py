@@ -198,3 +198,24 @@ def test_pipelined_requests_are_answered_in_order_over_one_connection() -> None:
         )
         replies = responses(sock, [b"POST"] * len(requests))
     assert [json.loads(body)["result"] for _, body in replies] == [1 + n for n in range(300)]
+
+
+def test_a_peer_that_only_sends_unreadable_messages_is_disconnected() -> None:
+    """Thousands of one-byte msgpack objects: 64 error replies, then the server hangs up."""
+    from faultlab.codecs.framing import get_framer
+    from faultlab.rpc.server import MAX_BAD_IN_A_ROW
+
+    with RpcServer(Calc(), protocol="msgpackrpc", framing="msgpack-stream") as server:
+        with connect(server) as sock:
+            sock.sendall(b"\x01" * 10_000)  # each byte is a msgpack int, none is a request
+            received = b""
+            while chunk := sock.recv(65536):
+                received += chunk
+        framer = get_framer("msgpack-stream")
+        framer.receive_data(received)
+        framer.receive_data(b"")
+        replies = list(framer.frames())
+        assert len(replies) == MAX_BAD_IN_A_ROW
+        with Client(server.address, "msgpackrpc", framing="msgpack-stream", timeout=10) as client:
+            assert client.call("add", 1, 2) == 3  # others are still served
+        assert not server.internal_errors
