@@ -23,7 +23,7 @@ from typing import Any
 from faultlab.errors import EndOfStream, RemoteProtocolError, TransportError
 from faultlab.streams import ByteStream, MessageStream, Stream
 
-__all__ = ["BridgeEndpoint", "Endpoint", "Sink", "SocketEndpoint"]
+__all__ = ["BridgeEndpoint", "Endpoint", "Sink", "SocketEndpoint", "settle_bridges"]
 
 
 PENDING_LIMIT = 1 << 20
@@ -278,6 +278,27 @@ class SocketEndpoint(asyncio.Protocol, Endpoint):
 
 
 _STOP = object()
+_flushing: dict[asyncio.AbstractEventLoop, set[BridgeEndpoint]] = {}
+_flushing_lock = threading.Lock()
+
+
+async def settle_bridges(timeout: float = 1.0) -> None:
+    """Give closing bridges on this loop ``timeout`` s to flush, then close their streams.
+
+    Why: a closing bridge flushes for up to CLOSE_LINGER on a loop timer; an engine
+    that shuts down stops its loop, so it settles them first and leaves nothing open.
+    """
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while loop.time() < end:
+        with _flushing_lock:
+            if not _flushing.get(loop):
+                break
+        await asyncio.sleep(0.02)
+    with _flushing_lock:
+        left = _flushing.pop(loop, set())
+    for bridge in left:
+        bridge._close_stream()
 
 
 class BridgeEndpoint(Endpoint):
@@ -437,6 +458,10 @@ class BridgeEndpoint(Endpoint):
             if self._stream_closed:
                 return
             self._stream_closed = True
+        with _flushing_lock:
+            flushing = _flushing.get(self.loop)
+            if flushing is not None:
+                flushing.discard(self)
         self.stream.close()
 
     # -- loop side -------------------------------------------------------------
@@ -465,6 +490,8 @@ class BridgeEndpoint(Endpoint):
         if self._threads == 0:
             self._close_stream()  # never started
         else:
+            with _flushing_lock:
+                _flushing.setdefault(self.loop, set()).add(self)
             self._linger = self.loop.call_later(CLOSE_LINGER, self._close_stream)
 
     def reset(self) -> None:

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from faultlab._seed import new_seed
 from faultlab.errors import FaultlabError
 from faultlab.journal import Journal
+from faultlab.proxy.endpoints import settle_bridges
 from faultlab.proxy.proxy import Proxy, ProxyError, ToxicEntry
 from faultlab.proxy.validate import (
     check_address,
@@ -217,6 +218,7 @@ class ProxyEngine:
         async def shutdown() -> None:
             for name in list(self.proxies):
                 await self.delete_async(name)
+            await settle_bridges()  # closing FIFO/queue bridges flush, then are closed
 
         try:
             self.call(shutdown, timeout=10)

@@ -202,14 +202,14 @@ class Proxy:
         if self.enabled:
             return
         uri = to_uri(self.listen)
-        scheme = transports.parse_address(uri).scheme
         try:
+            scheme = transports.parse_address(uri).scheme
             if scheme in SOCKET_SCHEMES:
                 await self._start_socket(uri, scheme)
             else:
                 loop = asyncio.get_running_loop()
                 await loop.run_in_executor(None, self._start_bridge, uri, loop)
-        except (OSError, TransportError) as exc:
+        except (OSError, ValueError, FaultlabError) as exc:  # ValueError: e.g. IDNA
             raise ProxyError(f"listen {uri}: {exc}", 500) from exc
         self.enabled = True
         self.journal.record("proxy_enabled", proxy=self.name, listen=self.listen)
@@ -299,9 +299,9 @@ class Proxy:
     async def _connect_upstream(self, client: Endpoint) -> None:
         ordinal = next(self._ordinals)
         uri = to_uri(self.upstream)
-        scheme = transports.parse_address(uri).scheme
         loop = asyncio.get_running_loop()
         try:
+            scheme = transports.parse_address(uri).scheme
             if scheme in SOCKET_SCHEMES:
                 server: Endpoint = await asyncio.wait_for(self._open_socket(uri), CONNECT_TIMEOUT)
             else:
@@ -309,7 +309,7 @@ class Proxy:
                     None, lambda: transports.connect(uri, timeout=CONNECT_TIMEOUT)
                 )
                 server = BridgeEndpoint(stream, loop)
-        except (OSError, TransportError, TimeoutError) as exc:
+        except (OSError, ValueError, FaultlabError, TimeoutError) as exc:
             self.journal.record(
                 "upstream_failed",
                 proxy=self.name,

@@ -362,3 +362,32 @@ def test_a_client_that_never_reads_toxic_replies_is_not_read_either(runtime: str
             client.vanish()
     finally:
         up.close()
+
+
+def test_closing_the_engine_leaves_no_stalled_bridge_behind(runtime: str) -> None:
+    """Bridges blocked writing to a FIFO nobody reads are closed when the engine closes."""
+    ProxyEngine(seed=0).close()  # the first engine of a process opens uvloop's global pipe
+    up = _stalling("fifo", runtime)
+    try:
+        threads_before, fds_before = len(_threads()), _fds()
+        engine = ProxyEngine(seed=5)
+        try:
+            proxy = engine.create("stuck", listen="127.0.0.1:0", upstream=up.address)
+            clients = [Client(proxy.address) for _ in range(2)]
+            for c in clients:
+                c.push(until_stalled=0.5)
+            assert _wait_for(lambda: len(up.held) == 2)
+        finally:
+            started = time.monotonic()
+            engine.close()
+        assert time.monotonic() - started < 8, "closing the engine waited on stalled writes"
+        # The upstream still does not read: no bridge thread may wait on it any more.
+        assert _wait_for(lambda: len(_threads()) <= threads_before, timeout=3), _threads()
+        for c in clients:
+            c.vanish()
+        for conn in up.held:
+            conn.close()  # type: ignore[attr-defined]
+        up.held.clear()
+        assert _wait_for(lambda: _fds() <= fds_before, timeout=5), f"{_fds()} fds, {fds_before}"
+    finally:
+        up.close()
