@@ -41,7 +41,7 @@ unit: $(STAMP)
 test: lint typecheck unit
 
 fuzz: $(STAMP)
-	FAULTLAB_SLOW=1 $(BIN)/python -m pytest tests/fuzz -p no:cacheprovider -o timeout=3600
+	FAULTLAB_SLOW=1 $(BIN)/python -m pytest tests/fuzz tests/integration/test_backpressure.py -p no:cacheprovider -o timeout=3600
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest benchmarks --benchmark-only
