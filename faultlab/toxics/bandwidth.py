@@ -27,8 +27,16 @@ _STALL_POLL = 3600.0
 class Bandwidth(Toxic):
     type_name = "bandwidth"
     description = "limit the link to rate KB/s (1 KB = 1000 bytes); 0 stalls it"
+    ignores_unknown_attributes = True  # Toxiproxy's toxic: its clients send extra keys
     attributes_spec = {
-        "rate": Attr(int, 0, 0, MAX_RATE_KBPS, "KB/s (1000 bytes); 0 stalls without closing"),
+        "rate": Attr(
+            int,
+            0,
+            0,
+            MAX_RATE_KBPS,
+            "KB/s (1000 bytes); 0 stalls without closing",
+            generate=(1000, 1),  # more bandwidth is milder; 0 is left to explicit tests
+        ),
     }
 
     async def process(self, ctx: ToxicContext, chunk: Chunk, emit: Emit) -> None:

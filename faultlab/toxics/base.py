@@ -20,13 +20,14 @@ import asyncio
 import math
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from typing import Any, ClassVar
 
 from faultlab._registry import Registry
 from faultlab.errors import FaultlabError
 
 __all__ = [
+    "GENERIC_SPAN",
     "HOLD_LIMIT",
     "Attr",
     "Chunk",
@@ -63,15 +64,37 @@ class Chunk:
 Emit = Callable[[Chunk], Awaitable[None]]
 
 
+GENERIC_SPAN = 1000
+"""Width of the range tests draw a number from when its ``Attr`` declares no ``generate``."""
+
+
 @dataclass(frozen=True, slots=True)
 class Attr:
-    """One attribute: type, default and the range Toxiproxy crashes or hangs outside of."""
+    """One attribute: type, default, the legal range, and how tests draw it.
+
+    ``minimum``/``maximum`` and ``choices`` are what the proxy accepts (the
+    range Toxiproxy crashes or hangs outside of). The rest only feeds
+    :mod:`faultlab.strategies` and the catalogue: ``generate`` is the
+    practical range tests draw a number from, written ``(mildest, harshest)``
+    so shrinking moves toward the first (``(1000, 1)`` for a bandwidth: more
+    is milder); ``also`` adds special values drawn after it, the harshest
+    (``timeout=0`` never closes); ``step`` is a float's resolution;
+    ``options`` are the values drawn instead, mildest first (default:
+    ``choices``; a bool draws its default first). A string with neither is
+    never drawn: its default is the only value known to be valid.
+    """
 
     kind: type
     default: Any
     minimum: float | None = None
     maximum: float | None = None
     help: str = ""
+    _: KW_ONLY
+    choices: tuple[Any, ...] = ()
+    generate: tuple[float, float] | None = None
+    also: tuple[Any, ...] = ()
+    step: float | None = None
+    options: tuple[Any, ...] = ()
 
     def check(self, toxic: str, name: str, value: Any) -> Any:
         if self.kind is int:
@@ -91,6 +114,10 @@ class Attr:
                 raise InvalidToxic(f"{toxic}: attribute {name!r} must be a string")
         elif self.kind is bool and not isinstance(value, bool):
             raise InvalidToxic(f"{toxic}: attribute {name!r} must be true or false")
+        if self.choices and value not in self.choices:
+            raise InvalidToxic(
+                f"{toxic}: attribute {name!r} must be one of {', '.join(map(str, self.choices))}"
+            )
         if self.minimum is not None and value < self.minimum:
             raise InvalidToxic(
                 f"{toxic}: attribute {name!r} must be >= {self.minimum}, got {value}"
@@ -100,6 +127,38 @@ class Attr:
                 f"{toxic}: attribute {name!r} must be <= {self.maximum}, got {value}"
             )
         return value
+
+    def draw_values(self) -> tuple[Any, ...]:
+        """The values tests draw from, mildest first (empty: a number range, or not drawn)."""
+        if self.options:
+            return self.options
+        if self.choices:
+            return self.choices
+        if self.kind is bool:
+            return (bool(self.default), not self.default)
+        return ()
+
+    def draw_range(self) -> tuple[float, float] | None:
+        """``(mildest, harshest)`` for a number drawn from a range; None if not a range."""
+        if self.draw_values() or self.kind not in (int, float):
+            return None
+        if self.generate is not None:
+            return self.generate
+        first: float = self.minimum if self.minimum is not None else 0
+        last = first + GENERIC_SPAN
+        if self.maximum is not None:
+            last = min(last, self.maximum)
+        return (int(first), int(last)) if self.kind is int else (float(first), float(last))
+
+    def mildest(self) -> Any:
+        """The value shrinking ends at; None: not drawn (the default stays)."""
+        values = self.draw_values()
+        if values:
+            return values[0]
+        bounds = self.draw_range()
+        if bounds is None:
+            return None
+        return int(bounds[0]) if self.kind is int else float(bounds[0])
 
 
 class ToxicContext:
@@ -192,7 +251,14 @@ class ToxicContext:
 
 
 class Toxic:
-    """Configuration of one toxic type; subclasses register by ``type_name``."""
+    """Configuration of one toxic type; subclasses register by ``type_name``.
+
+    A toxic module is self-describing: ``attributes_spec`` declares each
+    attribute (type, default, legal range, how tests draw it), ``mildest()``
+    and ``fix()`` say what :mod:`faultlab.strategies` needs beyond that, and
+    the ``/faultlab/toxics`` catalogue is built from the same declarations,
+    so adding a toxic is one new module.
+    """
 
     type_name: ClassVar[str]
     attributes_spec: ClassVar[dict[str, Attr]] = {}
@@ -201,6 +267,11 @@ class Toxic:
     description: ClassVar[str] = ""
     closes_on_remove: ClassVar[bool] = False
     """Removing it tears live connections down (Toxiproxy's timeout: data was dropped)."""
+    ignores_unknown_attributes: ClassVar[bool] = False
+    """Toxiproxy's eight set this: Go's decoder ignores unknown keys and clients send extras.
+
+    Every other toxic refuses an unknown attribute name (a 400 naming the known
+    ones): a misspelt attribute would otherwise keep its default silently."""
 
     def __init__(self, **attributes: Any) -> None:
         self.attributes: dict[str, Any] = {k: a.default for k, a in self.attributes_spec.items()}
@@ -213,13 +284,37 @@ class Toxic:
         for key, value in attributes.items():
             name = lowered.get(key.lower())
             if name is None:
-                continue  # unknown keys are ignored, as Go's decoder does
+                if self.ignores_unknown_attributes:
+                    continue  # unknown keys are ignored, as Go's decoder does
+                known = ", ".join(self.attributes_spec) or "none (it takes no attributes)"
+                raise InvalidToxic(f"{self.type_name}: unknown attribute {key!r}; known: {known}")
             merged[name] = self.attributes_spec[name].check(self.type_name, name, value)
         self.validate(merged)
         self.attributes = merged
 
     def validate(self, attributes: dict[str, Any]) -> None:
         """Cross-attribute checks; raise :class:`InvalidToxic`."""
+
+    @classmethod
+    def mildest(cls) -> dict[str, Any]:
+        """The setting shrinking ends at: each drawn attribute's mildest value, then ``fix``.
+
+        Attributes that are not drawn (free-form strings) are left out: they
+        keep their defaults. Override when the mildest is not attribute-wise.
+        """
+        values = {name: attr.mildest() for name, attr in cls.attributes_spec.items()}
+        return cls.fix({name: value for name, value in values.items() if value is not None})
+
+    @classmethod
+    def fix(cls, attributes: dict[str, Any]) -> dict[str, Any]:
+        """Bring independently drawn attributes into a combination ``validate`` accepts.
+
+        Why: strategies draw each attribute on its own; a rule between two
+        (slicer's size_variation < average_size) is restored here, monotone
+        in the drawn values so shrinking still moves toward the mildest.
+        ``attributes`` may be changed in place; return it.
+        """
+        return attributes
 
     def unsupported_reason(
         self, *, stream: str, framing: str | None, protocol: str | None, message_based: bool

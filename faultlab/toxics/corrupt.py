@@ -23,7 +23,15 @@ class Corrupt(Toxic):
     type_name = "corrupt"
     description = "flip a bit in bytes at `rate`, or one bit per frame with `probability`"
     attributes_spec = {
-        "rate": Attr(float, 0.0, 0.0, 1.0, "chance each byte gets one bit flipped"),
+        "rate": Attr(
+            float,
+            0.0,
+            0.0,
+            1.0,
+            "chance each byte gets one bit flipped",
+            generate=(0.0, 0.01),  # 1% of bytes already garbles nearly every message
+            step=0.0001,
+        ),
         "probability": Attr(float, 0.0, 0.0, 1.0, "chance a chunk/frame gets one bit flipped"),
     }
 

@@ -26,9 +26,9 @@ class Delay(Toxic):
     description = "delay every Nth message by delay_ms ± jitter_ms"
     needs_frames = True
     attributes_spec = {
-        "delay_ms": Attr(int, 0, 0, MAX_MS, "milliseconds"),
-        "jitter_ms": Attr(int, 0, 0, MAX_MS, "uniform ± milliseconds"),
-        "every": Attr(int, 1, 1, 1_000_000, "delay only every Nth frame (1: all)"),
+        "delay_ms": Attr(int, 0, 0, MAX_MS, "milliseconds", generate=(0, 300)),
+        "jitter_ms": Attr(int, 0, 0, MAX_MS, "uniform ± milliseconds", generate=(0, 50)),
+        "every": Attr(int, 1, 1, 1_000_000, "delay only every Nth frame (1: all)", generate=(5, 1)),
         "keep_order": Attr(bool, True, help="later frames wait behind a delayed one"),
     }
 

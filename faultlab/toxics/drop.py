@@ -20,7 +20,9 @@ class Drop(Toxic):
     needs_frames = True
     attributes_spec = {
         "probability": Attr(float, 0.0, 0.0, 1.0, "chance to drop each frame"),
-        "correlation": Attr(float, 0.0, 0.0, 1.0, "after a drop, share of the rest added"),
+        "correlation": Attr(
+            float, 0.0, 0.0, 1.0, "after a drop, share of the rest added", generate=(0.0, 0.5)
+        ),
     }
 
     async def process(self, ctx: ToxicContext, chunk: Chunk, emit: Emit) -> None:

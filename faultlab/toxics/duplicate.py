@@ -20,7 +20,9 @@ class Duplicate(Toxic):
     needs_frames = True
     attributes_spec = {
         "probability": Attr(float, 1.0, 0.0, 1.0, "chance to duplicate each frame"),
-        "delay_ms": Attr(int, 0, 0, MAX_MS, "milliseconds between original and copy"),
+        "delay_ms": Attr(
+            int, 0, 0, MAX_MS, "milliseconds between original and copy", generate=(0, 100)
+        ),
     }
 
     async def process(self, ctx: ToxicContext, chunk: Chunk, emit: Emit) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from faultlab.toxics._common import SCOPES, check_choice, count
+from faultlab.toxics._common import SCOPES, count
 from faultlab.toxics.base import Attr, Chunk, Emit, Toxic, ToxicContext, register_toxic
 from faultlab.toxics.rpc_error import (
     ERROR_ATTRIBUTES,
@@ -24,6 +24,10 @@ from faultlab.toxics.rpc_error import (
 )
 
 MODES = ("close", "reset", "error")
+MILDEST_FIRST = ("error", "close", "reset")
+"""A native error is the mildest failure (a typed answer), a reset the harshest.
+
+Without a protocol ``error`` cannot act, and the strategies draw only the others."""
 
 
 @register_toxic
@@ -32,16 +36,23 @@ class FailFirst(Toxic):
     description = "fail the first `count` requests: close, reset, or a native error"
     needs_frames = True
     attributes_spec = {
-        "count": Attr(int, 1, 1, 1_000_000, "how many requests fail"),
-        "scope": Attr(str, "connection", help="count per connection or per proxy"),
-        "mode": Attr(str, "close", help="close | reset | error"),
+        "count": Attr(int, 1, 1, 1_000_000, "how many requests fail", generate=(1, 5)),
+        "scope": Attr(str, "connection", help="count per connection or per proxy", choices=SCOPES),
+        "mode": Attr(
+            str, "close", help="close | reset | error", choices=MODES, options=MILDEST_FIRST
+        ),
         **ERROR_ATTRIBUTES,
     }
 
     def validate(self, attributes: dict[str, Any]) -> None:
-        check_choice(self.type_name, "scope", attributes["scope"], SCOPES)
-        check_choice(self.type_name, "mode", attributes["mode"], MODES)
         check_error_attributes(self.type_name, attributes)
+
+    @classmethod
+    def fix(cls, attributes: dict[str, Any]) -> dict[str, Any]:
+        """``kind`` only means something with ``mode="error"``: leave it out otherwise."""
+        if attributes.get("mode") != "error":
+            attributes.pop("kind", None)
+        return attributes
 
     def unsupported_reason(
         self, *, stream: str, framing: str | None, protocol: str | None, message_based: bool

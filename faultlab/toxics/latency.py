@@ -20,9 +20,10 @@ MAX_MS = 3_600_000
 class Latency(Toxic):
     type_name = "latency"
     description = "delay every chunk by latency ± jitter ms"
+    ignores_unknown_attributes = True  # Toxiproxy's toxic: its clients send extra keys
     attributes_spec = {
-        "latency": Attr(int, 0, 0, MAX_MS, "milliseconds"),
-        "jitter": Attr(int, 0, 0, MAX_MS, "milliseconds"),
+        "latency": Attr(int, 0, 0, MAX_MS, "milliseconds", generate=(0, 300)),
+        "jitter": Attr(int, 0, 0, MAX_MS, "milliseconds", generate=(0, 50)),
     }
 
     async def process(self, ctx: ToxicContext, chunk: Chunk, emit: Emit) -> None:

@@ -24,8 +24,9 @@ MAX_BYTES = 2**50
 class LimitData(Toxic):
     type_name = "limit_data"
     description = "pass exactly `bytes` bytes, then close the connection"
+    ignores_unknown_attributes = True  # Toxiproxy's toxic: its clients send extra keys
     attributes_spec = {
-        "bytes": Attr(int, 0, 0, MAX_BYTES, "bytes let through per link"),
+        "bytes": Attr(int, 0, 0, MAX_BYTES, "bytes let through per link", generate=(256, 0)),
     }
 
     async def process(self, ctx: ToxicContext, chunk: Chunk, emit: Emit) -> None:

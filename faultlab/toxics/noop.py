@@ -11,3 +11,4 @@ __all__ = ["Noop"]
 class Noop(Toxic):
     type_name = "noop"
     description = "pass-through"
+    ignores_unknown_attributes = True  # Toxiproxy's toxic: its clients send extra keys

@@ -23,8 +23,10 @@ class Reorder(Toxic):
     description = "hold `window` frames and release them shuffled (max_hold_ms at most)"
     needs_frames = True
     attributes_spec = {
-        "window": Attr(int, 4, 2, 1000, "frames held before a shuffled release"),
-        "max_hold_ms": Attr(int, 100, 1, MAX_MS, "longest a frame waits for the window"),
+        "window": Attr(int, 4, 2, 1000, "frames held before a shuffled release", generate=(2, 8)),
+        "max_hold_ms": Attr(
+            int, 100, 1, MAX_MS, "longest a frame waits for the window", generate=(1, 100)
+        ),
     }
 
     async def process(self, ctx: ToxicContext, chunk: Chunk, emit: Emit) -> None:

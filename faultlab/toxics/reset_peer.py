@@ -28,8 +28,11 @@ MAX_MS = 3_600_000
 class ResetPeer(Toxic):
     type_name = "reset_peer"
     description = "on first data, drop it and reset the connection (RST) after timeout ms"
+    ignores_unknown_attributes = True  # Toxiproxy's toxic: its clients send extra keys
     attributes_spec = {
-        "timeout": Attr(int, 0, 0, MAX_MS, "milliseconds, counted from the first data"),
+        "timeout": Attr(
+            int, 0, 0, MAX_MS, "milliseconds, counted from the first data", generate=(500, 0)
+        ),
     }
 
     async def process(self, ctx: ToxicContext, chunk: Chunk, emit: Emit) -> None:

@@ -26,16 +26,26 @@ from faultlab.toxics.base import Attr, Chunk, Emit, Toxic, ToxicContext, registe
 __all__ = ["RpcErrorToxic", "inject_error"]
 
 INT32 = 2**31 - 1
+DRAWN_KINDS = ("unavailable", "deadline_exceeded", "internal_error", "invalid_params")
+"""The kinds tests draw, mildest first: retryable ones, then one a retry must not repeat."""
 ERROR_ATTRIBUTES = {
     "protocol": Attr(str, "", help="jsonrpc|xmlrpc|msgpackrpc|binrpc|rest; default: the proxy's"),
-    "kind": Attr(str, "unavailable", help="error kind: unavailable, internal_error, ..."),
-    "code": Attr(int, 0, -INT32 - 1, INT32, "native error code; 0: the kind's standard code"),
+    "kind": Attr(
+        str,
+        "unavailable",
+        help="error kind: unavailable, internal_error, ...",
+        choices=tuple(KINDS),
+        options=DRAWN_KINDS,
+    ),
+    "code": Attr(
+        int, 0, -INT32 - 1, INT32, "native error code; 0: the kind's standard code", options=(0,)
+    ),
     "message": Attr(str, "", help="error message; default names the kind"),
 }
 
 
 def check_error_attributes(toxic: str, attributes: dict[str, Any]) -> None:
-    check_choice(toxic, "kind", attributes["kind"], tuple(KINDS))
+    """The protocol, if named, must be one faultlab speaks (``kind`` is checked by its Attr)."""
     if attributes["protocol"]:
         check_choice(toxic, "protocol", attributes["protocol"], wire.PROTOCOLS)
 
@@ -93,14 +103,13 @@ class RpcErrorToxic(Toxic):
     attributes_spec = {
         **ERROR_ATTRIBUTES,
         "method": Attr(str, "*", help="glob over method names (upstream only)"),
-        "nth": Attr(int, 0, 0, INT32, "only the Nth matching request (0: use every)"),
-        "every": Attr(int, 1, 1, INT32, "every Nth matching request (1: all)"),
-        "scope": Attr(str, "connection", help="count per connection or per proxy"),
+        "nth": Attr(int, 0, 0, INT32, "only the Nth matching request (0: use every)", options=(0,)),
+        "every": Attr(int, 1, 1, INT32, "every Nth matching request (1: all)", generate=(4, 1)),
+        "scope": Attr(str, "connection", help="count per connection or per proxy", choices=SCOPES),
     }
 
     def validate(self, attributes: dict[str, Any]) -> None:
         check_error_attributes(self.type_name, attributes)
-        check_choice(self.type_name, "scope", attributes["scope"], SCOPES)
 
     def unsupported_reason(
         self, *, stream: str, framing: str | None, protocol: str | None, message_based: bool

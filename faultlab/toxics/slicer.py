@@ -40,11 +40,22 @@ _JOURNAL_SIZES = 100
 class Slicer(Toxic):
     type_name = "slicer"
     description = "slice chunks into ~average_size ± size_variation bytes, delay µs apart"
+    ignores_unknown_attributes = True  # Toxiproxy's toxic: its clients send extra keys
     attributes_spec = {
-        "average_size": Attr(int, 0, 1, MAX_SIZE, "bytes, at least 1"),
-        "size_variation": Attr(int, 0, 0, MAX_SIZE, "bytes, less than average_size"),
-        "delay": Attr(int, 0, 0, MAX_DELAY_US, "microseconds after each piece"),
+        "average_size": Attr(int, 0, 1, MAX_SIZE, "bytes, at least 1", generate=(64, 1)),
+        "size_variation": Attr(
+            int, 0, 0, MAX_SIZE, "bytes, less than average_size", generate=(0, 32)
+        ),
+        "delay": Attr(int, 0, 0, MAX_DELAY_US, "microseconds after each piece", generate=(0, 1000)),
     }
+
+    @classmethod
+    def fix(cls, attributes: dict[str, Any]) -> dict[str, Any]:
+        """Keep size_variation below average_size (``validate``'s rule)."""
+        average = attributes.get("average_size", 1)
+        if attributes.get("size_variation", 0) >= average:
+            attributes["size_variation"] = max(0, average - 1)
+        return attributes
 
     def validate(self, attributes: dict[str, Any]) -> None:
         average, variation = attributes["average_size"], attributes["size_variation"]

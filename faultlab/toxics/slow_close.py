@@ -20,8 +20,9 @@ MAX_MS = 3_600_000
 class SlowClose(Toxic):
     type_name = "slow_close"
     description = "delay the EOF by delay ms (data passes unchanged)"
+    ignores_unknown_attributes = True  # Toxiproxy's toxic: its clients send extra keys
     attributes_spec = {
-        "delay": Attr(int, 0, 0, MAX_MS, "milliseconds"),
+        "delay": Attr(int, 0, 0, MAX_MS, "milliseconds", generate=(0, 300)),
     }
 
     async def on_eof(self, ctx: ToxicContext) -> None:

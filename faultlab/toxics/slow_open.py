@@ -11,9 +11,6 @@ queues behind, in order; every later chunk passes untouched.
 
 from __future__ import annotations
 
-from typing import Any
-
-from faultlab.toxics._common import check_choice
 from faultlab.toxics.base import Attr, Chunk, Emit, Toxic, ToxicContext, register_toxic
 
 MAX_MS = 3_600_000
@@ -25,12 +22,11 @@ class SlowOpen(Toxic):
     type_name = "slow_open"
     description = "delay the first chunk of each connection by delay_ms"
     attributes_spec = {
-        "delay_ms": Attr(int, 0, 0, MAX_MS, "milliseconds"),
-        "mode": Attr(str, "first", help="first: from the first chunk; connection: from open"),
+        "delay_ms": Attr(int, 0, 0, MAX_MS, "milliseconds", generate=(0, 300)),
+        "mode": Attr(
+            str, "first", help="first: from the first chunk; connection: from open", choices=MODES
+        ),
     }
-
-    def validate(self, attributes: dict[str, Any]) -> None:
-        check_choice(self.type_name, "mode", attributes["mode"], MODES)
 
     async def process(self, ctx: ToxicContext, chunk: Chunk, emit: Emit) -> None:
         if ctx.state.get("opened"):

@@ -23,8 +23,11 @@ class Timeout(Toxic):
     type_name = "timeout"
     description = "drop all data; close after timeout ms without data (0: never close)"
     closes_on_remove = True
+    ignores_unknown_attributes = True  # Toxiproxy's toxic: its clients send extra keys
     attributes_spec = {
-        "timeout": Attr(int, 0, 0, MAX_MS, "milliseconds; 0 never closes"),
+        "timeout": Attr(
+            int, 0, 0, MAX_MS, "milliseconds; 0 never closes", generate=(1, 500), also=(0,)
+        ),
     }
 
     def start(self, ctx: ToxicContext) -> None:

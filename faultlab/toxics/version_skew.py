@@ -65,7 +65,9 @@ class VersionSkew(Toxic):
     needs_frames = True
     attributes_spec = {
         "protocol": Attr(str, "", help="jsonrpc|xmlrpc|msgpackrpc|binrpc|rest; default: proxy's"),
-        "to_version": Attr(int, -1, -1, 255, "binrpc header version to write (-1: keep)"),
+        "to_version": Attr(
+            int, -1, -1, 255, "binrpc header version to write (-1: keep)", options=(2, 0, 255)
+        ),
         "drop_field": Attr(str, "", help="dotted path of a field to remove"),
         "rename_field": Attr(str, "", help="'old:new': dotted path, new last name"),
         "method": Attr(str, "*", help="glob over method names (upstream only)"),
