@@ -1,6 +1,6 @@
 """Hypothesis strategies: faults (toxics, timed plans), codec values, and service calls.
 
-Generated from what the registries declare (toxic attribute specs, codec
+Generated from what the registries declare (toxics' attribute declarations, codec
 domains, service type hints), so what a plugin registers is drawn too, and
 shrinking goes toward what a user wants to read: fewer, shorter, milder
 faults.
@@ -11,13 +11,13 @@ from __future__ import annotations
 from faultlab.strategies.calls import calls, strategy_for
 from faultlab.strategies.faults import (
     PLAN_ENV,
-    SHAPES,
     Choice,
     FaultPlan,
     FaultStep,
     Num,
     PlanRunner,
     ToxicSpec,
+    attribute_shape,
     fault_plans,
     minimize,
     toxics,
@@ -27,13 +27,13 @@ from faultlab.strategies.values import PROTOCOL_CODECS, codec_for, values
 __all__ = [
     "PLAN_ENV",
     "PROTOCOL_CODECS",
-    "SHAPES",
     "Choice",
     "FaultPlan",
     "FaultStep",
     "Num",
     "PlanRunner",
     "ToxicSpec",
+    "attribute_shape",
     "calls",
     "codec_for",
     "fault_plans",

@@ -1,12 +1,13 @@
 """Hypothesis strategies for faults: single toxics and timed fault plans, shrinking toward mild.
 
-``toxics()`` draws a valid toxic configuration from the registry's attribute
-specs, so a toxic added by a plugin is drawn too. Specs give the *legal*
-range (latency up to an hour); :data:`SHAPES` narrows each attribute to a
-practical range for tests and says which end is milder, and every draw is
-arranged so Hypothesis' shrinking (toward smaller integers, earlier list
-elements, shorter lists) moves toward the milder end: less latency, lower
-probability, more bandwidth, more bytes before a cut. ``fault_plans()``
+``toxics()`` draws a valid toxic configuration from what each registered
+toxic declares (:class:`~faultlab.toxics.Attr`), so a toxic added by a
+plugin is drawn too and this module knows no toxic by name. A declaration
+gives the *legal* range (latency up to an hour) and a practical one for
+tests, mildest end first; every draw is arranged so Hypothesis' shrinking
+(toward smaller integers, earlier list elements, shorter lists) moves
+toward the milder end: less latency, lower probability, more bandwidth,
+more bytes before a cut, ending at the toxic's ``mildest()``. ``fault_plans()``
 draws timed schedules of such toxics; a failing plan shrinks toward fewer,
 shorter, milder faults, which is what a user wants to read.
 
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from hypothesis import strategies as st
 
-from faultlab.toxics import InvalidToxic, get_toxic_class, toxic_types
+from faultlab.toxics import Attr, InvalidToxic, Toxic, get_toxic_class, toxic_types
 
 if TYPE_CHECKING:
     from faultlab.oracles.clock import VirtualClock
@@ -37,13 +38,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PLAN_ENV",
-    "SHAPES",
     "Choice",
     "FaultPlan",
     "FaultStep",
     "Num",
     "PlanRunner",
     "ToxicSpec",
+    "attribute_shape",
     "fault_plans",
     "minimize",
     "toxics",
@@ -96,66 +97,22 @@ class Choice:
 
 
 Shape = Num | Choice
-PROB = Num(0, 1, scale=1000)
-RPC_KINDS = Choice(("unavailable", "deadline_exceeded", "internal_error", "invalid_params"))
-SHAPES: dict[str, dict[str, Shape]] = {
-    "latency": {"latency": Num(0, 300), "jitter": Num(0, 50)},
-    "bandwidth": {"rate": Num(1, 1000, "high")},
-    "corrupt": {"rate": Num(0, 0.01, scale=10000), "probability": PROB},
-    "delay": {
-        "delay_ms": Num(0, 300),
-        "jitter_ms": Num(0, 50),
-        "every": Num(1, 5, "high"),
-        "keep_order": Choice((True, False)),
-    },
-    "drop": {"probability": PROB, "correlation": Num(0, 0.5, scale=1000)},
-    "duplicate": {"probability": PROB, "delay_ms": Num(0, 100)},
-    "fail_first": {
-        "count": Num(1, 5),
-        "scope": Choice(("connection", "proxy")),
-        "mode": Choice(("error", "close", "reset")),
-        "kind": RPC_KINDS,
-        "code": Choice((0,)),
-    },
-    "limit_data": {"bytes": Num(0, 256, "high")},
-    "reorder": {"window": Num(2, 8), "max_hold_ms": Num(1, 100)},
-    "reset_peer": {"timeout": Num(0, 500, "high")},
-    "rpc_error": {
-        "kind": RPC_KINDS,
-        "every": Num(1, 4, "high"),
-        "nth": Choice((0,)),
-        "scope": Choice(("connection", "proxy")),
-        "code": Choice((0,)),
-    },
-    "slicer": {
-        "average_size": Num(1, 64, "high"),
-        "size_variation": Num(0, 32),
-        "delay": Num(0, 1000),
-    },
-    "slow_close": {"delay": Num(0, 300)},
-    "slow_open": {"delay_ms": Num(0, 300), "mode": Choice(("first", "connection"))},
-    "timeout": {"timeout": Num(1, 500, also=(0,))},
-    "version_skew": {"to_version": Choice((2, 0, 255))},
-}
-"""Practical, mild-first ranges per toxic attribute; anything unlisted is derived from its spec."""
-GENERIC_SPAN = 1000
+FLOAT_STEP = 0.001
+"""Resolution of a drawn float whose ``Attr`` declares no ``step``."""
 
 
-def _generic_shape(attr: Any) -> Shape | None:
-    """A shape from an attribute spec alone: numbers near the minimum, strings left default."""
-    if attr.kind is bool:
-        return Choice((bool(attr.default), not attr.default))
-    if attr.kind is int:
-        first = int(attr.minimum) if attr.minimum is not None else 0
-        last = first + GENERIC_SPAN
-        if attr.maximum is not None:
-            last = min(last, int(attr.maximum))
-        return Num(first, last)
-    if attr.kind is float:
-        lo = float(attr.minimum) if attr.minimum is not None else 0.0
-        hi = float(attr.maximum) if attr.maximum is not None else lo + GENERIC_SPAN
-        return Num(lo, min(hi, lo + GENERIC_SPAN), scale=1000)
-    return None  # strings: the default is the only value known to be valid
+def attribute_shape(attr: Attr) -> Shape | None:
+    """What tests draw for one declared attribute; None: not drawn (its default stays)."""
+    values = attr.draw_values()
+    if values:
+        return Choice(values)
+    bounds = attr.draw_range()
+    if bounds is None:
+        return None
+    mildest, harshest = bounds
+    scale = 1 if attr.kind is int else round(1 / (attr.step or FLOAT_STEP))
+    milder: Literal["low", "high"] = "low" if mildest <= harshest else "high"
+    return Num(min(bounds), max(bounds), milder, scale, attr.also)
 
 
 # ---- a toxic -----------------------------------------------------------------------------------
@@ -179,32 +136,33 @@ class ToxicSpec:
         return text + (f" (toxicity {self.toxicity:g})" if self.toxicity < 1 else "")
 
 
-def _fix_attributes(type_name: str, attrs: dict[str, Any]) -> dict[str, Any]:
-    """Cross-attribute rules the specs cannot say (kept monotone so shrinking still works)."""
-    if type_name == "slicer" and attrs.get("size_variation", 0) >= attrs.get("average_size", 1):
-        attrs["size_variation"] = max(0, attrs["average_size"] - 1)
-    if type_name == "fail_first" and attrs.get("mode") != "error":
-        attrs.pop("kind", None)
-    return attrs
+def _shapes_on(
+    cls: type[Toxic], protocol: str | None, usable: Callable[[dict[str, Any]], bool]
+) -> tuple[dict[str, Shape | None], dict[str, Any]] | None:
+    """Each attribute's shape on such a proxy, and the mildest setting (None: refused even so).
 
-
-def _mildest(type_name: str, protocol: str | None) -> dict[str, Any]:
-    """The attributes shrinking ends at (strings without a shape keep their default)."""
-    attrs: dict[str, Any] = {}
-    for attr_name, attr in get_toxic_class(type_name).attributes_spec.items():
-        if attr_name == "protocol" and protocol is not None:
-            attrs[attr_name] = protocol
-            continue
-        if (type_name, attr_name, protocol) == ("fail_first", "mode", None):
-            attrs[attr_name] = "close"
-            continue
-        shape = SHAPES.get(type_name, {}).get(attr_name) or _generic_shape(attr)
-        if isinstance(shape, Choice):
-            attrs[attr_name] = shape.options[0]
-        elif isinstance(shape, Num):
-            value = shape.low if shape.milder == "low" else shape.high
-            attrs[attr_name] = int(value) if attr.kind is int else float(value)
-    return _fix_attributes(type_name, attrs)
+    From the toxic's declarations, with two rules of the proxy's context: an
+    attribute named ``protocol`` gets the proxy's protocol, and a choice the
+    proxy refuses at the otherwise mildest setting is not drawn (fail_first's
+    ``mode="error"`` without a protocol), so shrinking ends somewhere it accepts.
+    """
+    shapes = {name: attribute_shape(attr) for name, attr in cls.attributes_spec.items()}
+    mildest = cls.mildest()
+    if protocol is not None and "protocol" in shapes:
+        shapes["protocol"] = Choice((protocol,))
+        mildest = cls.fix({**mildest, "protocol": protocol})
+    changed = True
+    while changed:  # options only ever shrink: this ends
+        changed = False
+        for name, shape in shapes.items():
+            if not isinstance(shape, Choice) or len(shape.options) < 2:
+                continue
+            accepted = tuple(o for o in shape.options if usable(cls.fix({**mildest, name: o})))
+            if accepted and accepted != shape.options:
+                shapes[name] = Choice(accepted)
+                mildest = cls.fix({**mildest, name: accepted[0]})
+                changed = True
+    return (shapes, mildest) if usable(mildest) else None
 
 
 def _context(transport_kind: str, framing: str | None) -> tuple[bool, str | None]:
@@ -266,45 +224,39 @@ def toxics(
     unknown = [n for n in names if n not in known]
     if unknown:
         raise InvalidToxic(f"unknown toxic type(s): {', '.join(unknown)}")
-    candidates = []
+    candidates: dict[str, dict[str, Shape | None]] = {}
     for name in names:
         if name in denied:
             continue
         cls = get_toxic_class(name)
         if cls.needs_frames and proxy_framing is None and not message_based:
             continue
-        mildest = _mildest(name, protocol)
-        if not _usable(
-            name, mildest, stream=streams[0], framing=proxy_framing, message_based=message_based
-        ):
+
+        def usable(attrs: dict[str, Any], name: str = name) -> bool:
+            return _usable(
+                name, attrs, stream=streams[0], framing=proxy_framing, message_based=message_based
+            )
+
+        declared = _shapes_on(cls, protocol, usable)
+        if declared is None:
             continue  # refused even at its mildest on such a proxy (e.g. slicer on frames)
-        candidates.append(name)
+        candidates[name] = declared[0]
     if not candidates:
         raise InvalidToxic("no toxic type can act on such a proxy with these allow/deny lists")
     overrides = {k: dict(v) for k, v in (shapes or {}).items()}
 
     @st.composite
     def draw_toxic(draw: st.DrawFn) -> ToxicSpec:
-        type_name = draw(st.sampled_from(candidates))
-        cls = get_toxic_class(type_name)
+        type_name = draw(st.sampled_from(tuple(candidates)))
         stream = draw(st.sampled_from(tuple(streams)))
         attrs: dict[str, Any] = {}
-        for attr_name, attr in cls.attributes_spec.items():
-            shape: Shape | st.SearchStrategy[Any] | None = overrides.get(type_name, {}).get(
-                attr_name, SHAPES.get(type_name, {}).get(attr_name)
-            )
-            if shape is None:
-                if attr_name == "protocol" and protocol is not None:
-                    attrs[attr_name] = protocol
-                    continue
-                shape = _generic_shape(attr)
+        for attr_name, declared in candidates[type_name].items():
+            shape = overrides.get(type_name, {}).get(attr_name, declared)
             if shape is None:
                 continue
-            if (type_name, attr_name, protocol) == ("fail_first", "mode", None):
-                shape = Choice(("close", "reset"))  # native errors need the protocol
             strategy = shape if isinstance(shape, st.SearchStrategy) else shape.strategy()
             attrs[attr_name] = draw(strategy)
-        attrs = _fix_attributes(type_name, attrs)
+        attrs = get_toxic_class(type_name).fix(attrs)
         level = toxicity if toxicity is not None else draw(st.sampled_from(TOXICITIES))
         return ToxicSpec(type_name, stream, level, attrs)
 
