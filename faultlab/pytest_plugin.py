@@ -237,21 +237,46 @@ def faultlab_lab(pytestconfig: pytest.Config, faultlab_seed: int) -> Iterator[An
 
 
 def _write_journal(folder: Path, lab: Any, config: pytest.Config) -> None:
-    """``journal.json`` (``journal-<worker>.json`` under xdist) in the versioned schema."""
+    """``journal.json`` (``journal-<worker>.json`` under xdist) in the versioned schema; a
+    worker tells the controller its file, which merges them (:func:`_merge_worker_journals`)."""
+    from faultlab.journal.fileformat import write_journal
+
     worker = getattr(config, "workerinput", {}).get("workerid")
     name = f"journal-{worker}.json" if worker else "journal.json"
-    try:
-        from faultlab.reports.model import write_journal
-    except ImportError:  # pragma: no cover - reports are part of the package
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_text(
-            json.dumps(
-                {"schema": "faultlab.journal/1", "seed": lab.seed, "events": lab.journal.events()},
-                default=repr,
-            )
-        )
+    path = write_journal(folder / name, lab.journal, lab.seed, worker=worker)
+    workeroutput = getattr(config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["faultlab_journal"] = str(path)
+
+
+_worker_journals = pytest.StashKey[list[str]]()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """xdist controller: note the journal file a finished worker wrote."""
+    path = getattr(node, "workeroutput", {}).get("faultlab_journal")
+    if path:
+        node.config.stash.setdefault(_worker_journals, []).append(str(path))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    _merge_worker_journals(session.config)
+
+
+def _merge_worker_journals(config: pytest.Config) -> None:
+    """xdist controller: merge the workers' journals into one ``journal.json`` next to them."""
+    files = config.stash.get(_worker_journals, [])
+    if not files or hasattr(config, "workerinput"):
         return
-    write_journal(folder / name, lab.journal, lab.seed, worker=worker)
+    from faultlab.journal.fileformat import JournalError, merge_journals
+
+    try:
+        merge_journals(sorted(files), Path(files[0]).with_name("journal.json"))
+    except JournalError as exc:  # the worker files stay; a report can still read them
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"faultlab: worker journals not merged: {exc}")
 
 
 @pytest.fixture(scope="session")
@@ -342,26 +367,22 @@ class VerdictRecorder:
         self.verdicts: list[Any] = []
 
     def __call__(self, verdict: Any, *, soft: bool = False) -> Any:
-        from faultlab.lab import events as ev
+        from faultlab.oracles.verdict import Verdict, record_verdict
 
         self.verdicts.append(verdict)
-        evidence = [e.get("seq") for e in getattr(verdict, "evidence", []) if isinstance(e, dict)]
-        self.lab.journal.record(
-            ev.VERDICT,
-            nodeid=self.node.nodeid,
-            oracle=getattr(verdict, "oracle", ""),
-            property=getattr(verdict, "property", ""),
-            passed=bool(verdict.passed),
-            vacuous=bool(getattr(verdict, "vacuous", False)),
-            message=getattr(verdict, "message", ""),
-            evidence=evidence[:200],
-        )
+        if not isinstance(verdict, Verdict):  # any object with the verdict's attributes
+            verdict = Verdict(
+                oracle=str(getattr(verdict, "oracle", "")),
+                property=str(getattr(verdict, "property", "")),
+                passed=bool(verdict.passed),
+                vacuous=bool(getattr(verdict, "vacuous", False)),
+                message=str(getattr(verdict, "message", "")),
+                evidence=list(getattr(verdict, "evidence", [])),
+            )
+        record_verdict(self.lab.journal, verdict, nodeid=self.node.nodeid)
         if not soft and not verdict.passed:
-            raise_if_failed = getattr(verdict, "raise_if_failed", None)
-            if callable(raise_if_failed):
-                raise_if_failed()
-            raise AssertionError(getattr(verdict, "message", "oracle failed"))
-        return verdict
+            verdict.raise_if_failed()
+        return self.verdicts[-1]
 
     def plan(self, plan: Any) -> None:
         """Attach the (shrunk) fault plan of this test, for the report and the replay line."""

@@ -65,11 +65,12 @@ def render_files(
 ) -> tuple[RunModel, list[tuple[str, Path]]]:
     """Load and merge ``journals``, write the requested views; return the model and the files.
 
-    Raises :class:`~faultlab.reports.model.JournalError` for bad input,
+    Raises :class:`~faultlab.journal.JournalError` for bad input,
     :class:`~faultlab.reports.html.ReportDependencyError` (an ``ImportError``) when the HTML
     report's extra is missing, and ``OSError`` when an output cannot be written.
     """
-    from faultlab.reports.model import build_model, load_journal
+    from faultlab.journal.fileformat import load_journal
+    from faultlab.reports.model import build_model
 
     model = build_model(load_journal([Path(p) for p in journals]))
     written: list[tuple[str, Path]] = []
@@ -91,8 +92,8 @@ def render_files(
 
 
 def run(args: argparse.Namespace) -> int:
+    from faultlab.journal.fileformat import JournalError
     from faultlab.reports.html import ReportDependencyError
-    from faultlab.reports.model import JournalError
 
     try:
         model, written = render_files(

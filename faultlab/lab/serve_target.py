@@ -7,30 +7,12 @@
 from __future__ import annotations
 
 import argparse
-import json
-import threading
 import time
-from typing import Any
 
 from faultlab._proc import serve_until_stopped
-from faultlab.journal import Journal
+from faultlab.journal.store import FileJournal
 from faultlab.lab.backends.base import ServerSpec
 from faultlab.lab.backends.thread import load_factory, start_server
-
-
-class _FileJournal(Journal):
-    """A journal that also appends every event as a JSON line (the parent merges them)."""
-
-    def __init__(self, path: str, origin: float) -> None:
-        super().__init__(origin=origin)
-        self._file = open(path, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
-        self._write_lock = threading.Lock()
-
-    def record(self, kind: str, **fields: Any) -> dict[str, Any]:
-        event = super().record(kind, **fields)
-        with self._write_lock:
-            self._file.write(json.dumps(event, default=repr) + "\n")
-        return event
 
 
 def main() -> None:
@@ -42,7 +24,7 @@ def main() -> None:
     parser.add_argument("--events", required=True)
     parser.add_argument("--origin", type=float, default=time.monotonic())
     args = parser.parse_args()
-    journal = _FileJournal(args.events, args.origin)
+    journal = FileJournal(args.events, args.origin)
     spec = ServerSpec(args.factory, args.protocol, args.address, args.framing)
     service = load_factory(args.factory)()
     server = start_server(spec, service, journal)

@@ -10,7 +10,7 @@ pytest plugin are thin wrappers around these functions.
 
 from __future__ import annotations
 
-from faultlab.oracles._journal import Attempt, Call, Timeline, timeline
+from faultlab.journal.timeline import Attempt, Call, Timeline, timeline
 from faultlab.oracles.breaker import breaker_checks, check_breaker
 from faultlab.oracles.clock import ClockJournal, VirtualClock
 from faultlab.oracles.deadline import check_deadline, deadline_checks

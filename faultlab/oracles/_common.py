@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from faultlab.oracles._journal import Call, Timeline
+from faultlab.journal.timeline import Call, Timeline
 from faultlab.oracles.verdict import Verdict
 
 __all__ = ["Finding", "PropertyCheck", "evidence_for", "secs"]

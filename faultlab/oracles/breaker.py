@@ -27,8 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from faultlab.journal.timeline import Call, Source, Timeline, timeline
 from faultlab.oracles._common import PropertyCheck, evidence_for, secs
-from faultlab.oracles._journal import Call, Source, Timeline, timeline
 from faultlab.oracles.fallback import fell_back
 from faultlab.oracles.policies import BreakerPolicy, FallbackPolicy
 from faultlab.oracles.verdict import Verdict, combine

@@ -8,8 +8,8 @@ running when the excerpt ends counts as not returned.
 
 from __future__ import annotations
 
+from faultlab.journal.timeline import Call, Source, Timeline, timeline
 from faultlab.oracles._common import PropertyCheck, evidence_for, secs
-from faultlab.oracles._journal import Call, Source, Timeline, timeline
 from faultlab.oracles.policies import DeadlinePolicy
 from faultlab.oracles.verdict import Verdict, combine
 

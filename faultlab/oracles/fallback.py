@@ -9,9 +9,9 @@ value's.
 
 from __future__ import annotations
 
-from faultlab.lab.client import short_repr
+from faultlab.journal.schema import short_repr
+from faultlab.journal.timeline import Call, Source, Timeline, timeline
 from faultlab.oracles._common import PropertyCheck, evidence_for, secs
-from faultlab.oracles._journal import Call, Source, Timeline, timeline
 from faultlab.oracles.policies import NOT_SET, FallbackPolicy
 from faultlab.oracles.verdict import Verdict, combine
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from faultlab.lab import events as ev
+from faultlab.journal import schema as ev
+from faultlab.journal.timeline import Call, Source, Timeline, timeline
 from faultlab.oracles._common import PropertyCheck, evidence_for
-from faultlab.oracles._journal import Call, Source, Timeline, timeline
 from faultlab.oracles.policies import RetryPolicy
 from faultlab.oracles.verdict import Verdict, combine
 

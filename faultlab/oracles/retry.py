@@ -9,8 +9,8 @@ loose (``eps_late`` plus a ratio), as the reference prescribes.
 
 from __future__ import annotations
 
+from faultlab.journal.timeline import Call, Source, Timeline, timeline
 from faultlab.oracles._common import PropertyCheck, evidence_for, secs
-from faultlab.oracles._journal import Call, Source, Timeline, timeline
 from faultlab.oracles.policies import RetryPolicy
 from faultlab.oracles.verdict import Verdict, combine
 

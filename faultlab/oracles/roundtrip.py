@@ -14,7 +14,7 @@ from typing import Any
 
 from faultlab.codecs import Codec, explain_difference, get_codec
 from faultlab.codecs.errors import EncodeError
-from faultlab.oracles._journal import Source, Timeline, timeline
+from faultlab.journal.timeline import Source, Timeline, timeline
 from faultlab.oracles.verdict import Verdict, combine
 
 __all__ = ["check_roundtrip", "check_roundtrip_pair", "check_roundtrip_pairs"]

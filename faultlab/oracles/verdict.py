@@ -12,14 +12,29 @@ from __future__ import annotations
 import builtins
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["OracleFailure", "Verdict", "combine", "format_event", "format_evidence"]
+from faultlab.journal import schema as ev
+
+__all__ = [
+    "OracleFailure",
+    "Verdict",
+    "combine",
+    "format_event",
+    "format_evidence",
+    "record_verdict",
+]
 
 Event = Mapping[str, Any]
 
 _SKIP_FIELDS = frozenset({"seq", "t", "kind", "value_json"})
 MAX_EVIDENCE_LINES = 40
+MAX_EVIDENCE_SEQS = 200
+"""A verdict event names at most this many evidence events (a report links them)."""
+
+
+class _Recorder(Protocol):
+    def record(self, kind: str, **fields: Any) -> dict[str, Any]: ...
 
 
 class OracleFailure(AssertionError):
@@ -81,6 +96,29 @@ class Verdict:
             "evidence": [e.get("seq") for e in self.evidence],
             "checks": [c.to_json() for c in self.checks],
         }
+
+    def to_event(self, *, nodeid: str = "") -> dict[str, Any]:
+        """The fields of this verdict's ``verdict`` journal event (schema: ``docs/journal.md``).
+
+        ``nodeid`` names the test it belongs to (empty outside pytest); reports attach a
+        verdict to the ``test`` event journaled after it with the same ``nodeid``.
+        """
+        seqs = [e.get("seq") for e in self.evidence if isinstance(e, Mapping)]
+        return {
+            "nodeid": nodeid,
+            "oracle": self.oracle,
+            "property": self.property,
+            "passed": bool(self.passed),
+            "vacuous": bool(self.vacuous),
+            "message": self.message,
+            "evidence": [s for s in seqs if isinstance(s, int)][:MAX_EVIDENCE_SEQS],
+        }
+
+
+def record_verdict(journal: _Recorder, verdict: Verdict, *, nodeid: str = "") -> dict[str, Any]:
+    """Journal ``verdict`` as a ``verdict`` event, so a report of this journal shows it: the
+    same record whether a library user or the pytest plugin (``faultlab_check``) calls it."""
+    return journal.record(ev.VERDICT, **verdict.to_event(nodeid=nodeid))
 
 
 def combine(oracle: str, checks: Sequence[Verdict], *, vacuous: bool | None = None) -> Verdict:

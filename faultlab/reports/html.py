@@ -362,7 +362,7 @@ def render_html(model: RunModel) -> str:
         import time
 
         created = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(model.journal.created))
-    from faultlab.reports.model import SCHEMA
+    from faultlab.journal.schema import SCHEMA
 
     return template.render(
         model=model,

@@ -10,7 +10,8 @@ import json
 import os
 from pathlib import Path
 
-from faultlab.reports.model import RunModel, dump_journal
+from faultlab.journal.fileformat import dump_journal
+from faultlab.reports.model import RunModel
 
 __all__ = ["render_journal", "render_summary", "write_json"]
 

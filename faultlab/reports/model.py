@@ -1,14 +1,11 @@
-"""The report model: a versioned journal file format and a run model built from events only.
+"""The run model: test cases, matrix statuses, latency samples and failing-case timelines.
 
 The journal is the source of truth (see ``docs/reports.md``): every report view (HTML, JSON,
 JUnit, terminal) is rendered from a :class:`RunModel`, and a :class:`RunModel` is built from
 journal events and nothing else, so a report can be re-rendered at any time from the files a
-run left behind.
-
-File format ``faultlab.journal/1``: one JSON object ``{"schema", "seed", "events", ...}``;
-optional header fields ``worker``, ``run_id``, ``created``, ``environment``, ``dropped`` and
-``extra``. Readers accept any ``faultlab.journal/1`` file and refuse other versions with
-:class:`UnsupportedSchemaError`; writers add fields, never rename or retype them.
+run left behind. The file format and the reading of events (fault windows, which faults acted,
+attempts) are the journal floor's (:mod:`faultlab.journal`); this module only decides what a
+test case's status is and what a report shows of it.
 """
 
 from __future__ import annotations
@@ -17,24 +14,30 @@ import bisect
 import hashlib
 import json
 import math
-import os
-import platform
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-from faultlab.errors import FaultlabError
+from faultlab.journal import schema as ev
+from faultlab.journal.fileformat import (  # re-exported: older code imports them from here
+    SCHEMA,
+    JournalError,
+    LoadedJournal,
+    UnsupportedSchemaError,
+    dump_journal,
+    environment,
+    load_journal,
+    validate,
+    write_journal,
+)
+from faultlab.journal.timeline import Attempt, FaultWindow, Index, acted, index
 
 __all__ = [
-    "ACTING",
     "FAILED",
     "NOT_TRIGGERED",
     "PASSED",
-    "PASSIVE_DECISIONS",
     "SCHEMA",
     "SKIPPED",
     "STATUSES",
@@ -61,9 +64,6 @@ __all__ = [
     "write_journal",
 ]
 
-SCHEMA = "faultlab.journal/1"
-_SCHEMA_FAMILY = "faultlab.journal/"
-
 PASSED = "passed"
 FAILED = "failed"
 VACUOUS = "vacuous"
@@ -73,273 +73,6 @@ SKIPPED = "skipped"
 STATUSES = (FAILED, VACUOUS, NOT_TRIGGERED, PASSED, SKIPPED)
 #: One glyph per status, so the matrix reads without colour too.
 SYMBOLS = {PASSED: "✓", FAILED: "✗", VACUOUS: "∅", NOT_TRIGGERED: "○", SKIPPED: "↷"}
-
-#: ``fault`` decisions that leave traffic untouched: a toxicity draw (even an active one) or a
-#: toxic letting a chunk pass. Any other decision (delay, drop, reset, ...) acted on traffic.
-PASSIVE_DECISIONS = frozenset({"toxicity", "pass", "pass_frame"})
-#: ``process`` actions that are faults (they open a fault window until resume/restart).
-ACTING = frozenset({"pause", "kill"})
-_PROCESS_CLOSERS = {"resume": "pause", "restart": "kill"}
-
-
-class JournalError(FaultlabError, ValueError):
-    """A journal is missing, not JSON, or not a faultlab journal: reports refuse it clearly."""
-
-    def __init__(self, message: str, path: str | os.PathLike[str] | None = None) -> None:
-        self.path = None if path is None else str(path)
-        super().__init__(f"{self.path}: {message}" if self.path else message)
-
-
-class UnsupportedSchemaError(JournalError):
-    """A journal of another schema version: newer faultlab wrote it, or it is not ours."""
-
-
-# ---- writing -------------------------------------------------------------------------------
-def environment() -> dict[str, str]:
-    """Where this run happened: recorded by the writer because a re-render runs elsewhere."""
-    from faultlab import __version__
-
-    return {
-        "python": f"{platform.python_version()} ({platform.python_implementation()})",
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "faultlab": __version__,
-        "executable": sys.executable,
-    }
-
-
-def dump_journal(header: Mapping[str, Any], events: Iterable[Mapping[str, Any]]) -> str:
-    """Deterministic JSON text: sorted keys, one event per line (diffable, greppable)."""
-    head = _finite({k: v for k, v in header.items() if k != "events"})
-    lines = [json.dumps(_finite(e), sort_keys=True, default=repr, allow_nan=False) for e in events]
-    text = json.dumps(head, sort_keys=True, default=repr, indent=1, allow_nan=False)
-    body = ",\n".join(lines)
-    events_json = f'"events": [\n{body}\n]' if lines else '"events": []'
-    if text == "{}":
-        return "{\n" + events_json + "\n}\n"
-    return text[:-2] + ",\n " + events_json + "\n}\n"
-
-
-def write_journal(
-    path: str | os.PathLike[str],
-    journal: Any,
-    seed: int,
-    extra: Mapping[str, Any] | None = None,
-    *,
-    worker: str | None = None,
-) -> Path:
-    """Write ``journal`` (a :class:`faultlab.journal.Journal` or a list of events) as a
-    ``faultlab.journal/1`` file, with the environment, atomically (a crash leaves no half file).
-    """
-    events = journal.events() if hasattr(journal, "events") else list(journal)
-    header: dict[str, Any] = {
-        "schema": SCHEMA,
-        "seed": int(seed),
-        "environment": environment(),
-        "dropped": int(getattr(journal, "dropped", 0)),
-    }
-    created = getattr(journal, "wall_origin", None)
-    if isinstance(created, int | float):
-        header["created"] = round(float(created), 3)
-    if worker is not None:
-        header["worker"] = worker
-    if extra:
-        header["extra"] = dict(extra)
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_text(dump_journal(header, events), encoding="utf-8")
-    os.replace(tmp, target)
-    return target
-
-
-def _finite(value: Any) -> Any:
-    """JSON-safe copy: NaN/inf (not JSON) become strings, mapping keys become strings."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return repr(value)
-    if isinstance(value, Mapping):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
-
-
-# ---- loading -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class LoadedJournal:
-    """One run's events (xdist worker journals merged, ordered by time, deduplicated)."""
-
-    seed: int
-    events: tuple[dict[str, Any], ...]
-    environment: Mapping[str, str] = field(default_factory=dict)
-    workers: tuple[str, ...] = ("main",)
-    sources: tuple[str, ...] = ()
-    run_id: str | None = None
-    created: float | None = None
-    dropped: int = 0
-    extra: Mapping[str, Any] = field(default_factory=dict)
-
-    def header(self) -> dict[str, Any]:
-        """The merged journal's header, as written by :func:`faultlab.reports.json`."""
-        head: dict[str, Any] = {
-            "schema": SCHEMA,
-            "seed": self.seed,
-            "run_id": self.run_id,
-            "workers": list(self.workers),
-            "environment": dict(self.environment),
-            "dropped": self.dropped,
-        }
-        if self.created is not None:
-            head["created"] = self.created
-        if self.extra:
-            head["extra"] = dict(self.extra)
-        return head
-
-
-def load_journal(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> LoadedJournal:
-    """Read and merge journal files (a directory means every ``journal*.json`` in it).
-
-    Raises :class:`JournalError` (never a bare ``KeyError``/``JSONDecodeError``) on missing,
-    unreadable, malformed or differently-versioned input.
-    """
-    items = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
-    files: list[Path] = []
-    for item in items:
-        p = Path(item)
-        if p.is_dir():
-            found = sorted(p.glob("journal*.json"))
-            if not found:
-                raise JournalError("no journal*.json files in this directory", p)
-            files.extend(found)
-        else:
-            files.append(p)
-    if not files:
-        raise JournalError("no journal files given")
-    parsed = [_read_file(p) for p in files]
-    return _merge(parsed, files)
-
-
-def _read_file(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise JournalError("no such file", path) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise JournalError(f"cannot read: {exc}", path) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise JournalError(
-            f"not JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})", path
-        ) from None
-    except RecursionError:
-        raise JournalError("not a faultlab journal: JSON nested too deeply", path) from None
-    return validate(data, path)
-
-
-def validate(data: Any, path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """Check one decoded journal object against ``faultlab.journal/1``; return it."""
-    if not isinstance(data, dict):
-        raise JournalError(f"not a faultlab journal: top level is {type(data).__name__}", path)
-    schema = data.get("schema")
-    if schema is None:
-        raise JournalError("not a faultlab journal: no 'schema' field", path)
-    if not isinstance(schema, str) or not schema.startswith(_SCHEMA_FAMILY):
-        raise UnsupportedSchemaError(f"not a faultlab journal: schema {schema!r}", path)
-    if schema != SCHEMA:
-        raise UnsupportedSchemaError(
-            f"journal schema {schema!r} is not supported by this faultlab (reads {SCHEMA!r});"
-            " upgrade faultlab to render it",
-            path,
-        )
-    seed = data.get("seed")
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise JournalError(f"'seed' must be an integer, got {seed!r}", path)
-    events = data.get("events")
-    if not isinstance(events, list):
-        raise JournalError("'events' must be a list", path)
-    for i, event in enumerate(events):
-        _check_event(event, i, path)
-    for key, kind in (("environment", dict), ("extra", dict), ("worker", str), ("run_id", str)):
-        if key in data and data[key] is not None and not isinstance(data[key], kind):
-            raise JournalError(f"{key!r} must be a {kind.__name__}", path)
-    for key in ("created", "dropped"):
-        value = data.get(key)
-        if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)):
-            raise JournalError(f"{key!r} must be a number", path)
-    return data
-
-
-def _check_event(event: Any, i: int, path: str | os.PathLike[str] | None) -> None:
-    if not isinstance(event, dict):
-        raise JournalError(f"event #{i} is not an object", path)
-    kind = event.get("kind")
-    if not isinstance(kind, str) or not kind:
-        raise JournalError(f"event #{i} has no 'kind'", path)
-    t = event.get("t")
-    if not isinstance(t, int | float) or isinstance(t, bool) or not math.isfinite(t):
-        raise JournalError(f"event #{i} ({kind}): 't' must be a finite number, got {t!r}", path)
-    seq = event.get("seq")
-    if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool)):
-        raise JournalError(f"event #{i} ({kind}): 'seq' must be an integer, got {seq!r}", path)
-
-
-def _worker_of(data: Mapping[str, Any], path: Path) -> str:
-    worker = data.get("worker")
-    if isinstance(worker, str) and worker:
-        return worker
-    stem = path.stem  # the plugin names xdist worker files journal-<worker>.json
-    return stem[len("journal-") :] if stem.startswith("journal-") else "main"
-
-
-def _merge(parsed: list[dict[str, Any]], files: list[Path]) -> LoadedJournal:
-    seeds = {d["seed"] for d in parsed}
-    if len(seeds) > 1:
-        raise JournalError(
-            f"journals come from different runs (seeds {sorted(seeds)}): render each run on its own"
-        )
-    seen: set[str] = set()
-    merged: list[dict[str, Any]] = []
-    workers: set[str] = set()
-    env: dict[str, str] = {}
-    extra: dict[str, Any] = {}
-    created: list[float] = []
-    run_ids: set[str] = set()
-    dropped = 0
-    for data, path in sorted(zip(parsed, files, strict=True), key=lambda dp: str(dp[1])):
-        default_worker = _worker_of(data, path)
-        for k, v in (data.get("environment") or {}).items():
-            env.setdefault(str(k), str(v))
-        for k, v in (data.get("extra") or {}).items():
-            extra.setdefault(str(k), v)
-        if data.get("created") is not None:
-            created.append(float(data["created"]))
-        if data.get("run_id"):
-            run_ids.add(data["run_id"])
-        dropped += int(data.get("dropped") or 0)
-        for raw in data["events"]:
-            event = dict(raw)
-            event.setdefault("worker", default_worker)
-            key = json.dumps(event, sort_keys=True, default=repr)
-            if key in seen:
-                continue
-            seen.add(key)
-            workers.add(str(event["worker"]))
-            merged.append(event)
-    merged.sort(key=lambda e: (e["t"], str(e["worker"]), e.get("seq", -1)))
-    seed = seeds.pop()
-    run_id = min(run_ids) if run_ids else None
-    return LoadedJournal(
-        seed=seed,
-        events=tuple(merged),
-        environment=env,
-        workers=tuple(sorted(workers)) or ("main",),
-        sources=tuple(str(f) for f in files),
-        run_id=run_id,
-        created=min(created) if created else None,
-        dropped=dropped,
-        extra=extra,
-    )
 
 
 # ---- the model -----------------------------------------------------------------------------
@@ -353,27 +86,6 @@ class VerdictRecord:
     vacuous: bool
     message: str
     evidence: tuple[int, ...] = ()
-
-
-@dataclass(frozen=True)
-class FaultWindow:
-    """A stretch of time a fault was in place: a toxic (added..removed) or a process fault."""
-
-    kind: str  # "toxic" | "process"
-    name: str  # toxic name, or "pause server"
-    type: str  # toxic type, or the process action
-    start: float
-    end: float
-    proxy: str = ""
-    stream: str = ""
-    toxicity: float = 1.0
-    attributes: Mapping[str, Any] = field(default_factory=dict)
-
-    def overlaps(self, start: float, end: float) -> bool:
-        return self.start <= end and self.end >= start
-
-    def clip(self, start: float, end: float) -> FaultWindow:
-        return replace(self, start=max(self.start, start), end=min(self.end, end))
 
 
 @dataclass(frozen=True)
@@ -643,51 +355,31 @@ def _short(value: Any) -> str:
 
 
 # ---- building ------------------------------------------------------------------------------
-@dataclass
-class _Worker:
-    """Per-worker indexes (xdist workers have their own clocks: never mix their times)."""
-
-    windows: list[FaultWindow] = field(default_factory=list)
-    acting_t: list[float] = field(default_factory=list)
-    acting_by_toxic: dict[tuple[str, str], list[float]] = field(default_factory=dict)
-    fault_t: list[float] = field(default_factory=list)
-    attempts: list[tuple[float, float, dict[str, Any], dict[str, Any]]] = field(
-        default_factory=list
-    )
-    attempt_starts: list[float] = field(default_factory=list)
-    events: list[dict[str, Any]] = field(default_factory=list)
-    times: list[float] = field(default_factory=list)
-    tests: list[tuple[dict[str, Any], list[dict[str, Any]]]] = field(default_factory=list)
-
-
 MAX_TIMELINE_SPANS = 4000
 
 
 def build_model(journal: LoadedJournal) -> RunModel:
     """Turn events into test cases, matrix statuses, latency samples and timelines."""
-    by_worker: dict[str, _Worker] = {}
+    by_worker: dict[str, list[dict[str, Any]]] = {}
     kinds: Counter[str] = Counter()
     for event in journal.events:
         kinds[event["kind"]] += 1
-        w = by_worker.setdefault(str(event.get("worker", "main")), _Worker())
-        w.events.append(event)
-        w.times.append(float(event["t"]))
-    for w in by_worker.values():
-        _index(w)
+        by_worker.setdefault(str(event.get("worker", "main")), []).append(event)
+    indexes = {name: index(events) for name, events in by_worker.items()}
     cases: list[TestCase] = []
     assigned: set[int] = set()
-    for name in sorted(by_worker):
-        w = by_worker[name]
+    for name in sorted(indexes):
+        w = indexes[name]
         for test, verdicts in w.tests:
             case, used = _case(name, w, test, verdicts, journal.seed)
             cases.append(case)
             assigned.update(used)
     others = []
-    for w in by_worker.values():
-        acted = [win for win in w.windows if _acted(w, win, win.start, win.end)]
-        for start, end, a, b in w.attempts:
-            if id(a) not in assigned:
-                others.append(_sample(w, start, end, a, b, acted))
+    for w in indexes.values():
+        acted = [win for win in w.windows if w.window_acted(win, win.start, win.end)]
+        for attempt in w.attempts:
+            if id(attempt) not in assigned:
+                others.append(_sample(w, attempt, acted))
     cases.sort(key=lambda c: (c.t_start, c.worker, c.nodeid))
     return RunModel(
         journal=journal,
@@ -711,121 +403,19 @@ def _run_id(journal: LoadedJournal) -> str:
     return f"{stamp}-{digest.hexdigest()[:8]}"
 
 
-def _index(w: _Worker) -> None:
-    open_toxics: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
-    open_process: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
-    attempts: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
-    pending: dict[str, list[dict[str, Any]]] = {}
-    end_t = w.times[-1] if w.times else 0.0
-    for e in w.events:
-        kind, t = e["kind"], float(e["t"])
-        if kind in ("toxic_added", "toxic_updated"):
-            key = (str(e.get("proxy", "")), str(e.get("toxic") or e.get("name") or ""))
-            if key in open_toxics:
-                w.windows.append(_toxic_window(*open_toxics.pop(key), t))
-            open_toxics[key] = (t, e)
-        elif kind == "proxy_deleted":  # a deleted proxy's toxics go with it, unjournaled
-            gone = [k for k in open_toxics if k[0] == str(e.get("proxy", ""))]
-            for key in gone:
-                w.windows.append(_toxic_window(*open_toxics.pop(key), t))
-        elif kind == "toxic_removed":
-            key = (str(e.get("proxy", "")), str(e.get("toxic") or e.get("name") or ""))
-            if key in open_toxics:
-                w.windows.append(_toxic_window(*open_toxics.pop(key), t))
-        elif kind == "process":
-            action = str(e.get("action", ""))
-            target = str(e.get("target", "server"))
-            if action in ACTING:
-                open_process.setdefault((target, action), (t, e))
-            elif action in _PROCESS_CLOSERS and (target, _PROCESS_CLOSERS[action]) in open_process:
-                start, opener = open_process.pop((target, _PROCESS_CLOSERS[action]))
-                w.windows.append(_process_window(start, opener, t))
-        elif kind == "fault":
-            w.fault_t.append(t)
-            if str(e.get("decision", "")) not in PASSIVE_DECISIONS:
-                w.acting_t.append(t)
-                key = (str(e.get("proxy", "")), str(e.get("toxic", "")))
-                w.acting_by_toxic.setdefault(key, []).append(t)
-        elif kind == "attempt_start":
-            attempts[(repr(e.get("call")), repr(e.get("attempt")))] = (t, e)
-        elif kind == "attempt_end":
-            started = attempts.pop((repr(e.get("call")), repr(e.get("attempt"))), None)
-            if started is not None:
-                w.attempts.append((started[0], t, started[1], e))
-        elif kind == "verdict":
-            pending.setdefault(str(e.get("nodeid", "")), []).append(e)
-        elif kind == "test":
-            w.tests.append((e, pending.pop(str(e.get("nodeid", "")), [])))
-    for start, e in open_toxics.values():
-        w.windows.append(_toxic_window(start, e, end_t))
-    for start, e in open_process.values():
-        w.windows.append(_process_window(start, e, end_t))
-    w.windows.sort(key=lambda x: (x.start, x.end, x.name))
-    w.attempts.sort(key=lambda a: a[0])
-    w.attempt_starts = [a[0] for a in w.attempts]
-
-
-def _toxic_window(start: float, e: dict[str, Any], end: float) -> FaultWindow:
-    attrs = e.get("attributes")
-    toxicity = e.get("toxicity", 1.0)
-    return FaultWindow(
-        kind="toxic",
-        name=str(e.get("toxic") or e.get("name") or e.get("type") or "toxic"),
-        type=str(e.get("type", "")),
-        start=start,
-        end=end,
-        proxy=str(e.get("proxy", "")),
-        stream=str(e.get("stream", "")),
-        toxicity=float(toxicity) if isinstance(toxicity, int | float) else 1.0,
-        attributes=dict(attrs) if isinstance(attrs, dict) else {},
-    )
-
-
-def _process_window(start: float, e: dict[str, Any], end: float) -> FaultWindow:
-    action = str(e.get("action", ""))
-    target = str(e.get("target", "server"))
-    return FaultWindow(kind="process", name=f"{action} {target}", type=action, start=start, end=end)
-
-
-def _any_between(times: list[float], start: float, end: float) -> bool:
-    i = bisect.bisect_left(times, start)
-    return i < len(times) and times[i] <= end
-
-
-def _count_between(times: list[float], start: float, end: float) -> int:
-    return bisect.bisect_right(times, end) - bisect.bisect_left(times, start)
-
-
-def _sample(
-    w: _Worker,
-    start: float,
-    end: float,
-    a: dict[str, Any],
-    b: dict[str, Any],
-    windows: Iterable[FaultWindow],
-) -> LatencySample:
-    faulted = any(win.overlaps(start, end) for win in windows) or _any_between(
-        w.acting_t, start, end
-    )
-    attempt = a.get("attempt")
-    kind = b.get("error_kind")
+def _sample(w: Index, attempt: Attempt, windows: Iterable[FaultWindow]) -> LatencySample:
+    start, end = attempt.t_start, attempt.t_end if attempt.t_end is not None else attempt.t_start
+    faulted = any(win.overlaps(start, end) for win in windows) or w.acting_between(start, end)
+    number = attempt.events[0].get("attempt")
     return LatencySample(
-        call=a.get("call"),
-        attempt=attempt if isinstance(attempt, int) else 0,
+        call=attempt.call,
+        attempt=number if isinstance(number, int) else 0,
         t=start,
         duration=max(0.0, end - start),
-        outcome=str(b.get("outcome", "")),
+        outcome=str(attempt.outcome or ""),
         faulted=faulted,
-        error_kind=None if kind is None else str(kind),
+        error_kind=None if attempt.error_kind is None else str(attempt.error_kind),
     )
-
-
-def _acted(w: _Worker, win: FaultWindow, start: float, end: float) -> bool:
-    """A process fault always acts; a toxic only if it touched traffic during this test."""
-    if win.kind != "toxic":
-        return True
-    times = w.acting_by_toxic.get((win.proxy, win.name), [])
-    return _any_between(times, max(start, win.start), min(end, win.end))
 
 
 def _num(value: Any, default: float) -> float:
@@ -835,18 +425,17 @@ def _num(value: Any, default: float) -> float:
 
 
 def _case(
-    worker: str, w: _Worker, test: dict[str, Any], verdict_events: list[dict[str, Any]], seed: int
+    worker: str, w: Index, test: dict[str, Any], verdict_events: list[dict[str, Any]], seed: int
 ) -> tuple[TestCase, set[int]]:
     t_event = float(test["t"])
     duration = max(0.0, _num(test.get("duration"), 0.0))
     start = _num(test.get("t_start"), t_event - duration)
     end = max(start + duration, t_event)
-    windows = tuple(win.clip(start, end) for win in w.windows if win.overlaps(start, end))
-    process_faults = any(win.kind == "process" for win in windows)
+    windows = tuple(w.windows_between(start, end))
     fault = test.get("fault")
-    n_fault_events = _count_between(w.fault_t, start, end)
+    n_fault_events = w.fault_events_between(start, end)
     configured = fault is not None or bool(windows) or n_fault_events > 0
-    triggered = _any_between(w.acting_t, start, end) or process_faults
+    triggered = w.acted_between(start, end)
     verdicts = tuple(
         VerdictRecord(
             oracle=str(v.get("oracle", "")),
@@ -872,12 +461,12 @@ def _case(
     used: set[int] = set()
     samples = []
     lo = bisect.bisect_left(w.attempt_starts, start)
-    acted = [win for win in windows if _acted(w, win, start, end)]
-    for a_start, a_end, a, b in w.attempts[lo:]:
-        if a_start > end:
+    acted = [win for win in windows if w.window_acted(win, start, end)]
+    for attempt in w.attempts[lo:]:
+        if attempt.t_start > end:
             break
-        used.add(id(a))
-        samples.append(_sample(w, a_start, a_end, a, b, acted))
+        used.add(id(attempt))
+        samples.append(_sample(w, attempt, acted))
     label = fault_label(fault)
     if fault is None and windows:
         label = "+".join(
@@ -915,18 +504,16 @@ def _case(
     return case, used
 
 
-def _timeline(w: _Worker, start: float, end: float) -> tuple[Span, ...]:
+def _timeline(w: Index, start: float, end: float) -> tuple[Span, ...]:
     """Calls, attempts, faults, server and process events of one failing test, in order."""
-    lo = bisect.bisect_left(w.times, start)
-    hi = bisect.bisect_right(w.times, end)
     spans: list[Span] = []
     opened: dict[tuple[str, str], dict[str, Any]] = {}
-    for e in w.events[lo:hi]:
+    for e in w.between(start, end):
         kind, t = e["kind"], float(e["t"])
-        if kind in ("call_start", "attempt_start"):
+        if kind in (ev.CALL_START, ev.ATTEMPT_START):
             opened[(kind, repr((e.get("call"), e.get("attempt"))))] = e
-        elif kind == "call_end":
-            s = opened.pop(("call_start", repr((e.get("call"), None))), None)
+        elif kind == ev.CALL_END:
+            s = opened.pop((ev.CALL_START, repr((e.get("call"), None))), None)
             method = (s or {}).get("method") or (s or {}).get("label") or ""
             ok = e.get("outcome") in ("value", "fallback")
             detail = str(e.get("error") or e.get("value") or e.get("outcome") or "")
@@ -940,8 +527,8 @@ def _timeline(w: _Worker, start: float, end: float) -> tuple[Span, ...]:
                     f"{e.get('outcome')}: {detail}",
                 )
             )
-        elif kind == "attempt_end":
-            s = opened.pop(("attempt_start", repr((e.get("call"), e.get("attempt")))), None)
+        elif kind == ev.ATTEMPT_END:
+            s = opened.pop((ev.ATTEMPT_START, repr((e.get("call"), e.get("attempt")))), None)
             ok = e.get("outcome") == "ok"
             spans.append(
                 Span(
@@ -953,7 +540,7 @@ def _timeline(w: _Worker, start: float, end: float) -> tuple[Span, ...]:
                     "ok" if ok else str(e.get("error_kind") or e.get("error") or "error"),
                 )
             )
-        elif kind == "fault" and str(e.get("decision")) not in PASSIVE_DECISIONS:
+        elif kind == ev.FAULT and acted(e):
             spans.append(
                 Span(
                     "faults",
@@ -966,7 +553,7 @@ def _timeline(w: _Worker, start: float, end: float) -> tuple[Span, ...]:
                     f" size {e.get('size', '-')}",
                 )
             )
-        elif kind == "server_request":
+        elif kind == ev.SERVER_REQUEST:
             spans.append(
                 Span(
                     "server",
@@ -977,14 +564,14 @@ def _timeline(w: _Worker, start: float, end: float) -> tuple[Span, ...]:
                     str(e.get("error_kind") or e.get("outcome") or ""),
                 )
             )
-        elif kind == "process":
+        elif kind == ev.PROCESS:
             spans.append(
                 Span(
                     "process", f"{e.get('action')} {e.get('target', '')}".strip(), t, None, "fault"
                 )
             )
-        elif kind in ("breaker", "fallback"):
-            label = f"breaker {e.get('state')}" if kind == "breaker" else "fallback"
+        elif kind in (ev.BREAKER, ev.FALLBACK):
+            label = f"breaker {e.get('state')}" if kind == ev.BREAKER else "fallback"
             spans.append(
                 Span(
                     "breaker", label, t, None, "info", str(e.get("label") or e.get("reason") or "")
@@ -993,7 +580,7 @@ def _timeline(w: _Worker, start: float, end: float) -> tuple[Span, ...]:
         if len(spans) >= MAX_TIMELINE_SPANS:
             break
     for (kind, _), s in opened.items():  # started but never ended inside the window
-        lane = "calls" if kind == "call_start" else "attempts"
+        lane = "calls" if kind == ev.CALL_START else "attempts"
         label = f"call {s.get('call')}" + (f" #{s.get('attempt')}" if lane == "attempts" else "")
         spans.append(Span(lane, label, float(s["t"]), end, "error", "did not finish"))
     spans.sort(key=lambda s: (s.start, s.lane, s.label))

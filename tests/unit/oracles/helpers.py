@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from faultlab.journal import Journal
-from faultlab.lab import events as ev
+from faultlab.journal import schema as ev
 
 TRANSIENT = {"unavailable", "deadline_exceeded", "TransportTimeout", "BrokenResourceError"}
 

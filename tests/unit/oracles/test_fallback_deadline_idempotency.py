@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from faultlab.journal import Journal
-from faultlab.lab import events as ev
+from faultlab.journal import schema as ev
 from faultlab.oracles import (
     DeadlinePolicy,
     FallbackPolicy,

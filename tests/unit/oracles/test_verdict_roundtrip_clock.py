@@ -11,6 +11,7 @@ import tenacity
 from hypothesis import given, settings
 
 from faultlab.codecs import get_codec
+from faultlab.journal.timeline import acted, timeline
 from faultlab.oracles import (
     OracleFailure,
     Verdict,
@@ -21,7 +22,6 @@ from faultlab.oracles import (
     combine,
     format_evidence,
 )
-from faultlab.oracles._journal import acted, timeline
 
 from .helpers import Script
 

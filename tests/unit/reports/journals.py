@@ -145,6 +145,8 @@ class JournalBuilder:
                 if fault is not None and triggered and (i + attempt) % 2 == 0:
                     kind = fault["type"]
                     decision = DECISIONS.get(kind, "delay")
+                    # as the latency toxic writes it: a delay names its milliseconds
+                    extra = {"delay_ms": fault.get("latency", 50)} if decision == "delay" else {}
                     self.ev(
                         "fault",
                         base / 3,
@@ -156,6 +158,7 @@ class JournalBuilder:
                         decision=decision,
                         frame_index=i,
                         size=48,
+                        **extra,
                     )
                     if kind == "latency":
                         base += fault.get("latency", 50) / 1000

@@ -1,4 +1,4 @@
-"""The journal: one timeline of everything that happened, the source of truth for reports.
+"""Journal stores: the in-memory journal every layer writes, and a file-backed one for children.
 
 Events are plain dicts (JSON-ready) with a ``kind``, a time ``t`` in seconds
 since the journal started (monotonic clock) and kind-specific fields. The
@@ -9,18 +9,22 @@ dropped and counted in ``dropped``, so a long soak cannot eat the memory.
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
-__all__ = ["DEFAULT_MAX_EVENTS", "Journal"]
+__all__ = ["DEFAULT_MAX_EVENTS", "FileJournal", "Journal", "read_appended"]
 
 DEFAULT_MAX_EVENTS = 200_000
 
 
 class Journal:
+    """Thread-safe, bounded, in-memory: what a Lab, a proxy engine or a client records into."""
+
     def __init__(self, *, max_events: int = DEFAULT_MAX_EVENTS, origin: float | None = None):
         if max_events < 1:
             raise ValueError("max_events must be >= 1")
@@ -66,3 +70,37 @@ class Journal:
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return iter(self.events())
+
+
+class FileJournal(Journal):
+    """A journal that also appends every event as a JSON line, so a parent process can follow
+    a child's events (:func:`read_appended`) while the child runs or after it was killed."""
+
+    def __init__(self, path: str | Path, origin: float) -> None:
+        super().__init__(origin=origin)
+        self.path = Path(path)
+        self._file: IO[str] = open(self.path, "a", buffering=1)  # noqa: SIM115 - process-long
+        self._write_lock = threading.Lock()
+
+    def record(self, kind: str, **fields: Any) -> dict[str, Any]:
+        event = super().record(kind, **fields)
+        with self._write_lock:
+            self._file.write(json.dumps(event, default=repr) + "\n")
+        return event
+
+    def close(self) -> None:
+        with self._write_lock:
+            self._file.close()
+
+
+def read_appended(path: str | Path, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+    """The complete JSON lines a :class:`FileJournal` appended past ``offset``, and the offset
+    to read from next (a line still being written is left for the next read)."""
+    try:
+        with open(path) as f:
+            f.seek(offset)
+            complete, _, _ = f.read().rpartition("\n")
+    except FileNotFoundError:
+        return [], offset
+    events = [json.loads(line) for line in complete.splitlines() if line.strip()]
+    return events, offset + len(complete) + (1 if complete else 0)
