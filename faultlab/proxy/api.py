@@ -34,7 +34,17 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from faultlab import __version__
 from faultlab.errors import FaultlabError
 from faultlab.proxy.engine import ProxyEngine, start_proxy
-from faultlab.proxy.proxy import Proxy, ProxyError, ToxicEntry, to_uri, toxiproxy_address
+from faultlab.proxy.proxy import (
+    InvalidProxyRequest,
+    ListenFailed,
+    Proxy,
+    ProxyError,
+    ProxyExists,
+    ProxyNotFound,
+    ToxicEntry,
+    to_uri,
+    toxiproxy_address,
+)
 from faultlab.proxy.validate import (
     check_address,
     check_framing,
@@ -53,6 +63,7 @@ __all__ = [
     "ApiResponse",
     "error_response",
     "handle",
+    "http_status",
     "populate",
     "proxy_json",
     "toxic_json",
@@ -86,6 +97,24 @@ class ApiResponse(NamedTuple):
     content_type: str | None
     body: bytes
     headers: tuple[tuple[str, str], ...] = ()
+
+
+# ---- proxy failures as HTTP statuses (the only place they meet) ---------------------
+_STATUSES: tuple[tuple[type[ProxyError], int], ...] = (
+    (InvalidProxyRequest, 400),
+    (ProxyNotFound, 404),
+    (ProxyExists, 409),
+    (ListenFailed, 500),
+)
+
+
+def http_status(exc: ProxyError) -> int:
+    """The status Toxiproxy answers ``exc`` with: 400 bad input, 404 not found, 409 a taken
+    name, 500 a listen failure or anything else."""
+    for cls, status in _STATUSES:
+        if isinstance(exc, cls):
+            return status
+    return 500
 
 
 class _ApiError(Exception):
@@ -583,7 +612,7 @@ async def populate(engine: ProxyEngine, body: bytes) -> ApiResponse:
         except _ApiError as exc:
             return reply(exc.status, exc.message)
         except ProxyError as exc:
-            return reply(exc.status, str(exc))
+            return reply(http_status(exc), str(exc))
         except FaultlabError as exc:
             return reply(500, str(exc))
         if existing is not None:
@@ -624,7 +653,7 @@ def _populate_entries(value: Any) -> list[_Entry]:
             check_framing(entry.framing)
             check_protocol(entry.protocol)
         except ProxyError as exc:
-            raise _ApiError(f"{exc} at proxy {index}", exc.status) from None
+            raise _ApiError(f"{exc} at proxy {index}", http_status(exc)) from None
         entries.append(entry)
     return entries
 
@@ -834,20 +863,14 @@ async def _dispatch(
     request = _Request(engine, method, params, parse_qs(query), body)
     if handler not in _BINDING:
         return await _run(route, handler, request)
-    # binds or closes sockets: shielded, so a caller's timeout never stops it halfway
-    task = asyncio.get_running_loop().create_task(_run(route, handler, request))
-    task.add_done_callback(_retrieve)
-    return await asyncio.shield(task)
+    # binds or closes sockets: shielded, so a caller's timeout never stops it halfway, and
+    # owned by the engine, whose close waits for it
+    return await asyncio.shield(engine.spawn(_run(route, handler, request)))
 
 
 _BINDING: frozenset[Handler] = frozenset(
     {_proxy_create, _proxy_update, _proxy_delete, _populate, _reset}
 )
-
-
-def _retrieve(task: asyncio.Task[ApiResponse]) -> None:
-    if not task.cancelled():
-        task.exception()
 
 
 async def _run(route: _Route, handler: Handler, request: _Request) -> ApiResponse:
@@ -862,7 +885,7 @@ async def _run(route: _Route, handler: Handler, request: _Request) -> ApiRespons
     except _ApiError as exc:
         return error_response(exc.status, exc.message)
     except ProxyError as exc:
-        return error_response(exc.status, str(exc))
+        return error_response(http_status(exc), str(exc))
     except FaultlabError as exc:
         return error_response(500, str(exc))
     except Exception as exc:

@@ -10,14 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from faultlab._seed import new_seed
 from faultlab.errors import FaultlabError
 from faultlab.journal import Journal
 from faultlab.proxy.endpoints import settle_bridges
-from faultlab.proxy.proxy import Proxy, ProxyError, ToxicEntry
+from faultlab.proxy.proxy import (
+    ListenFailed,
+    Proxy,
+    ProxyError,
+    ProxyExists,
+    ProxyNotFound,
+    ToxicEntry,
+)
 from faultlab.proxy.validate import (
     check_address,
     check_framing,
@@ -29,17 +36,18 @@ __all__ = ["ProxyEngine", "ProxyHandle", "start_proxy"]
 
 T = TypeVar("T")
 CALL_TIMEOUT = 30.0
+TASK_DRAIN_TIMEOUT = 5.0
 
 
 async def start_proxy(proxy: Proxy) -> None:
-    """``proxy.start()``, with every way a listen can fail turned into Toxiproxy's answer
-    (a :class:`ProxyError` with status 500 that names the address), never a bare crash."""
+    """``proxy.start()``, with every way a listen can fail turned into one
+    :class:`ListenFailed` that names the address, never a bare crash."""
     try:
         await proxy.start()
     except ProxyError:
         raise
     except (FaultlabError, OSError, ValueError) as exc:  # ValueError: bad IDNA, NUL, ...
-        raise ProxyError(f"listen {proxy.listen}: {exc}", 500) from exc
+        raise ListenFailed(f"listen {proxy.listen}: {exc}") from exc
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
@@ -63,6 +71,7 @@ class ProxyEngine:
         self._thread = threading.Thread(target=self._run, daemon=True, name="faultlab-engine")
         self._ready = threading.Event()
         self._closed = False
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._thread.start()
         if not self._ready.wait(10):
             raise FaultlabError("proxy engine loop did not start within 10 s")
@@ -99,6 +108,20 @@ class ProxyEngine:
 
         return self.call(wrapper, timeout)
 
+    def spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Run ``coro`` in a task the engine owns (on the loop): ``close`` waits for it, then
+        cancels it. For work that must finish even if its caller stops waiting (a shielded
+        API handler that binds or closes sockets)."""
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: its awaiter, if still waiting, sees it too
+
     # proxies (async API, on the loop)
     async def create_async(
         self,
@@ -114,8 +137,8 @@ class ProxyEngine:
         """Add a proxy, listening unless ``enabled`` is False.
 
         Everything is checked before anything binds (name, addresses, framing, protocol:
-        400; a taken name: 409), and a listen failure (500) adds nothing, so a refused
-        create leaves no state behind.
+        :class:`InvalidProxyRequest`; a taken name: :class:`ProxyExists`), and a
+        :class:`ListenFailed` adds nothing, so a refused create leaves no state behind.
         """
         check_name(name)
         check_address(listen, "listen")
@@ -123,7 +146,7 @@ class ProxyEngine:
         check_framing(framing)
         check_protocol(protocol)
         if name in self.proxies:
-            raise ProxyError("proxy already exists", 409)
+            raise ProxyExists("proxy already exists")
         proxy = Proxy(
             name,
             listen,
@@ -143,7 +166,7 @@ class ProxyEngine:
     async def delete_async(self, name: str) -> None:
         proxy = self.proxies.pop(name, None)
         if proxy is None:
-            raise ProxyError("proxy not found", 404)
+            raise ProxyNotFound("proxy not found")
         await proxy.stop()
         self.journal.record("proxy_deleted", proxy=name)
 
@@ -152,7 +175,7 @@ class ProxyEngine:
 
         A proxy that cannot listen does not stop the others (Toxiproxy stops at it, leaving
         the rest with their toxics): every proxy is reset as far as it can be, then the first
-        listen failure is raised (500).
+        :class:`ListenFailed` is raised.
         """
         failure: ProxyError | None = None
         for proxy in list(self.proxies.values()):
@@ -168,7 +191,7 @@ class ProxyEngine:
     def get(self, name: str) -> Proxy:
         proxy = self.proxies.get(name)
         if proxy is None:
-            raise ProxyError("proxy not found", 404)
+            raise ProxyNotFound("proxy not found")
         return proxy
 
     # sync facade
@@ -201,11 +224,27 @@ class ProxyEngine:
         self.run(lambda: self.get(name))
         return ProxyHandle(self, name)
 
+    def list_proxies(self) -> list[str]:
+        """The names of every proxy, sorted."""
+        return sorted(self.run(lambda: list(self.proxies)))
+
     def delete(self, name: str) -> None:
         self.call(lambda: self.delete_async(name))
 
     def reset(self) -> None:
         self.call(self.reset_async)
+
+    def unsupported_reason(self, toxic_type: str) -> str | None:
+        """Why ``toxic_type`` cannot be used here (a skip reason), or None."""
+        from faultlab.toxics.base import toxic_types
+
+        if toxic_type in toxic_types():
+            return None
+        return f"faultlab has no toxic {toxic_type!r}"
+
+    def supports(self, toxic_type: str) -> bool:
+        """Whether ``toxic_type`` is a registered toxic (``RemoteToxiproxy`` asks its server)."""
+        return self.unsupported_reason(toxic_type) is None
 
     def events(self, **filters: Any) -> list[dict[str, Any]]:
         return self.journal.events(**filters)
@@ -216,6 +255,13 @@ class ProxyEngine:
             return
 
         async def shutdown() -> None:
+            pending = list(self._tasks)
+            if pending:  # let state-changing work finish before the proxies go
+                _, late = await asyncio.wait(pending, timeout=TASK_DRAIN_TIMEOUT)
+                for task in late:
+                    task.cancel()
+                if late:
+                    await asyncio.wait(late, timeout=TASK_DRAIN_TIMEOUT)
             for name in list(self.proxies):
                 await self.delete_async(name)
             await settle_bridges()  # closing FIFO/queue bridges flush, then are closed

@@ -25,19 +25,53 @@ from faultlab.proxy.endpoints import BridgeEndpoint, Endpoint, SocketEndpoint
 from faultlab.proxy.link import Link
 from faultlab.toxics.base import InvalidToxic, Toxic, get_toxic_class
 
-__all__ = ["Connection", "Proxy", "ProxyError", "ToxicEntry", "to_uri"]
+__all__ = [
+    "Connection",
+    "InvalidProxyRequest",
+    "ListenFailed",
+    "Proxy",
+    "ProxyError",
+    "ProxyExists",
+    "ProxyNotFound",
+    "ToxicEntry",
+    "to_uri",
+]
 
 STREAMS = ("upstream", "downstream")
 CONNECT_TIMEOUT = 10.0
+ACCEPT_CANCEL_TIMEOUT = 5.0
 SOCKET_SCHEMES = {"tcp", "tls", "unix"}
 
 
 class ProxyError(FaultlabError):
-    """A proxy operation failed; ``status`` is the HTTP status the API answers with."""
+    """A proxy operation failed; the subclass says how.
 
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.status = status
+    Why classes, not HTTP statuses: the engine is a library, and only the API layer
+    (:func:`faultlab.proxy.api.http_status`) decides what a failure looks like over HTTP.
+    """
+
+    @property
+    def status(self) -> int:
+        """The HTTP status the API answers this error with (kept for compatibility)."""
+        from faultlab.proxy.api import http_status
+
+        return http_status(self)
+
+
+class InvalidProxyRequest(ProxyError):
+    """Bad input: a name, address, framing, protocol, stream, toxic type or attribute."""
+
+
+class ProxyNotFound(ProxyError):
+    """No proxy (or toxic) of that name."""
+
+
+class ProxyExists(ProxyError):
+    """A proxy (or toxic) of that name already exists."""
+
+
+class ListenFailed(ProxyError):
+    """The proxy could not listen on its address (in use, unresolvable, not permitted)."""
 
 
 def to_uri(address: str) -> str:
@@ -163,10 +197,9 @@ class Proxy:
         self.journal = journal
         self.seed = seed
         if framing and any(to_uri(a).startswith("tls://") for a in (listen, upstream)):
-            raise ProxyError(
+            raise InvalidProxyRequest(
                 "a TLS proxy passes encrypted records through (faults act below TLS): "
-                "it cannot see frames, so framing must not be set",
-                400,
+                "it cannot see frames, so framing must not be set"
             )
         self.framing = framing
         self.record_chunks = record_chunks
@@ -177,6 +210,8 @@ class Proxy:
         self._bridge_listener: Any = None
         self._bridge_stop: threading.Event | None = None
         self._bound_uri: str | None = None
+        self._accepting: set[asyncio.Task[None]] = set()
+        """Clients still connecting upstream: owned here, cancelled by ``stop``."""
 
     # ---- JSON view -------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
@@ -210,7 +245,7 @@ class Proxy:
                 loop = asyncio.get_running_loop()
                 await loop.run_in_executor(None, self._start_bridge, uri, loop)
         except (OSError, ValueError, FaultlabError) as exc:  # ValueError: e.g. IDNA
-            raise ProxyError(f"listen {uri}: {exc}", 500) from exc
+            raise ListenFailed(f"listen {uri}: {exc}") from exc
         self.enabled = True
         self.journal.record("proxy_enabled", proxy=self.name, listen=self.listen)
 
@@ -239,15 +274,26 @@ class Proxy:
 
     def _accept_factory(self) -> SocketEndpoint:
         endpoint = SocketEndpoint()
-        asyncio.get_running_loop().create_task(self._on_socket_client(endpoint))
+        self._adopt(endpoint)
         return endpoint
 
-    async def _on_socket_client(self, client: SocketEndpoint) -> None:
+    def _adopt(self, client: Endpoint) -> None:
+        """Connect ``client`` upstream in a task this proxy owns (``stop`` cancels it)."""
+        task = asyncio.get_running_loop().create_task(self._on_client(client))
+        self._accepting.add(task)
+        task.add_done_callback(self._accepting.discard)
+
+    async def _on_client(self, client: Endpoint) -> None:
         try:
-            await client.connected
-        except Exception:
-            return
-        await self._connect_upstream(client)
+            if isinstance(client, SocketEndpoint):
+                try:
+                    await client.connected
+                except Exception:
+                    return
+            await self._connect_upstream(client)
+        except asyncio.CancelledError:
+            client.close()  # stopped while connecting upstream: nobody else holds the client
+            raise
 
     def _start_bridge(self, uri: str, loop: asyncio.AbstractEventLoop) -> None:
         """Listen with the faultlab transport; a thread accepts and hands clients to the loop."""
@@ -267,8 +313,8 @@ class Proxy:
                     continue
                 endpoint = BridgeEndpoint(stream, loop)
                 try:
-                    asyncio.run_coroutine_threadsafe(self._connect_upstream(endpoint), loop)
-                except RuntimeError:
+                    loop.call_soon_threadsafe(self._adopt, endpoint)
+                except RuntimeError:  # the loop is closed
                     stream.close()
                     return
 
@@ -291,6 +337,11 @@ class Proxy:
         if self._bridge_listener is not None:
             self._bridge_listener.close()
             self._bridge_listener = None
+        pending = list(self._accepting)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=ACCEPT_CANCEL_TIMEOUT)
         for conn in list(self.connections):
             conn.close()
         self.journal.record("proxy_disabled", proxy=self.name)
@@ -305,9 +356,14 @@ class Proxy:
             if scheme in SOCKET_SCHEMES:
                 server: Endpoint = await asyncio.wait_for(self._open_socket(uri), CONNECT_TIMEOUT)
             else:
-                stream = await loop.run_in_executor(
+                connecting = loop.run_in_executor(
                     None, lambda: transports.connect(uri, timeout=CONNECT_TIMEOUT)
                 )
+                try:
+                    stream = await asyncio.shield(connecting)
+                except asyncio.CancelledError:  # the thread goes on: close what it connects
+                    connecting.add_done_callback(_close_result)
+                    raise
                 server = BridgeEndpoint(stream, loop)
         except (OSError, ValueError, FaultlabError, TimeoutError) as exc:
             self.journal.record(
@@ -408,19 +464,19 @@ class Proxy:
         attributes: dict[str, Any] | None = None,
     ) -> ToxicEntry:
         if not isinstance(stream, str) or stream.lower() not in STREAMS:
-            raise ProxyError("stream was invalid, can be either upstream or downstream", 400)
+            raise InvalidProxyRequest("stream was invalid, can be either upstream or downstream")
         name = name or f"{type_name}_{stream}"
         try:
             cls = get_toxic_class(type_name)
         except InvalidToxic as exc:
-            raise ProxyError(str(exc), 400) from None
+            raise InvalidProxyRequest(str(exc)) from None
         if name in self.toxics:
-            raise ProxyError("toxic already exists", 409)
+            raise ProxyExists("toxic already exists")
         _check_toxicity(toxicity)
         try:
             toxic = cls(**(attributes or {}))
         except InvalidToxic as exc:
-            raise ProxyError(str(exc), 400) from None
+            raise InvalidProxyRequest(str(exc)) from None
         self._check_expressible(toxic, stream.lower())
         entry = ToxicEntry(name, toxic, stream, float(toxicity))
         self.toxics[name] = entry
@@ -434,11 +490,10 @@ class Proxy:
             for a in (self.listen, self.upstream)
         }
         if toxic.needs_frames and self.framing is None and kinds == {"stream"}:
-            raise ProxyError(
+            raise InvalidProxyRequest(
                 f"toxic {toxic.type_name!r} acts on whole messages, but proxy {self.name!r} "
                 "carries a raw byte stream: set a framing on the proxy (length-prefix, lines, "
-                "msgpack-stream, http, grpc) or use a message transport",
-                400,
+                "msgpack-stream, http, grpc) or use a message transport"
             )
         reason = toxic.unsupported_reason(
             stream=stream,
@@ -447,8 +502,8 @@ class Proxy:
             message_based="message" in kinds,
         )
         if reason is not None:
-            raise ProxyError(
-                f"toxic {toxic.type_name!r} cannot act on proxy {self.name!r}: {reason}", 400
+            raise InvalidProxyRequest(
+                f"toxic {toxic.type_name!r} cannot act on proxy {self.name!r}: {reason}"
             )
 
     def update_toxic(
@@ -456,14 +511,14 @@ class Proxy:
     ) -> ToxicEntry:
         entry = self.toxics.get(name)
         if entry is None:
-            raise ProxyError("toxic not found", 404)
+            raise ProxyNotFound("toxic not found")
         if toxicity is not None:
             _check_toxicity(toxicity)
         new = type(entry.toxic)(**entry.toxic.attributes)
         try:
             new.update(attributes or {})
         except InvalidToxic as exc:
-            raise ProxyError(str(exc), 400) from None
+            raise InvalidProxyRequest(str(exc)) from None
         self._check_expressible(new, entry.stream.lower())
         entry.toxic = new
         if toxicity is not None:
@@ -476,7 +531,7 @@ class Proxy:
     def remove_toxic(self, name: str) -> None:
         entry = self.toxics.pop(name, None)
         if entry is None:
-            raise ProxyError("toxic not found", 404)
+            raise ProxyNotFound("toxic not found")
         self.journal.record("toxic_removed", proxy=self.name, toxic=name)
         self._refresh(entry.stream.lower())
         if entry.toxic.closes_on_remove:
@@ -488,8 +543,13 @@ class Proxy:
             self.remove_toxic(name)
 
 
+def _close_result(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        future.result().close()
+
+
 def _check_toxicity(toxicity: Any) -> None:
     if isinstance(toxicity, bool) or not isinstance(toxicity, int | float):
-        raise ProxyError("toxicity must be a number between 0 and 1", 400)
+        raise InvalidProxyRequest("toxicity must be a number between 0 and 1")
     if not 0.0 <= float(toxicity) <= 1.0:
-        raise ProxyError(f"toxicity must be between 0 and 1, got {toxicity}", 400)
+        raise InvalidProxyRequest(f"toxicity must be between 0 and 1, got {toxicity}")

@@ -6,8 +6,8 @@ so a test written against faultlab's embedded engine runs unchanged against a
 ``toxiproxy-server`` a team already has. Standard library only: one keep-alive
 ``http.client`` connection per client (reconnected when the server drops it),
 a timeout on every request, and typed errors whose ``status`` is the HTTP
-status (they subclass :class:`~faultlab.proxy.proxy.ProxyError`, so code that
-catches the engine's errors catches these too).
+status (each also subclasses the engine's own, :class:`~faultlab.proxy.proxy.ProxyNotFound`
+and so on, so code that catches the engine's errors catches these too).
 
 A plain Toxiproxy knows only its eight toxics and has no journal: use
 :meth:`RemoteToxiproxy.supports` / :meth:`~RemoteToxiproxy.unsupported_reason`
@@ -25,7 +25,14 @@ from urllib.parse import quote, urlencode, urlsplit
 from faultlab import __version__
 from faultlab.errors import FaultlabError
 from faultlab.proxy.api import EXTENSION_PREFIX, STANDARD_TOXICS
-from faultlab.proxy.proxy import ProxyError, to_uri
+from faultlab.proxy.proxy import (
+    InvalidProxyRequest,
+    ListenFailed,
+    ProxyError,
+    ProxyExists,
+    ProxyNotFound,
+    to_uri,
+)
 
 __all__ = [
     "NotSupportedByServer",
@@ -34,6 +41,7 @@ __all__ = [
     "ToxiproxyApiError",
     "ToxiproxyBadRequest",
     "ToxiproxyConflict",
+    "ToxiproxyListenFailed",
     "ToxiproxyNotFound",
     "ToxiproxyServerError",
     "ToxiproxyUnavailable",
@@ -43,11 +51,21 @@ DEFAULT_TIMEOUT = 10.0
 
 
 class ToxiproxyApiError(ProxyError):
-    """The server answered with an error status; ``message`` is its ``error`` text."""
+    """The server answered with an error status; ``message`` is its ``error`` text.
+
+    The subclasses are also the engine's typed errors (``ToxiproxyNotFound`` is a
+    :class:`ProxyNotFound`...), so ``except ProxyNotFound`` works with either backend.
+    """
 
     def __init__(self, status: int, message: str) -> None:
-        super().__init__(message, status)
+        super().__init__(message)
         self.message = message
+        self._status = status
+
+    @property
+    def status(self) -> int:
+        """The HTTP status the server answered with."""
+        return self._status
 
     def __str__(self) -> str:
         return f"HTTP {self.status}: {self.message}"
@@ -57,23 +75,29 @@ class ToxiproxyApiError(ProxyError):
         cls = {400: ToxiproxyBadRequest, 404: ToxiproxyNotFound, 409: ToxiproxyConflict}.get(
             status, ToxiproxyServerError if status >= 500 else ToxiproxyApiError
         )
+        if status == 500 and message.startswith("listen "):  # Toxiproxy's bind failures
+            cls = ToxiproxyListenFailed
         return cls(status, message)
 
 
-class ToxiproxyBadRequest(ToxiproxyApiError):
+class ToxiproxyBadRequest(ToxiproxyApiError, InvalidProxyRequest):
     """400: bad body, missing field, invalid toxic type, stream or attribute."""
 
 
-class ToxiproxyNotFound(ToxiproxyApiError):
+class ToxiproxyNotFound(ToxiproxyApiError, ProxyNotFound):
     """404: no such proxy or toxic."""
 
 
-class ToxiproxyConflict(ToxiproxyApiError):
+class ToxiproxyConflict(ToxiproxyApiError, ProxyExists):
     """409: a proxy or toxic of that name already exists."""
 
 
 class ToxiproxyServerError(ToxiproxyApiError):
     """5xx: bind failures (port in use) and handler timeouts."""
+
+
+class ToxiproxyListenFailed(ToxiproxyServerError, ListenFailed):
+    """500 ``listen ...``: the server could not bind the proxy's address."""
 
 
 class ToxiproxyUnavailable(FaultlabError):

@@ -3,8 +3,8 @@
 The API and the library (:class:`~faultlab.proxy.engine.ProxyEngine`) both call
 these checks first, so a proxy that could not be addressed in a URL, shown as
 JSON, or parsed by the transport layer is never constructed, and a refused
-request leaves nothing behind. Each check raises :class:`ProxyError` with
-status 400 and a message that names the field and the reason.
+request leaves nothing behind. Each check raises :class:`InvalidProxyRequest` (the
+API answers 400) with a message that names the field and the reason.
 
 The lines are drawn at Toxiproxy's: a name or an address Toxiproxy 2.12 would
 accept *and could use* stays accepted. A ``host:port`` without a port (or one
@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from faultlab import transports
 from faultlab.codecs.framing import framer_names
 from faultlab.errors import FaultlabError
-from faultlab.proxy.proxy import ProxyError, to_uri
+from faultlab.proxy.proxy import InvalidProxyRequest, to_uri
 
 __all__ = [
     "HOST_SCHEMES",
@@ -77,12 +77,15 @@ def name_problem(name: str) -> str | None:
 
 
 def check_name(name: object, kind: str = "proxy") -> str:
-    """``name`` if it can be used in ``/proxies/{name}`` by any client; else a 400."""
+    """``name`` if any client can use it in ``/proxies/{name}``; else
+    :class:`InvalidProxyRequest`."""
     if not isinstance(name, str):
-        raise ProxyError(f"invalid {kind} name: a name is a string, got {type(name).__name__}", 400)
+        raise InvalidProxyRequest(
+            f"invalid {kind} name: a name is a string, got {type(name).__name__}"
+        )
     problem = name_problem(name)
     if problem is not None:
-        raise ProxyError(f"invalid {kind} name {_show(name)}: {problem}", 400)
+        raise InvalidProxyRequest(f"invalid {kind} name {_show(name)}: {problem}")
     return name
 
 
@@ -169,13 +172,14 @@ def address_problem(address: str) -> str | None:
 
 
 def check_address(address: object, role: str) -> str:
-    """``address`` if it is a well-formed ``role`` (``listen`` or ``upstream``); else a 400."""
+    """``address`` if it is a well-formed ``role`` (``listen`` or ``upstream``);
+    else :class:`InvalidProxyRequest`."""
     if not isinstance(address, str):
         kind = type(address).__name__
-        raise ProxyError(f"invalid {role} address: an address is a string, got {kind}", 400)
+        raise InvalidProxyRequest(f"invalid {role} address: an address is a string, got {kind}")
     problem = address_problem(address)
     if problem is not None:
-        raise ProxyError(f"invalid {role} address {_show(address)}: {problem}", 400)
+        raise InvalidProxyRequest(f"invalid {role} address {_show(address)}: {problem}")
     return address
 
 
@@ -183,7 +187,7 @@ def check_framing(framing: str | None) -> None:
     """faultlab's ``framing``: one of the registered framers (frame-aware toxics need one)."""
     if framing is not None and framing not in framer_names():
         known = ", ".join(sorted(framer_names()))
-        raise ProxyError(f"unknown framing {_show(framing)}: known framings are {known}", 400)
+        raise InvalidProxyRequest(f"unknown framing {_show(framing)}: known framings are {known}")
 
 
 def check_protocol(protocol: str | None) -> None:
@@ -196,7 +200,9 @@ def check_protocol(protocol: str | None) -> None:
     known = protocol_names()
     if protocol not in known:
         names = ", ".join(sorted(known))
-        raise ProxyError(f"unknown protocol {_show(protocol)}: known protocols are {names}", 400)
+        raise InvalidProxyRequest(
+            f"unknown protocol {_show(protocol)}: known protocols are {names}"
+        )
 
 
 def query_uint(values: list[str] | None, name: str, default: int) -> int:
@@ -206,9 +212,8 @@ def query_uint(values: list[str] | None, name: str, default: int) -> int:
         return default
     text = values[-1]
     if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) > MAX_QUERY_INT:
-        raise ProxyError(
+        raise InvalidProxyRequest(
             f"query parameter {name!r} must be an integer from 0 to {MAX_QUERY_INT}, "
-            f"got {_show(text)}",
-            400,
+            f"got {_show(text)}"
         )
     return int(text)

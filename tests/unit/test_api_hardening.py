@@ -17,7 +17,13 @@ import pytest
 
 from faultlab.proxy import api
 from faultlab.proxy.engine import ProxyEngine
-from faultlab.proxy.proxy import ProxyError
+from faultlab.proxy.proxy import (
+    InvalidProxyRequest,
+    ListenFailed,
+    ProxyError,
+    ProxyExists,
+    ProxyNotFound,
+)
 from faultlab.proxy.server import READ_TIMEOUT, ApiServer
 from faultlab.proxy.validate import MAX_NAME, address_problem, name_problem, query_uint
 
@@ -309,6 +315,7 @@ def test_library_create_refuses_with_400(
     with pytest.raises(ProxyError) as info:
         engine.create(name, listen=listen, upstream=upstream, enabled=False)
     assert info.value.status == 400
+    assert isinstance(info.value, InvalidProxyRequest)
     assert engine.run(lambda: dict(engine.proxies)) == {}
 
 
@@ -325,7 +332,50 @@ def test_library_enable_failure_is_a_500_listen_error(engine: ProxyEngine) -> No
     with pytest.raises(ProxyError) as info:
         handle.enable()
     assert info.value.status == 500
+    assert isinstance(info.value, ListenFailed)
     assert str(info.value).startswith("listen ")
+
+
+# ---- typed errors in the library, HTTP statuses only in the API layer -------------------
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (InvalidProxyRequest("x"), 400),
+        (ProxyNotFound("x"), 404),
+        (ProxyExists("x"), 409),
+        (ListenFailed("x"), 500),
+        (ProxyError("x"), 500),
+    ],
+)
+def test_http_status_of_each_proxy_error(error: ProxyError, status: int) -> None:
+    assert api.http_status(error) == status
+    assert error.status == status  # the compatibility property asks the API layer
+
+
+def test_library_raises_typed_errors(engine: ProxyEngine) -> None:
+    handle = engine.create("p", upstream=CLOSED)
+    with pytest.raises(ProxyExists):
+        engine.create("p", upstream=CLOSED)
+    with pytest.raises(ProxyNotFound):
+        engine.proxy("nope")
+    with pytest.raises(ProxyNotFound):
+        handle.update_toxic("nope", latency=1)
+    handle.add_toxic("noop", name="n")
+    with pytest.raises(ProxyExists):
+        handle.add_toxic("noop", name="n")
+    with pytest.raises(InvalidProxyRequest):
+        handle.add_toxic("noop", stream="sideways")
+    with pytest.raises(InvalidProxyRequest):
+        handle.add_toxic("noop", toxicity=2)
+
+
+def test_api_answers_typed_errors_with_their_status(engine: ProxyEngine) -> None:
+    assert_refused(call(engine, "GET", "/proxies/nope"), 404, "proxy not found")
+    body = {"name": "p", "upstream": CLOSED, "listen": "127.0.0.1:0"}
+    assert call(engine, "POST", "/proxies", json.dumps(body)).status == 201
+    assert_refused(call(engine, "POST", "/proxies", json.dumps(body)), 409, "already exists")
+    bad = json.dumps({**body, "name": "a/b"})
+    assert_refused(call(engine, "POST", "/proxies", bad), 400, "invalid proxy name")
 
 
 # ---- the checks themselves ----------------------------------------------------------------
