@@ -20,11 +20,13 @@ import struct
 from collections import deque
 from typing import Any
 
+from faultlab.codecs.framing.http import HttpMessage
 from faultlab.errors import LocalProtocolError
 from faultlab.rpc.base import Dispatch, RpcProtocol, register_protocol
 from faultlab.rpc.errors import InvalidRequest, ParseError, RpcError, VersionMismatch
+from faultlab.rpc.frames import Item, WireMessage, error_map
 from faultlab.rpc.messages import ErrorInfo, Request, Response
-from faultlab.rpc.msgpackrpc import PACK_ERRORS, packb, unpackb
+from faultlab.rpc.msgpackrpc import PACK_ERRORS, _error_info, packb, unpackb
 from faultlab.rpc.wire import WireError, error_kind_for_code, printable
 
 __all__ = ["HEADER", "MAGIC", "BinRpc", "decode_header"]
@@ -52,9 +54,17 @@ def decode_header(data: bytes) -> tuple[int, int, int, str, bytes]:
     return version, flags, msgid, method, data[end:]
 
 
+def _frame(version: int, flags: int, msgid: int, method: str, payload: Any) -> bytes:
+    """One message in any version (the proxy keeps the version it read)."""
+    name = method.encode()
+    return HEADER.pack(MAGIC, version, flags, msgid & 0xFFFFFFFF, len(name)) + name + packb(payload)
+
+
 class BinRpc(RpcProtocol):
     name = "binrpc"
     framings = ("length-prefix",)
+    frames_readable = True
+    version_field = "header version byte"
 
     def __init__(self, version: int = 1, accepts: frozenset[int] | None = None) -> None:
         if not 0 <= version <= 255:
@@ -159,6 +169,52 @@ class BinRpc(RpcProtocol):
     def _error_info(self, msgid: int, info: ErrorInfo) -> bytes:
         payload = {"code": info.code, "message": info.message, "kind": info.kind, "data": info.data}
         return self._message(REPLY | ERROR, msgid, "", payload)
+
+    # wire: frames as the proxy sees them (any version: the header is kept as read)
+    def decode_frame(
+        self, body: bytes, *, request: bool, http: HttpMessage | None = None
+    ) -> WireMessage | None:
+        version, flags, msgid, method, payload = decode_header(body)
+        if bool(flags & REPLY) == request:
+            return None
+        value = unpackb(payload)
+        native: dict[str, Any] = {"flags": flags}
+        if request:
+            if isinstance(value, dict) and set(value) == {"params", "meta"}:
+                native["meta"] = value["meta"] if isinstance(value["meta"], dict) else {}
+                value = value["params"]
+            item = Item(method, msgid, bool(flags & NOTIFICATION), params=value)
+            return WireMessage(self.name, True, [item], version=version, native=native)
+        item = Item(None, msgid, result=None if flags & ERROR else value)
+        if flags & ERROR:
+            item.error = value
+        return WireMessage(self.name, False, [item], version=version, native=native)
+
+    def encode_frame(self, message: WireMessage) -> bytes:
+        item = message.items[0]
+        msgid = item.id if isinstance(item.id, int) else 0
+        version = message.version or 0
+        flags: int = message.native.get("flags", 0 if message.request else REPLY)
+        if message.request:
+            payload = item.params
+            if "meta" in message.native:
+                payload = {"params": item.params, "meta": message.native["meta"]}
+            return _frame(version, flags, msgid, item.method or "", payload)
+        return _frame(version, flags, msgid, "", item.error if flags & ERROR else item.result)
+
+    def error_body(self, message: WireMessage, info: ErrorInfo) -> bytes | None:
+        answered = [i for i in message.items if not i.notification]
+        if not answered:
+            return None
+        msgid = answered[0].id if isinstance(answered[0].id, int) else 0
+        return _frame(message.version or 0, REPLY | ERROR, msgid, "", error_map(info))
+
+    def reply_error(self, message: WireMessage, index: int = 0) -> ErrorInfo | None:
+        err = message.items[index].error
+        return None if message.request or err is None else _error_info(err)
+
+    def rewrite_version(self, data: bytes, message: WireMessage, version: int) -> bytes:
+        return data[:2] + bytes([version]) + data[3:]  # the byte after the magic
 
 
 register_protocol(BinRpc())

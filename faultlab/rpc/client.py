@@ -17,7 +17,7 @@ from typing import Any
 
 from faultlab import transports
 from faultlab.errors import FaultlabError, LocalProtocolError, RemoteProtocolError, TransportError
-from faultlab.rpc.base import RpcProtocol, get_protocol
+from faultlab.rpc.base import RpcProtocol, get_rpc_protocol
 from faultlab.rpc.channel import MAX_MESSAGE, Channel, HttpClientChannel, open_channel
 from faultlab.rpc.messages import Request, Response
 from faultlab.rpc.server import resolve_framing
@@ -58,7 +58,9 @@ class Client:
         max_message: int = MAX_MESSAGE,
     ) -> None:
         self.address = address
-        self.protocol = protocol if isinstance(protocol, RpcProtocol) else get_protocol(protocol)
+        self.protocol = (
+            protocol if isinstance(protocol, RpcProtocol) else get_rpc_protocol(protocol)
+        )
         self.transport = transports.get(transports.parse_address(address).scheme)
         self.framing = resolve_framing(self.protocol, self.transport.capabilities.kind, framing)
         self.timeout = timeout

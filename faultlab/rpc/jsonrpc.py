@@ -17,9 +17,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from faultlab.codecs.framing.http import HttpMessage
 from faultlab.codecs.json import SURROGATES
 from faultlab.rpc.base import Dispatch, RpcProtocol, register_protocol
 from faultlab.rpc.errors import InternalError, InvalidRequest, ParseError, RpcError
+from faultlab.rpc.frames import MISSING, Item, WireMessage
 from faultlab.rpc.messages import ErrorInfo, Request, Response
 from faultlab.rpc.wire import (
     JSON_ENCODE_ERRORS,
@@ -47,6 +49,7 @@ class JsonRpc(RpcProtocol):
     name = "jsonrpc"
     framings = ("http", "lines", "length-prefix")
     content_type = "application/json"
+    frames_readable = True
 
     # client side
     def encode_request(self, request: Request) -> bytes:
@@ -166,6 +169,66 @@ class JsonRpc(RpcProtocol):
         if info.data is not None:
             error["data"] = info.data
         return {"jsonrpc": "2.0", "error": error, "id": rid}
+
+    # wire: frames as the proxy sees them (batches and extra members kept)
+    def decode_frame(
+        self, body: bytes, *, request: bool, http: HttpMessage | None = None
+    ) -> WireMessage | None:
+        obj = loads_json(body, "frame")
+        batch = isinstance(obj, list)
+        items: list[Item] = []
+        for o in obj if batch else [obj]:
+            if not isinstance(o, dict):
+                return None
+            extra = {k: v for k, v in o.items() if k not in ("jsonrpc", "method", "params", "id")}
+            if request:
+                if not isinstance(o.get("method"), str):
+                    return None
+                params = o.get("params", MISSING)
+                items.append(Item(o["method"], o.get("id"), "id" not in o, params, extra=extra))
+            else:
+                if "id" not in o or ("result" not in o and "error" not in o):
+                    return None
+                extra = {k: v for k, v in extra.items() if k not in ("result", "error")}
+                items.append(
+                    Item(None, o["id"], result=o.get("result"), error=o.get("error"), extra=extra)
+                )
+        if not items:
+            return None
+        return WireMessage(self.name, request, items, batch=batch)
+
+    def encode_frame(self, message: WireMessage) -> bytes:
+        objs: list[dict[str, Any]] = []
+        for item in message.items:
+            obj: dict[str, Any] = {"jsonrpc": "2.0"}
+            if message.request:
+                obj["method"] = item.method
+                if item.params is not MISSING:
+                    obj["params"] = item.params
+                if not item.notification:
+                    obj["id"] = item.id
+            elif item.error is not None:
+                obj["error"] = item.error
+                obj["id"] = item.id
+            else:
+                obj["result"] = item.result
+                obj["id"] = item.id
+            obj.update(item.extra)
+            objs.append(obj)
+        return _dumps(objs if message.batch else objs[0])
+
+    def error_body(self, message: WireMessage, info: ErrorInfo) -> bytes | None:
+        objs = [self._error_info_obj(i.id, info) for i in message.items if not i.notification]
+        if not objs:
+            return None
+        return _dumps(objs if message.batch else objs[0])
+
+    def reply_error(self, message: WireMessage, index: int = 0) -> ErrorInfo | None:
+        err = message.items[index].error
+        if message.request or not isinstance(err, dict):
+            return None
+        code: int = err["code"] if isinstance(err.get("code"), int) else -32603
+        return ErrorInfo(error_kind_for_code(code), code, str(err.get("message", "")))
 
 
 register_protocol(JsonRpc())

@@ -17,9 +17,11 @@ from typing import Any
 
 import msgpack  # type: ignore[import-untyped]
 
+from faultlab.codecs.framing.http import HttpMessage
 from faultlab.errors import LocalProtocolError
 from faultlab.rpc.base import Dispatch, RpcProtocol, register_protocol
 from faultlab.rpc.errors import InvalidRequest, ParseError, RpcError
+from faultlab.rpc.frames import Item, WireMessage, error_map
 from faultlab.rpc.messages import ErrorInfo, Request, Response
 from faultlab.rpc.wire import (
     MAX_DEPTH,
@@ -81,6 +83,7 @@ class MsgpackRpc(RpcProtocol):
     name = "msgpackrpc"
     framings = ("msgpack-stream", "length-prefix")
     content_type = "application/msgpack"
+    frames_readable = True
 
     def encode_request(self, request: Request) -> bytes:
         if isinstance(request.params, dict):
@@ -146,6 +149,41 @@ class MsgpackRpc(RpcProtocol):
     @staticmethod
     def _error_reply(msgid: int, exc: RpcError) -> bytes:
         return packb([RESPONSE, msgid, _error_obj(ErrorInfo.from_exception(exc)), None])
+
+    # wire: frames as the proxy sees them
+    def decode_frame(
+        self, body: bytes, *, request: bool, http: HttpMessage | None = None
+    ) -> WireMessage | None:
+        obj = unpackb(body)
+        if not isinstance(obj, list) or not obj:
+            return None
+        if request:
+            if obj[0] == REQUEST and len(obj) == 4 and isinstance(obj[2], str):
+                return WireMessage(self.name, True, [Item(obj[2], obj[1], params=obj[3])])
+            if obj[0] == NOTIFY and len(obj) == 3 and isinstance(obj[1], str):
+                return WireMessage(self.name, True, [Item(obj[1], None, True, params=obj[2])])
+            return None
+        if obj[0] == RESPONSE and len(obj) == 4:
+            return WireMessage(self.name, False, [Item(None, obj[1], result=obj[3], error=obj[2])])
+        return None
+
+    def encode_frame(self, message: WireMessage) -> bytes:
+        item = message.items[0]
+        if message.request:
+            if item.notification:
+                return packb([NOTIFY, item.method, item.params])
+            return packb([REQUEST, item.id, item.method, item.params])
+        return packb([RESPONSE, item.id, item.error, item.result])
+
+    def error_body(self, message: WireMessage, info: ErrorInfo) -> bytes | None:
+        answered = [i for i in message.items if not i.notification]
+        if not answered:
+            return None
+        return packb([RESPONSE, answered[0].id, error_map(info), None])
+
+    def reply_error(self, message: WireMessage, index: int = 0) -> ErrorInfo | None:
+        err = message.items[index].error
+        return None if message.request or err is None else _error_info(err)
 
 
 register_protocol(MsgpackRpc())

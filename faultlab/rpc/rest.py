@@ -17,6 +17,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import h11
+
+from faultlab.codecs.framing.http import HttpMessage
 from faultlab.rpc.base import (
     HTTP_METHODS,
     Dispatch,
@@ -25,6 +28,7 @@ from faultlab.rpc.base import (
     register_protocol,
 )
 from faultlab.rpc.errors import KINDS, InvalidRequest, MethodNotFound, ParseError
+from faultlab.rpc.frames import Item, WireMessage
 from faultlab.rpc.messages import ErrorInfo, Request, Response
 from faultlab.rpc.wire import JSON_ENCODE_ERRORS, WireError, loads_json, printable
 
@@ -74,6 +78,7 @@ class Rest(RpcProtocol):
     framings = ("http",)
     message_transports = False
     content_type = "application/json"
+    frames_readable = True
 
     def http_request(self, request: Request) -> tuple[str, str, bytes]:
         return "POST", "/" + request.method.replace(".", "/"), _dumps(request.params)
@@ -155,6 +160,45 @@ class Rest(RpcProtocol):
             body,
             [("Content-Type", self.content_type), *headers],
         )
+
+    # wire: frames as the proxy sees them (always inside HTTP: the path names the method)
+    def decode_frame(
+        self, body: bytes, *, request: bool, http: HttpMessage | None = None
+    ) -> WireMessage | None:
+        if http is None:
+            return None
+        value = loads_json(body, "body") if body else None
+        head = http.head
+        if request:
+            if not isinstance(head, h11.Request):
+                return None
+            path = head.target.decode("latin-1").split("?", 1)[0].strip("/")
+            return WireMessage(self.name, True, [Item(path.replace("/", "."), params=value)])
+        if not isinstance(head, h11.Response):
+            return None
+        if 200 <= head.status_code < 300:
+            return WireMessage(self.name, False, [Item(result=value)])
+        return WireMessage(self.name, False, [Item(error=value)])
+
+    def encode_frame(self, message: WireMessage) -> bytes:
+        item = message.items[0]
+        if message.request:
+            return _dumps(item.params)
+        return _dumps(item.error if item.error is not None else item.result)
+
+    def error_body(self, message: WireMessage, info: ErrorInfo) -> bytes | None:
+        return _error_body(info)
+
+    def http_status(self, info: ErrorInfo) -> int:
+        return STATUS_BY_KIND.get(info.kind, 500)
+
+    def reply_error(self, message: WireMessage, index: int = 0) -> ErrorInfo | None:
+        http = message.http
+        if message.request or http is None or not isinstance(http.head, h11.Response):
+            return None
+        if http.head.status_code < 300:
+            return None
+        return self.http_response(http.head.status_code, http.body, Request("")).error
 
 
 register_protocol(Rest())

@@ -34,7 +34,7 @@ from faultlab.errors import (
     RemoteProtocolError,
     TransportError,
 )
-from faultlab.rpc.base import RpcProtocol, get_protocol
+from faultlab.rpc.base import RpcProtocol, get_rpc_protocol
 from faultlab.rpc.channel import MAX_MESSAGE, HttpServerChannel, open_channel
 from faultlab.rpc.errors import InternalError, InvalidRequest, ParseError
 from faultlab.rpc.messages import ErrorInfo, Request, Response
@@ -79,7 +79,9 @@ class RpcServer:
         on_request: Hook | None = None,
     ) -> None:
         self.service = service if isinstance(service, Service) else Service(service)
-        self.protocol = protocol if isinstance(protocol, RpcProtocol) else get_protocol(protocol)
+        self.protocol = (
+            protocol if isinstance(protocol, RpcProtocol) else get_rpc_protocol(protocol)
+        )
         transport = transports.get(transports.parse_address(address).scheme)
         self.framing = resolve_framing(self.protocol, transport.capabilities.kind, framing)
         self.max_message = max_message

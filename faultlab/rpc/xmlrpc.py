@@ -18,10 +18,12 @@ import xmlrpc.client
 from typing import Any
 
 from faultlab.codecs.errors import DecodeError
+from faultlab.codecs.framing.http import HttpMessage
 from faultlab.codecs.xml import XML_ILLEGAL, loads
 from faultlab.errors import LocalProtocolError
 from faultlab.rpc.base import Dispatch, RpcProtocol, register_protocol
 from faultlab.rpc.errors import InvalidRequest, ParseError, RpcError
+from faultlab.rpc.frames import Item, WireMessage
 from faultlab.rpc.messages import ErrorInfo, Request, Response
 from faultlab.rpc.wire import MAX_DEPTH, WireError, error_kind_for_code, exceeds_depth, printable
 
@@ -47,6 +49,7 @@ class XmlRpc(RpcProtocol):
     framings = ("http", "length-prefix")
     content_type = "text/xml"
     http_path = "/RPC2"
+    frames_readable = True
 
     def encode_request(self, request: Request) -> bytes:
         if isinstance(request.params, dict):
@@ -102,6 +105,43 @@ class XmlRpc(RpcProtocol):
         except _MARSHAL_ERRORS as exc:
             err = RpcError(f"result cannot be carried by XML-RPC: {printable(str(exc))}")
             return _fault(ErrorInfo.from_exception(err))
+
+    # wire: frames as the proxy sees them
+    def decode_frame(
+        self, body: bytes, *, request: bool, http: HttpMessage | None = None
+    ) -> WireMessage | None:
+        try:
+            params, method = loads(body)
+        except xmlrpc.client.Fault as fault:
+            if request:
+                return None
+            err = {"faultCode": fault.faultCode, "faultString": fault.faultString}
+            return WireMessage(self.name, False, [Item(error=err)])
+        if request:
+            if not isinstance(method, str):
+                return None
+            return WireMessage(self.name, True, [Item(method, params=list(params))])
+        if method is not None or len(params) != 1:
+            return None
+        return WireMessage(self.name, False, [Item(result=params[0])])
+
+    def encode_frame(self, message: WireMessage) -> bytes:
+        item = message.items[0]
+        if message.request:
+            return _dumps(tuple(item.params), methodname=item.method, allow_none=True)
+        if item.error is not None:
+            fault = xmlrpc.client.Fault(item.error["faultCode"], item.error["faultString"])
+            return _dumps(fault, allow_none=True)
+        return _dumps((item.result,), methodresponse=True, allow_none=True)
+
+    def error_body(self, message: WireMessage, info: ErrorInfo) -> bytes | None:
+        return _fault(info)  # XML-RPC has no notifications: every call is answered
+
+    def reply_error(self, message: WireMessage, index: int = 0) -> ErrorInfo | None:
+        err = message.items[index].error
+        if message.request or not isinstance(err, dict):
+            return None
+        return self.decode_response(_dumps(xmlrpc.client.Fault(**err), allow_none=True)).error
 
 
 register_protocol(XmlRpc())

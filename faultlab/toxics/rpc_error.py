@@ -19,6 +19,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from faultlab.rpc.errors import KINDS
+from faultlab.rpc.frames import WireMessage
 from faultlab.toxics import _rpcwire as wire
 from faultlab.toxics._common import SCOPES, check_choice, count
 from faultlab.toxics.base import Attr, Chunk, Emit, Toxic, ToxicContext, register_toxic
@@ -47,10 +48,10 @@ ERROR_ATTRIBUTES = {
 def check_error_attributes(toxic: str, attributes: dict[str, Any]) -> None:
     """The protocol, if named, must be one faultlab speaks (``kind`` is checked by its Attr)."""
     if attributes["protocol"]:
-        check_choice(toxic, "protocol", attributes["protocol"], wire.PROTOCOLS)
+        check_choice(toxic, "protocol", attributes["protocol"], wire.protocols())
 
 
-def decode(ctx: ToxicContext, attributes: dict[str, Any], chunk: Chunk) -> wire.RpcMessage | None:
+def decode(ctx: ToxicContext, attributes: dict[str, Any], chunk: Chunk) -> WireMessage | None:
     protocol = wire.resolve_protocol(attributes["protocol"], ctx.protocol)
     if protocol is None:
         return None
@@ -62,7 +63,7 @@ def decode(ctx: ToxicContext, attributes: dict[str, Any], chunk: Chunk) -> wire.
 async def inject_error(
     ctx: ToxicContext,
     attributes: dict[str, Any],
-    message: wire.RpcMessage,
+    message: WireMessage,
     chunk: Chunk,
     emit: Emit,
     **fields: Any,
@@ -70,13 +71,13 @@ async def inject_error(
     """Answer the request in ``message`` (upstream) or replace the reply (downstream)."""
     info = wire.error_info(attributes["kind"], attributes["code"], attributes["message"])
     fields.update(error_kind=info.kind, code=info.code, protocol=message.protocol)
+    reply = wire.error_reply(message, info)
     if message.request:
-        reply = wire.error_reply(message, info)
         ctx.record("rpc_error", chunk, replied=reply is not None, **fields)
         if reply is not None:
             ctx.reply(reply)
         return
-    data = wire.error_response(message, info)
+    data = reply
     ctx.record("rpc_error", chunk, replied=data is not None, **fields)
     if data is not None:
         chunk.data = data

@@ -58,6 +58,16 @@ def edit_field(value: Any, path: str, new_name: str | None) -> bool:
     return True
 
 
+def _version_fields() -> str:
+    """``binrpc's header version byte`` (and any other protocol's version field)."""
+    fields = []
+    for name in wire.protocols():
+        field = wire.wire_protocol(name).version_field
+        if field is not None:
+            fields.append(f"{name}'s {field}")
+    return " or ".join(fields) or "a protocol version field"
+
+
 @register_toxic
 class VersionSkew(Toxic):
     type_name = "version_skew"
@@ -75,7 +85,7 @@ class VersionSkew(Toxic):
 
     def validate(self, attributes: dict[str, Any]) -> None:
         if attributes["protocol"]:
-            check_choice(self.type_name, "protocol", attributes["protocol"], wire.PROTOCOLS)
+            check_choice(self.type_name, "protocol", attributes["protocol"], wire.protocols())
         rename = attributes["rename_field"]
         if rename:
             old, sep, new = rename.partition(":")
@@ -95,9 +105,13 @@ class VersionSkew(Toxic):
         reason = wire.protocol_reason(resolved, framing, message_based)
         if reason is not None:
             return reason
-        if self.attributes["to_version"] >= 0 and resolved != "binrpc":
+        assert resolved is not None  # protocol_reason refuses a missing protocol
+        if (
+            self.attributes["to_version"] >= 0
+            and wire.wire_protocol(resolved).version_field is None
+        ):
             return (
-                f"to_version rewrites binrpc's header version byte; {resolved} has none "
+                f"to_version rewrites {_version_fields()}; {resolved} has none "
                 "(use drop_field or rename_field)"
             )
         if stream == "downstream" and self.attributes["method"] != "*":
@@ -139,7 +153,7 @@ class VersionSkew(Toxic):
             changes.append(f"{'rename' if new_name else 'drop'} {path}")
         version = attrs["to_version"]
         old_version = message.version
-        if version >= 0 and message.protocol == "binrpc" and old_version != version:
+        if version >= 0 and old_version is not None and old_version != version:
             changes.append(f"version {old_version}->{version}")
             message.version = version
         if not changes:
@@ -148,8 +162,9 @@ class VersionSkew(Toxic):
             return
         if fields_changed:
             chunk.data = wire.encode(message)
-        else:  # only the version byte: patch it, keep every other byte
-            data = chunk.data
-            chunk.data = data[:2] + bytes([version]) + data[3:]
+        else:  # only the version field: patch it, keep every other byte
+            chunk.data = wire.wire_protocol(message.protocol).rewrite_version(
+                chunk.data, message, version
+            )
         ctx.record("skew", chunk, changes=changes)
         await emit(chunk)
