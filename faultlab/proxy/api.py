@@ -700,25 +700,42 @@ async def _ext_seed(req: _Request) -> ApiResponse:
 
 
 def toxic_catalogue() -> dict[str, Any]:
-    """Every registered toxic type with its attribute specs (what ``/faultlab/toxics`` shows)."""
+    """Every registered toxic type as it declares itself (what ``/faultlab/toxics`` shows).
+
+    Built from the same declarations that validate attributes and feed the
+    Hypothesis strategies, so a plugin toxic appears here with nothing else to
+    edit: its attributes (legal range and choices, what tests draw, mildest
+    end first), its mildest setting, and whether unknown attributes are
+    refused (faultlab's own) or ignored (Toxiproxy's eight).
+    """
     out: dict[str, Any] = {}
     for type_name in toxic_types():
         cls = get_toxic_class(type_name)
+        attributes: dict[str, Any] = {}
+        for name, attr in cls.attributes_spec.items():
+            values, bounds = attr.draw_values(), attr.draw_range()
+            drawn: dict[str, Any] | None = None
+            if values:
+                drawn = {"values": list(values)}
+            elif bounds is not None:
+                drawn = {"range": list(bounds), "also": list(attr.also), "step": attr.step}
+            attributes[name] = {
+                "type": attr.kind.__name__,
+                "default": attr.default,
+                "minimum": attr.minimum,
+                "maximum": attr.maximum,
+                "choices": list(attr.choices) or None,
+                "help": attr.help,
+                "drawn": drawn,
+            }
         out[type_name] = {
             "standard": type_name in STANDARD_TOXICS,
             "description": cls.description,
             "needs_frames": cls.needs_frames,
             "closes_on_remove": cls.closes_on_remove,
-            "attributes": {
-                name: {
-                    "type": attr.kind.__name__,
-                    "default": attr.default,
-                    "minimum": attr.minimum,
-                    "maximum": attr.maximum,
-                    "help": attr.help,
-                }
-                for name, attr in cls.attributes_spec.items()
-            },
+            "unknown_attributes": "ignored" if cls.ignores_unknown_attributes else "refused",
+            "mildest": cls.mildest(),
+            "attributes": attributes,
         }
     return out
 
