@@ -14,9 +14,12 @@ import json
 import os
 from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from faultlab.proxy.control import ProxyServer
 
 SEED_HELP = "session seed for every random fault decision (default: random, printed)"
 MARKER = (
@@ -246,7 +249,7 @@ def _write_journal(folder: Path, lab: Any, config: pytest.Config) -> None:
     path = write_journal(folder / name, lab.journal, lab.seed, worker=worker)
     workeroutput = getattr(config, "workeroutput", None)
     if workeroutput is not None:
-        workeroutput["faultlab_journal"] = str(path)
+        workeroutput["faultlab_journal"] = str(path.resolve())
 
 
 _worker_journals = pytest.StashKey[list[str]]()
@@ -398,29 +401,27 @@ def faultlab_check(request: pytest.FixtureRequest, faultlab_lab: Any) -> Verdict
 
 
 @pytest.fixture
-def faultlab_proxy(faultlab_lab: Any, toxiproxy_url_option: str | None) -> Iterator[Any]:
-    """A proxy engine (or a real Toxiproxy given ``--toxiproxy-url``); proxies made in the
-    test are deleted and toxics reset after it."""
+def faultlab_proxy(faultlab_lab: Any, toxiproxy_url_option: str | None) -> Iterator[ProxyServer]:
+    """A proxy engine (or a real Toxiproxy given ``--toxiproxy-url``), either way a
+    :class:`~faultlab.proxy.control.ProxyServer`; proxies made in the test are deleted and
+    toxics reset after it."""
+    server: ProxyServer
     if toxiproxy_url_option:
         from faultlab.proxy.remote import RemoteToxiproxy
 
-        engine: Any = RemoteToxiproxy(toxiproxy_url_option)
+        server = RemoteToxiproxy(toxiproxy_url_option)
     else:
-        engine = faultlab_lab.engine
-    before = set(_proxy_names(engine))
+        server = faultlab_lab.engine
+    before = set(server.list_proxies())
     try:
-        yield engine
+        yield server
     finally:
-        for name in set(_proxy_names(engine)) - before:
-            engine.delete(name)
+        for name in set(server.list_proxies()) - before:
+            server.delete(name)
         for name in before:
-            engine.proxy(name).clear()
-
-
-def _proxy_names(engine: Any) -> list[str]:
-    if hasattr(engine, "proxies") and isinstance(engine.proxies, dict):
-        return list(engine.proxies)
-    return list(engine.list_proxies())
+            server.proxy(name).clear()
+        if toxiproxy_url_option:
+            server.close()  # the client's connection; the lab owns (and closes) its engine
 
 
 @pytest.fixture(scope="session")
