@@ -10,22 +10,24 @@ import pytest
 
 from faultlab.errors import FaultlabError
 from faultlab.journal import Journal
+from faultlab.journal.fileformat import (
+    SCHEMA,
+    JournalError,
+    UnsupportedSchemaError,
+    dump_journal,
+    load_journal,
+    write_journal,
+)
 from faultlab.reports.model import (
     FAILED,
     NOT_TRIGGERED,
     PASSED,
-    SCHEMA,
     SKIPPED,
     VACUOUS,
-    JournalError,
     RunModel,
-    UnsupportedSchemaError,
     build_model,
-    dump_journal,
     fault_label,
-    load_journal,
     quantile,
-    write_journal,
 )
 from tests.unit.reports.journals import JournalBuilder
 
@@ -199,7 +201,7 @@ def test_summary_is_json_ready(model: RunModel) -> None:
 
 # ---- loading, merging, validation ----------------------------------------------------------
 def _loaded(data: dict[str, Any]) -> Any:
-    from faultlab.reports.model import LoadedJournal, validate
+    from faultlab.journal.fileformat import LoadedJournal, validate
 
     validate(data)
     return LoadedJournal(seed=data["seed"], events=tuple(dict(e) for e in data["events"]))
