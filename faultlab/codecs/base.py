@@ -12,10 +12,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
-from faultlab.codecs._registry import Registry
+from faultlab._registry import Registry
 from faultlab.codecs._rules import ValueRules, find_violation
 from faultlab.codecs.equality import explain_difference, same
-from faultlab.codecs.errors import DecodeError, EncodeError
+from faultlab.codecs.errors import DecodeError, EncodeError, UnknownCodec
 from faultlab.errors import LocalProtocolError
 
 if TYPE_CHECKING:
@@ -154,16 +154,17 @@ class ValueCodec(Codec):
         return f"<{type(self).__name__} {self.name!r} strict={self.strict}>"
 
 
-_codecs: Registry[Codec] = Registry(
+_codecs: Registry[Callable[..., Codec]] = Registry(
     "codec",
     "faultlab.codecs",
-    {
+    builtins={
         "json": "faultlab.codecs.json:JsonCodec",
         "msgpack": "faultlab.codecs.msgpack:MsgpackCodec",
         "xmlrpc": "faultlab.codecs.xml:XmlRpcCodec",
         "protobuf": "faultlab.codecs.protobuf:ProtobufCodec",
         "protobuf-struct": "faultlab.codecs.protobuf:StructCodec",
     },
+    missing=lambda name: UnknownCodec(f"unknown codec {name!r}; known: {_codecs.known()}"),
 )
 
 
@@ -178,9 +179,9 @@ def register_codec(name: str, factory: Callable[..., Codec], *, replace: bool = 
 
 def get_codec(name: str, **options: Any) -> Codec:
     """A new codec instance by name, e.g. ``get_codec("json", strict=False)``."""
-    return _codecs.get(name, **options)
+    return _codecs.build(name, **options)
 
 
 def codec_names() -> list[str]:
     """Every registered codec name, built-in and from entry points."""
-    return _codecs.names()
+    return sorted(_codecs.names())

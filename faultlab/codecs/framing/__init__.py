@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from faultlab.codecs._registry import Registry
+from faultlab._registry import Registry
+from faultlab.codecs.errors import UnknownCodec
 from faultlab.codecs.framing.base import (
     CLOSED,
     DEFAULT_MAX_FRAME,
@@ -46,10 +47,10 @@ __all__ = [
     "register_framer",
 ]
 
-_framers: Registry[Framer[Any]] = Registry(
+_framers: Registry[Callable[..., Framer[Any]]] = Registry(
     "framing",
     "faultlab.framings",
-    {
+    builtins={
         "length-prefix": "faultlab.codecs.framing.prefixed:LengthPrefixFramer",
         "lines": "faultlab.codecs.framing.lines:LinesFramer",
         "msgpack-stream": "faultlab.codecs.framing.msgpack_stream:MsgpackStreamFramer",
@@ -57,6 +58,7 @@ _framers: Registry[Framer[Any]] = Registry(
         "datagram": "faultlab.codecs.framing.datagram:DatagramFramer",
         "http": "faultlab.codecs.framing.http:HttpFramer",
     },
+    missing=lambda name: UnknownCodec(f"unknown framing {name!r}; known: {_framers.known()}"),
 )
 
 
@@ -69,9 +71,9 @@ def register_framer(
 
 def get_framer(name: str, **options: Any) -> Framer[Any]:
     """A new framer by name; each connection direction needs its own instance."""
-    return _framers.get(name, **options)
+    return _framers.build(name, **options)
 
 
 def framer_names() -> list[str]:
     """Every registered framing name, built-in and from entry points."""
-    return _framers.names()
+    return sorted(_framers.names())

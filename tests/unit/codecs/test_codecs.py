@@ -225,24 +225,3 @@ def test_register_codec() -> None:
     assert isinstance(get_codec("json-upper-test", sort_keys=True), Upper)
     with pytest.raises(ValueError, match="already registered"):
         register_codec("json", Upper)
-
-
-def test_entry_points_are_loaded_lazily(monkeypatch: pytest.MonkeyPatch) -> None:
-    from faultlab.codecs import _registry
-
-    loaded: list[str] = []
-
-    class FakeEntryPoint:
-        name = "fake-codec"
-
-        def load(self) -> type[JsonCodec]:
-            loaded.append(self.name)
-            return JsonCodec
-
-    monkeypatch.setattr(_registry, "entry_points", lambda group: [FakeEntryPoint()])
-    registry: _registry.Registry[Codec] = _registry.Registry("codec", "faultlab.codecs", {})
-    assert registry.names() == ["fake-codec"]
-    assert loaded == []
-    assert isinstance(registry.get("fake-codec"), JsonCodec)
-    monkeypatch.setenv("FAULTLAB_NO_PLUGINS", "1")
-    assert _registry.Registry("codec", "faultlab.codecs", {}).names() == []
