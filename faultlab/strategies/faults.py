@@ -202,7 +202,7 @@ def toxics(
     transport_kind: str = "stream",
     *,
     allow: Iterable[str] | None = None,
-    deny: Iterable[str] = ("noop",),
+    deny: Iterable[str] = (),
     streams: Sequence[str] = STREAMS,
     framing: str | None = "length-prefix",
     protocol: str | None = None,
@@ -215,7 +215,8 @@ def toxics(
     toxics are left out); ``protocol`` is written into protocol-aware toxics
     (``rpc_error``...), which are left out without it. ``toxicity=None``
     draws it, mildest first. ``shapes`` overrides attribute ranges per toxic
-    type (a :class:`Num`, :class:`Choice` or any strategy).
+    type (a :class:`Num`, :class:`Choice` or any strategy). A toxic that
+    injects no fault (``noop``) is drawn only if ``allow`` names it.
     """
     message_based, proxy_framing = _context(transport_kind, framing)
     denied = set(deny)
@@ -229,6 +230,8 @@ def toxics(
         if name in denied:
             continue
         cls = get_toxic_class(name)
+        if allow is None and not cls.drawn_by_default:
+            continue
         if cls.needs_frames and proxy_framing is None and not message_based:
             continue
 

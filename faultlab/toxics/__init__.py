@@ -5,6 +5,7 @@ from __future__ import annotations
 from faultlab.toxics.base import (
     Attr,
     Chunk,
+    Emit,
     InvalidToxic,
     Toxic,
     ToxicContext,
@@ -16,6 +17,7 @@ from faultlab.toxics.base import (
 __all__ = [
     "Attr",
     "Chunk",
+    "Emit",
     "InvalidToxic",
     "Toxic",
     "ToxicContext",

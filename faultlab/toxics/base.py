@@ -267,6 +267,8 @@ class Toxic:
     description: ClassVar[str] = ""
     closes_on_remove: ClassVar[bool] = False
     """Removing it tears live connections down (Toxiproxy's timeout: data was dropped)."""
+    drawn_by_default: ClassVar[bool] = True
+    """False for a toxic that injects no fault (noop): strategies draw it only when named."""
     ignores_unknown_attributes: ClassVar[bool] = False
     """Toxiproxy's eight set this: Go's decoder ignores unknown keys and clients send extras.
 
