@@ -1,8 +1,32 @@
-"""The fault proxy: engine, proxies, and the Toxiproxy-compatible HTTP API."""
+"""The fault proxy: engine, proxies, the control interface, and the Toxiproxy HTTP API.
+
+:class:`ProxyServer` / :class:`ProxyControl` are what the in-process
+:class:`ProxyEngine` and :class:`~faultlab.proxy.remote.RemoteToxiproxy` both offer;
+failures are the :class:`ProxyError` family on both.
+"""
 
 from __future__ import annotations
 
+from faultlab.proxy.control import ProxyControl, ProxyServer
 from faultlab.proxy.engine import ProxyEngine, ProxyHandle
-from faultlab.proxy.proxy import Proxy, ProxyError
+from faultlab.proxy.proxy import (
+    InvalidProxyRequest,
+    ListenFailed,
+    Proxy,
+    ProxyError,
+    ProxyExists,
+    ProxyNotFound,
+)
 
-__all__ = ["Proxy", "ProxyEngine", "ProxyError", "ProxyHandle"]
+__all__ = [
+    "InvalidProxyRequest",
+    "ListenFailed",
+    "Proxy",
+    "ProxyControl",
+    "ProxyEngine",
+    "ProxyError",
+    "ProxyExists",
+    "ProxyHandle",
+    "ProxyNotFound",
+    "ProxyServer",
+]
