@@ -144,3 +144,39 @@ def test_xdist_workers_share_the_seed_and_get_their_own_pairs(pytester: pytest.P
     )
     result = pytester.runpytest_subprocess("-n", "2", "--faultlab-seed=31", "-s")
     result.assert_outcomes(passed=4)
+
+
+def test_xdist_controller_merges_the_worker_journals(pytester: pytest.Pytester) -> None:
+    """Each worker writes journal-<worker>.json; the controller merges them into journal.json,
+    verdicts (journaled by faultlab_check through the oracle layer) included."""
+    pytest.importorskip("xdist")
+    import json
+
+    pytester.makepyfile(
+        """
+        import pytest
+        from faultlab.oracles import Verdict
+
+        @pytest.mark.faultlab(transports=["tcp"], protocols=["binrpc"])
+        @pytest.mark.parametrize("n", [1, 2, 3, 4])
+        def test_add(faultlab_pair, faultlab_check, n):
+            faultlab_check(Verdict("demo", "P1", True, message=f"n={n}"))
+            assert faultlab_pair.run(lambda c: c.add(n, 1)) == n + 1
+        """
+    )
+    result = pytester.runpytest_subprocess("-n", "2", "--faultlab-seed=5", "--faultlab-report=out")
+    result.assert_outcomes(passed=4)
+    out = pytester.path / "out"
+    workers = sorted(p.name for p in out.glob("journal-*.json"))
+    assert workers  # the workers wrote their own files, the merge sits next to them
+    merged = json.loads((out / "journal.json").read_text())
+    assert merged["schema"] == "faultlab.journal/1"
+    assert merged["seed"] == 5
+    assert merged["merged"] == workers
+    assert merged["workers"] == sorted(w[len("journal-") : -len(".json")] for w in workers)
+    per_worker = [json.loads((out / w).read_text())["events"] for w in workers]
+    assert len(merged["events"]) == sum(len(events) for events in per_worker)
+    tests = [e for e in merged["events"] if e["kind"] == "test"]
+    assert len(tests) == 4
+    messages = sorted(e["message"] for e in merged["events"] if e["kind"] == "verdict")
+    assert messages == ["n=1", "n=2", "n=3", "n=4"]
