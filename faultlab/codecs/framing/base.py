@@ -82,6 +82,13 @@ class ReceiveBuffer:
             self._start = 0
         return chunk
 
+    def discard(self, size: int) -> None:
+        """Drop the first ``size`` bytes without copying them out."""
+        self._start += size
+        if self._start > 65536 and self._start * 2 > len(self._data):
+            del self._data[: self._start]
+            self._start = 0
+
     def peek(self, size: int) -> bytes:
         """The first ``size`` bytes (fewer if not buffered), left in place."""
         return bytes(self._data[self._start : self._start + size])

@@ -63,24 +63,39 @@ class MsgpackStreamFramer(Framer[bytes]):
         self._backlog.extend(data)
 
     def _next(self) -> bytes | FrameEvent:
-        result = self._pull(construct=False)
-        return result if isinstance(result, FrameEvent) else result[1]
+        # Kept flat on purpose: a stream of one-byte objects (every ASCII byte is a
+        # msgpack int) runs this once per input byte.
+        unpacker = self._unpacker
+        while True:
+            try:
+                unpacker.skip()
+            except msgpack.OutOfData:
+                if self._feed():
+                    continue
+                self._raise_rejected()
+                return self._end(partial=len(self._window) > 0 or len(self._backlog) > 0)
+            except (ValueError, TypeError, OverflowError, msgpack.UnpackException) as exc:
+                raise MalformedFrame(f"msgpack-stream: malformed object: {exc!r}") from exc
+            position = unpacker.tell()
+            raw = self._window.take(position - self._offset)
+            self._offset = position
+            return raw
 
     def next_object(self) -> Any:
         """The next decoded object, or a :class:`FrameEvent` (same rules as ``next_frame``)."""
         if self._error is not None:
             raise self._error
         try:
-            result = self._pull(construct=True)
+            return self._next_object()
         except RemoteProtocolError as exc:
             self._error = exc
             raise
-        return result if isinstance(result, FrameEvent) else result[0]
 
-    def _pull(self, *, construct: bool) -> tuple[Any, bytes] | FrameEvent:
+    def _next_object(self) -> Any:
+        unpacker = self._unpacker
         while True:
             try:
-                value = self._unpacker.unpack() if construct else self._unpacker.skip()
+                value = unpacker.unpack()
             except msgpack.OutOfData:
                 if self._feed():
                     continue
@@ -90,10 +105,10 @@ class MsgpackStreamFramer(Framer[bytes]):
                 raise DecodeError(f"msgpack-stream: bad UTF-8 in a str: {exc}") from exc
             except (ValueError, TypeError, OverflowError, msgpack.UnpackException) as exc:
                 raise MalformedFrame(f"msgpack-stream: malformed object: {exc!r}") from exc
-            position = self._unpacker.tell()
-            raw = self._window.take(position - self._offset)
+            position = unpacker.tell()
+            self._window.discard(position - self._offset)  # decoded: its bytes are not needed
             self._offset = position
-            return value, raw
+            return value
 
     def _feed(self) -> bool:
         """Feed the unpacker more of the backlog; False if there is none."""
