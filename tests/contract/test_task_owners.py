@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import pytest
 
@@ -14,6 +16,7 @@ from faultlab.proxy.engine import ProxyEngine
 from faultlab.proxy.proxy import Proxy, SocketEndpoint
 
 pytestmark = pytest.mark.timeout(60)
+T = TypeVar("T")
 
 
 def _wait_for(predicate: object, timeout: float = 5.0) -> None:
@@ -74,3 +77,25 @@ def test_engine_close_cancels_tasks_that_do_not_finish(monkeypatch: pytest.Monke
     engine.close()
     assert cancelled == [True]
     assert time.monotonic() - start < 5
+
+
+def test_api_handlers_that_bind_run_in_engine_owned_tasks(
+    engine: ProxyEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from faultlab.proxy import api
+
+    spawned: list[str] = []
+    spawn = engine.spawn
+
+    def recording_spawn(coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        spawned.append(coro.__qualname__)
+        return spawn(coro)
+
+    monkeypatch.setattr(engine, "spawn", recording_spawn)
+    body = b'{"name": "owned", "listen": "127.0.0.1:0", "upstream": "127.0.0.1:9"}'
+    reply = engine.call(lambda: api.handle(engine, "POST", "/proxies", body, {}))
+    assert reply.status == 201
+    assert spawned == ["_run"]  # the shielded create: owned by the engine, awaited by close
+    assert engine.call(lambda: api.handle(engine, "GET", "/proxies", b"", {})).status == 200
+    assert spawned == ["_run"]  # a read binds nothing: no task at all
+    engine.delete("owned")
