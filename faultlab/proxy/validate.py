@@ -9,7 +9,7 @@ API answers 400) with a message that names the field and the reason.
 The lines are drawn at Toxiproxy's: a name or an address Toxiproxy 2.12 would
 accept *and could use* stays accepted. A ``host:port`` without a port (or one
 that cannot bind) is left to the bind or the dial, which fail as Toxiproxy's do
-(a 500 listen error); only what cannot be parsed at all is refused here.
+(a :class:`ListenFailed`); only what cannot be parsed at all is refused here.
 """
 
 from __future__ import annotations
