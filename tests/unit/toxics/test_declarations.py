@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import inspect
+import json
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,6 +16,7 @@ from faultlab.journal import Journal
 from faultlab.proxy.api import STANDARD_TOXICS, toxic_catalogue
 from faultlab.proxy.engine import ProxyEngine, ProxyHandle
 from faultlab.proxy.proxy import ProxyError
+from faultlab.proxy.server import ApiServer
 from faultlab.strategies import ToxicSpec, attribute_shape, faults, toxics
 from faultlab.toxics import Attr, InvalidToxic, Toxic, get_toxic_class, toxic_types
 
@@ -227,3 +231,40 @@ def test_each_toxic_shrinks_to_its_declared_mildest(type_name: str, proxy: Proxy
     if framing is not None:
         spec.add_to(proxy, name="mild")  # a real proxy accepts the mildest setting
         proxy.remove_toxic("mild")
+
+
+def test_over_http_an_unknown_attribute_is_a_400_and_toxiproxys_keep_their_tolerance() -> None:
+    """What the docs show with curl, through the real API server."""
+
+    def post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        request = urllib.request.Request(url, json.dumps(body).encode(), method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as reply:
+                return reply.status, json.loads(reply.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    with ProxyEngine(seed=1, journal=Journal()) as engine:
+        server = ApiServer(engine, port=0).start()
+        try:
+            base = server.url.rstrip("/")
+            body = {"name": "api", "listen": "127.0.0.1:0", "upstream": "127.0.0.1:9"}
+            assert post(f"{base}/proxies", {**body, "framing": "length-prefix"})[0] == 201
+            status, reply = post(
+                f"{base}/proxies/api/toxics", {"type": "fail_first", "attributes": {"n": 3}}
+            )
+            assert (status, reply) == (
+                400,
+                {
+                    "error": "fail_first: unknown attribute 'n'; "
+                    "known: count, scope, mode, protocol, kind, code, message",
+                    "status": 400,
+                },
+            )
+            status, reply = post(
+                f"{base}/proxies/api/toxics",
+                {"type": "latency", "attributes": {"latency": 5, "extra": True}},
+            )
+            assert (status, reply["attributes"]) == (200, {"latency": 5, "jitter": 0})
+        finally:
+            server.close()
