@@ -18,53 +18,33 @@ from faultlab import transports
 from faultlab._proc import spawn_ready
 from faultlab.bench.stats import header, pin
 from faultlab.bench.transports import PLACEMENTS
-from faultlab.rpc.base import get_protocol
+from faultlab.rpc.base import get_protocol, protocol_names
 
 __all__ = ["rpc_matrix", "run_rpc_bench"]
-
-GRPC_SCHEMES = ("tcp", "unix", "tls")
 
 
 def rpc_matrix(
     protocols: Sequence[str] | None = None, schemes: Sequence[str] | None = None
 ) -> list[tuple[str, str]]:
     """Every (protocol, scheme) pair that can run here."""
-    protocols = list(protocols or ["jsonrpc", "xmlrpc", "msgpackrpc", "binrpc", "rest", "grpc"])
+    protocols = list(protocols or protocol_names())
     available = [t for t in transports.all_transports() if t.unavailable_reason() is None]
     pairs = []
     for protocol in protocols:
+        proto = get_protocol(protocol)
         for transport in available:
             if schemes and transport.scheme not in schemes:
                 continue
-            if protocol == "grpc":
-                if transport.scheme in GRPC_SCHEMES and _has_grpc():
-                    pairs.append((protocol, transport.scheme))
-                continue
             if (
-                transport.capabilities.kind == "message"
-                and not get_protocol(protocol).message_transports
+                proto.incompatibility(transport.scheme) is None
+                and proto.unavailable_reason() is None
             ):
-                continue
-            pairs.append((protocol, transport.scheme))
+                pairs.append((protocol, transport.scheme))
     return pairs
 
 
-def _has_grpc() -> bool:
-    try:
-        import faultlab.rpc.grpc  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _client(protocol: str, address: str) -> Any:
-    if protocol == "grpc":
-        from faultlab.rpc.grpc import GrpcClient
-
-        return GrpcClient(address, timeout=10)
-    from faultlab.rpc.client import Client
-
-    return Client(address, protocol, timeout=10)
+    return get_protocol(protocol).connect(address, timeout=10)
 
 
 def _measure(call: Callable[[], Any], iterations: int, warmup: int) -> dict[str, float]:

@@ -14,6 +14,7 @@ from typing import Any
 from faultlab._proc import serve_until_stopped
 from faultlab.examples.calc import Calc, CalcV2
 from faultlab.examples.kv import KV
+from faultlab.rpc.base import get_protocol
 
 __all__ = ["SERVICES", "main", "make_service"]
 
@@ -52,17 +53,13 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m faultlab.exam
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
     service = make_service(args.service, args.schema_version)
-    server: Any
-    if args.protocol == "grpc":
-        from faultlab.rpc.grpc import GrpcServer
-
-        server = GrpcServer(service, address=args.transport, proto=f"v{args.schema_version}")
-    else:
-        from faultlab.rpc.server import serve
-
-        server = serve(
-            service, protocol=args.protocol, address=args.transport, framing=args.framing
-        )
+    protocol = get_protocol(args.protocol)
+    server = protocol.serve(
+        service,
+        address=args.transport,
+        framing=args.framing,
+        **protocol.version_options(args.schema_version),
+    )
     try:
         serve_until_stopped(server.address, watch_stdin=args.exit_with_stdin)
     finally:

@@ -24,7 +24,6 @@ from faultlab.lab.backends.base import BackendError, ServerHandle, ServerSpec, g
 from faultlab.lab.client import CallRecord, InstrumentedClient, logical_call
 from faultlab.proxy.engine import ProxyEngine, ProxyHandle
 from faultlab.rpc.base import get_protocol
-from faultlab.rpc.client import Client
 from faultlab.rpc.errors import MethodNotFound, RpcError
 
 __all__ = ["DEFAULT_SERVICE", "Lab", "Pair", "incompatibility"]
@@ -34,30 +33,21 @@ PROXY_FRAMINGS = ("length-prefix", "lines", "msgpack-stream")
 READY_TIMEOUT = 15.0
 
 
-GRPC_TRANSPORTS = ("tcp", "unix", "tls")
-
-
 def incompatibility(protocol: str, transport: str) -> str | None:
     """Why ``protocol`` cannot run over ``transport`` (None when it can)."""
-    if protocol == "grpc":
-        if transport not in GRPC_TRANSPORTS:
-            return f"grpc runs only over {', '.join(GRPC_TRANSPORTS)} (grpcio owns its sockets)"
-        return None
-    kind = transports.get(transport).capabilities.kind
-    if kind == "message" and not get_protocol(protocol).message_transports:
-        return f"{protocol} is carried over HTTP, which needs a byte stream, not {transport}"
-    return None
+    return get_protocol(protocol).incompatibility(transport)
 
 
 def _proxy_framing(protocol: str, transport: str, framing: str | None) -> str | None:
     """The framing the proxy decodes for frame-aware toxics (None: raw bytes)."""
-    if protocol == "grpc" or transports.get(transport).capabilities.kind == "message":
+    if transports.get(transport).capabilities.kind == "message":
         return None
     if transport == "tls":  # the proxy passes TLS through: it sees records, not frames
         return None
-    if framing is None and protocol not in ("jsonrpc", "xmlrpc", "msgpackrpc", "binrpc", "rest"):
+    framings = get_protocol(protocol).framings
+    if not framings:  # its library owns the connection (gRPC's HTTP/2): bytes only
         return None
-    chosen = framing or get_protocol(protocol).framings[0]
+    chosen = framing or framings[0]
     return chosen if chosen in PROXY_FRAMINGS else None
 
 
@@ -85,11 +75,9 @@ class Pair:
 
     # clients
     def _plain_client(self, address: str, timeout: float) -> Any:
-        if self.protocol == "grpc":
-            from faultlab.rpc.grpc import GrpcClient
-
-            return GrpcClient(address, timeout=timeout, **self.spec.options)
-        return Client(address, self.protocol, framing=self.spec.framing, timeout=timeout)
+        return get_protocol(self.protocol).connect(
+            address, framing=self.spec.framing, timeout=timeout, **self.spec.options
+        )
 
     def new_client(self, *, timeout: float | None = None) -> InstrumentedClient:
         """Another journaled client through the proxy (e.g. one per resilient wrapper)."""
@@ -253,6 +241,7 @@ class Lab:
                 name,
                 listen=listen,
                 upstream=server.address,
+                protocol=protocol,
                 framing=(
                     _proxy_framing(protocol, scheme, framing)
                     if proxy_framing == "auto"

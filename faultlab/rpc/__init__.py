@@ -1,12 +1,21 @@
 """RPC: declare a service once, serve it with any protocol over any transport.
 
-Protocols: ``jsonrpc``, ``xmlrpc``, ``msgpackrpc``, ``binrpc``, ``rest`` (sans-IO
-modules here) and ``grpc`` (grpcio, ``faultlab.rpc.grpc``).
+Protocols, each registered by name: ``jsonrpc``, ``xmlrpc``, ``msgpackrpc``, ``binrpc``,
+``rest`` (sans-IO modules here, :class:`RpcProtocol`) and ``grpc`` (grpcio, the package
+``faultlab.rpc.grpc``). Every one is a :class:`WireProtocol`: the one interface the lab,
+the proxy and the bench ask (docs/rpc.md, "Adding a protocol").
 """
 
 from __future__ import annotations
 
-from faultlab.rpc.base import RpcProtocol, get_protocol, protocol_names, register_protocol
+from faultlab.rpc.base import (
+    RpcProtocol,
+    WireProtocol,
+    get_protocol,
+    get_rpc_protocol,
+    protocol_names,
+    register_protocol,
+)
 from faultlab.rpc.client import AsyncClient, Client, connect
 from faultlab.rpc.errors import (
     ApplicationError,
@@ -43,8 +52,10 @@ __all__ = [
     "Service",
     "ServiceUnavailable",
     "VersionMismatch",
+    "WireProtocol",
     "connect",
     "get_protocol",
+    "get_rpc_protocol",
     "non_idempotent",
     "protocol_names",
     "register_protocol",

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from faultlab.rpc.base import get_protocol
 from faultlab.rpc.errors import MethodNotFound, VersionMismatch
 
 
@@ -26,7 +27,7 @@ def test_v1_client_against_v2_server_stays_compatible(
 ) -> None:
     if protocol not in skewed_pairs.protocols:
         pytest.skip(f"target does not speak {protocol}")
-    options = {"proto": "v2"} if protocol == "grpc" else None
+    options = get_protocol(protocol).version_options(2)  # gRPC: the v2 proto package
     pair = faultlab_lab.pair(skewed_pairs.service_v2, protocol=protocol, options=options)
     try:
         about = pair.run(lambda c: c.about())

@@ -290,3 +290,19 @@ def test_our_client_against_generated_servicer(third_party_server: str) -> None:
             client.sleep(1)
         with pytest.raises(MethodNotFound):
             client.counter.incr(1)  # the base class answers UNIMPLEMENTED
+
+
+def test_a_lab_grpc_pair_is_provisioned_through_its_registered_protocol() -> None:
+    """No ``== "grpc"`` in the lab: the protocol serves (journaling each request) and
+    connects; the pair's proxy knows it carries gRPC and relays its bytes unframed."""
+    from faultlab.lab.pair import Lab
+    from faultlab.proxy import ProxyError
+
+    with Lab(seed=3) as lab:
+        pair = lab.pair("faultlab.examples.calc:CalcV2", protocol="grpc", options={"proto": "v2"})
+        assert pair.run(lambda c: c.pow(2, 10)) == 1024  # the v2 proto reached both ends
+        served = [e["method"] for e in pair.events() if e["kind"] == "server_request"]
+        assert served.count("pow") == 1
+        assert lab.engine.get(pair.name).protocol == "grpc"
+        with pytest.raises(ProxyError, match="raw byte stream"):  # grpcio's HTTP/2: bytes only
+            pair.proxy.add_toxic("rpc_error", stream="upstream")

@@ -33,6 +33,7 @@ from faultlab.errors import (
     TransportTimeout,
 )
 from faultlab.examples.calc import Calc, CalcV2
+from faultlab.lab.pair import Lab
 from faultlab.proxy import ProxyEngine, ProxyError, ProxyHandle
 from faultlab.rpc import Client, serve
 from faultlab.rpc.channel import open_channel
@@ -854,3 +855,23 @@ def test_absurd_attributes_are_refused(
         with pytest.raises(ProxyError, match=message) as info:
             proxy.add_toxic(toxic, stream="upstream", **attributes)
         assert info.value.status == 400
+
+
+@pytest.mark.parametrize(
+    ("protocol", "framing"),
+    [("binrpc", None), ("msgpackrpc", None), ("jsonrpc", "lines"), ("xmlrpc", "length-prefix")],
+)
+def test_a_lab_pair_tells_its_proxy_the_protocol(protocol: str, framing: str | None) -> None:
+    """rpc_error needs no ``protocol`` attribute on a Lab pair: the pair's proxy knows it."""
+    with Lab(seed=SEED) as lab:
+        pair = lab.pair(protocol=protocol, framing=framing)
+        pair.proxy.add_toxic("rpc_error", stream="upstream", kind="unavailable", method="add")
+        with pytest.raises(ServiceUnavailable):
+            pair.client.add(1, 2)
+        assert pair.client.echo("still served") == "still served"  # only add is answered
+        injected = [
+            e
+            for e in pair.proxy.events()
+            if e["kind"] == "fault" and e["type"] == "rpc_error" and e["decision"] == "rpc_error"
+        ]
+        assert [e["protocol"] for e in injected] == [protocol]

@@ -8,6 +8,7 @@ from typing import Any
 from faultlab.journal import Journal
 from faultlab.lab import events as ev
 from faultlab.lab.backends.base import ServerHandle, ServerSpec, register_backend
+from faultlab.rpc.base import Server, get_protocol
 from faultlab.rpc.messages import Request, Response
 
 __all__ = ["ThreadServer", "load_factory", "request_hook"]
@@ -40,19 +41,14 @@ def request_hook(journal: Journal) -> Any:
     return on_request
 
 
-def start_server(spec: ServerSpec, service: Any, journal: Journal) -> Any:
-    if spec.protocol == "grpc":
-        from faultlab.rpc.grpc import GrpcServer
-
-        return GrpcServer(service, address=spec.address, **spec.options)
-    from faultlab.rpc.server import RpcServer
-
-    return RpcServer(
+def start_server(spec: ServerSpec, service: Any, journal: Journal) -> Server:
+    """Serve ``service`` as the protocol serves (faultlab's RpcServer, grpcio, ...)."""
+    return get_protocol(spec.protocol).serve(
         service,
-        protocol=spec.protocol,
         address=spec.address,
         framing=spec.framing,
         on_request=request_hook(journal),
+        **spec.options,
     )
 
 

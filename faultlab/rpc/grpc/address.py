@@ -55,7 +55,7 @@ def server_credentials(parsed: ParsedAddress) -> Any:
         raise AddressError(f"cannot load TLS certificate {certfile!r}: {exc}") from exc
     if not key or not chain:
         raise AddressError(f"{certfile!r} (with keyfile {keyfile!r}) lacks a key or certificate")
-    return grpc.sslserver_credentials([(key, chain)])
+    return grpc.ssl_server_credentials([(key, chain)])
 
 
 def channel_credentials(parsed: ParsedAddress) -> Any:
@@ -64,7 +64,7 @@ def channel_credentials(parsed: ParsedAddress) -> Any:
     cafile = parsed.options.get("cafile") or str(test_ca_files()[0])
     try:
         with open(cafile, "rb") as fh:
-            return grpc.sslchannel_credentials(root_certificates=fh.read())
+            return grpc.ssl_channel_credentials(root_certificates=fh.read())
     except OSError as exc:
         raise AddressError(f"cannot load TLS CA {cafile!r}: {exc}") from exc
 
