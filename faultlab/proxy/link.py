@@ -78,6 +78,8 @@ class Link:
         self._busy = False
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._detached: set[asyncio.Task[Any]] = set()
+        """Flushes toxics started to outlive their removal; owned here, cancelled on stop."""
         self.index = 0
         self.bytes_in = 0
         self.eof = False
@@ -143,6 +145,7 @@ class Link:
             framing=self.framing,
             opened_at=self.opened_at,
             shared=entry.shared,
+            detached=self._detached,
         )
         if previous is not None:
             ctx.state = previous.ctx.state  # stateful toxics (limit_data) survive updates
@@ -346,6 +349,8 @@ class Link:
         for stage in self.stages:
             stage.ctx.interrupted.set()
             stage.ctx.cancel_tasks()
+        for task in list(self._detached):
+            task.cancel()
         if self._task is not None:
             self._task.cancel()
             self._task = None

@@ -4,21 +4,18 @@ Why: reorder and delay (``keep_order=false``) emit from timer tasks as well
 as from the link's processor, so the stages after them must never run twice
 at once (a chain lock); and frames they hold must be flushed when the toxic
 is removed, although the link cancels the context's own tasks right after
-``stop`` (a detached, self-finishing task).
+``stop`` (``ctx.detach``: a task the link owns, not the toxic context).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
-from typing import Any
 
 from faultlab.toxics.base import InvalidToxic, ToxicContext
 
-__all__ = ["SCOPES", "chain_lock", "check_choice", "count", "detach"]
+__all__ = ["SCOPES", "chain_lock", "check_choice", "count"]
 
 SCOPES = ("connection", "proxy")
-_detached: set[asyncio.Task[Any]] = set()
 
 
 def chain_lock(ctx: ToxicContext) -> asyncio.Lock:
@@ -27,13 +24,6 @@ def chain_lock(ctx: ToxicContext) -> asyncio.Lock:
     if not isinstance(lock, asyncio.Lock):
         lock = ctx.state["chain_lock"] = asyncio.Lock()
     return lock
-
-
-def detach(coro: Coroutine[Any, Any, None]) -> None:
-    """Run ``coro`` to its end even after the context's tasks are cancelled."""
-    task = asyncio.get_running_loop().create_task(coro)
-    _detached.add(task)
-    task.add_done_callback(_detached.discard)
 
 
 def count(ctx: ToxicContext, scope: str, key: str) -> int:

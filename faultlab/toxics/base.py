@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import KW_ONLY, dataclass
 from typing import Any, ClassVar
 
@@ -179,6 +179,7 @@ class ToxicContext:
         framing: str | None = None,
         opened_at: float | None = None,
         shared: dict[str, Any] | None = None,
+        detached: set[asyncio.Task[Any]] | None = None,
     ) -> None:
         self.rng = rng
         self._record = record
@@ -206,6 +207,7 @@ class ToxicContext:
         link's memory stays bounded; the link reports it in its held bytes."""
         self.interrupted = asyncio.Event()
         self.tasks: set[asyncio.Task[Any]] = set()
+        self._detached: set[asyncio.Task[Any]] = set() if detached is None else detached
 
     def record(self, decision: str, chunk: Chunk | None = None, **fields: Any) -> None:
         """Journal one fault decision (the link adds proxy, connection and toxic)."""
@@ -244,6 +246,17 @@ class ToxicContext:
         task = asyncio.ensure_future(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    def detach(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` to its end even after this context's tasks are cancelled.
+
+        Why: frames a toxic holds must still leave when it is removed, and the link
+        cancels the context's own tasks right after ``stop``. The link owns these
+        tasks instead, and cancels them when its connection closes.
+        """
+        task = self.loop.create_task(coro)
+        self._detached.add(task)
+        task.add_done_callback(self._detached.discard)
 
     def cancel_tasks(self) -> None:
         for task in list(self.tasks):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 
-from faultlab.toxics._common import chain_lock, detach
+from faultlab.toxics._common import chain_lock
 from faultlab.toxics.base import HOLD_LIMIT, Attr, Chunk, Emit, Toxic, ToxicContext, register_toxic
 
 MAX_MS = 3_600_000
@@ -53,7 +53,7 @@ class Delay(Toxic):
         done = ctx.loop.create_future()
         pending.add(done)
         ctx.held_bytes += len(chunk.data)
-        detach(self._later(ctx, emit, chunk, delay_ms, done))
+        ctx.detach(self._later(ctx, emit, chunk, delay_ms, done))
 
     async def _hold(self, ctx: ToxicContext, chunk: Chunk, delay_ms: int) -> None:
         wait = delay_ms / 1000 - (ctx.now() - chunk.t)

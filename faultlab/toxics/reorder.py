@@ -11,7 +11,7 @@ link's seeded RNG. Every release is journaled with its frame index.
 
 from __future__ import annotations
 
-from faultlab.toxics._common import chain_lock, detach
+from faultlab.toxics._common import chain_lock
 from faultlab.toxics.base import HOLD_LIMIT, Attr, Chunk, Emit, Toxic, ToxicContext, register_toxic
 
 MAX_MS = 60_000
@@ -45,7 +45,7 @@ class Reorder(Toxic):
     async def _expire(self, ctx: ToxicContext, batch: int) -> None:
         if await ctx.sleep(self.attributes["max_hold_ms"] / 1000):
             # detached: a removal cancelling this timer must not cut a release short
-            detach(self._release(ctx, "max_hold", batch))
+            ctx.detach(self._release(ctx, "max_hold", batch))
 
     async def _flush(self, ctx: ToxicContext, reason: str) -> None:
         """Release every held frame in a seeded random order (the chain lock is held)."""
@@ -68,7 +68,7 @@ class Reorder(Toxic):
 
     def stop(self, ctx: ToxicContext) -> None:
         if ctx.state.get("held"):
-            detach(self._release(ctx, "removed"))
+            ctx.detach(self._release(ctx, "removed"))
 
     async def _release(self, ctx: ToxicContext, reason: str, batch: int | None = None) -> None:
         async with chain_lock(ctx):

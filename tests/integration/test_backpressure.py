@@ -10,6 +10,7 @@ Slow mode (``FAULTLAB_SLOW=1``) runs more links at once.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import struct
@@ -389,5 +390,38 @@ def test_closing_the_engine_leaves_no_stalled_bridge_behind(runtime: str) -> Non
             conn.close()  # type: ignore[attr-defined]
         up.held.clear()
         assert _wait_for(lambda: _fds() <= fds_before, timeout=5), f"{_fds()} fds, {fds_before}"
+    finally:
+        up.close()
+
+
+def test_no_toxic_task_outlives_its_connection(runtime: str) -> None:
+    """Frames a reorder toxic holds: its timers and flushes end with the connection."""
+    up = transports.listen(_example("unixgram", "bp-tasks"))
+    try:
+        with ProxyEngine(seed=6) as engine:
+            proxy = engine.create(
+                "tasks", listen=_example("unixgram", "bp-tasks-p"), upstream=up.address
+            )
+
+            def tasks() -> int:
+                return engine.run(lambda: len(asyncio.all_tasks()))
+
+            idle = tasks()
+            proxy.add_toxic("reorder", stream="upstream", window=1000, max_hold_ms=60_000)
+            client = transports.connect(proxy.address, timeout=10)
+            server = up.accept(timeout=10)
+            for i in range(3):
+                client.send(b"frame %d" % i, timeout=5)
+            assert _wait_for(lambda: tasks() > idle), "the toxic holds nothing: no test"
+            proxy.remove_toxic("reorder_upstream")  # the held frames are flushed, then...
+            got = sorted(server.receive(timeout=5) for _ in range(3))
+            assert got == [b"frame 0", b"frame 1", b"frame 2"]
+            proxy.add_toxic("reorder", stream="upstream", window=1000, max_hold_ms=60_000)
+            client.send(b"held", timeout=5)
+            assert _wait_for(lambda: tasks() > idle)
+            client.close()  # ...and a connection that closes takes its toxics' tasks along
+            server.close()
+            assert _wait_for(lambda: proxy.connections() == 0)
+            assert _wait_for(lambda: tasks() <= idle), f"{tasks()} tasks, {idle} before"
     finally:
         up.close()
