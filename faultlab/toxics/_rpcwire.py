@@ -11,25 +11,19 @@ from __future__ import annotations
 
 from faultlab.rpc.base import WireProtocol, get_protocol, protocol_names
 from faultlab.rpc.errors import KINDS
-from faultlab.rpc.frames import Item, WireMessage
+from faultlab.rpc.frames import WireMessage
 from faultlab.rpc.messages import ErrorInfo
 
 __all__ = [
-    "Item",
-    "RpcMessage",
     "decode",
     "encode",
     "error_info",
     "error_reply",
-    "error_response",
     "protocol_reason",
     "protocols",
     "resolve_protocol",
     "wire_protocol",
 ]
-
-RpcMessage = WireMessage
-"""The name this module used before protocols owned their frames."""
 
 
 def protocols() -> tuple[str, ...]:
@@ -78,10 +72,6 @@ def encode(message: WireMessage) -> bytes:
 
 
 def error_reply(message: WireMessage, info: ErrorInfo) -> bytes | None:
-    """What the server would answer to the request(s) in ``message`` with error ``info``."""
-    return get_protocol(message.protocol).error_reply(message, info)
-
-
-def error_response(message: WireMessage, info: ErrorInfo) -> bytes | None:
-    """``message`` (a reply) turned into error ``info``, keeping its ids and version."""
+    """What the server would answer to the request(s) in ``message`` with error ``info``;
+    for a reply, the reply turned into ``info`` (ids and version kept)."""
     return get_protocol(message.protocol).error_reply(message, info)

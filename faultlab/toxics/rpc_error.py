@@ -71,17 +71,15 @@ async def inject_error(
     """Answer the request in ``message`` (upstream) or replace the reply (downstream)."""
     info = wire.error_info(attributes["kind"], attributes["code"], attributes["message"])
     fields.update(error_kind=info.kind, code=info.code, protocol=message.protocol)
-    reply = wire.error_reply(message, info)
-    if message.request:
-        ctx.record("rpc_error", chunk, replied=reply is not None, **fields)
-        if reply is not None:
-            ctx.reply(reply)
-        return
-    data = reply
+    data = wire.error_reply(message, info)
     ctx.record("rpc_error", chunk, replied=data is not None, **fields)
-    if data is not None:
-        chunk.data = data
-        await emit(chunk)
+    if data is None:
+        return
+    if message.request:
+        ctx.reply(data)
+        return
+    chunk.data = data
+    await emit(chunk)
 
 
 def error_reason(
