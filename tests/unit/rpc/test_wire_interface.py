@@ -10,6 +10,8 @@ from typing import Any
 
 import h11
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from faultlab.codecs.framing.http import HttpFramer, HttpMessage
 from faultlab.errors import LocalProtocolError
@@ -196,3 +198,30 @@ def test_frame_reason_says_why_a_proxy_cannot_read_frames(
 ) -> None:
     got = _rpcwire.protocol_reason(name, framing, message_based)
     assert (got is None) if reason is None else (reason in (got or ""))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    case=st.sampled_from(CASES),
+    request=st.booleans(),
+    cut=st.integers(0, 200),
+    flips=st.lists(st.tuples(st.integers(0, 199), st.integers(1, 255)), max_size=4),
+    junk=st.binary(max_size=64),
+)
+def test_any_bytes_read_as_a_message_or_none_never_an_exception(
+    case: tuple[str, bool], request: bool, cut: int, flips: list[tuple[int, int]], junk: bytes
+) -> None:
+    """A proxy reads whatever a peer sends: mutated frames of every protocol are a message
+    (which writes back) or ``None``, never an exception out of the link."""
+    name, http = case
+    protocol = get_protocol(name)
+    data = bytearray(request_frame(name, Request("echo", [{"a": [1, "x"]}], 3), http=http))
+    for at, mask in flips:
+        if data:
+            data[at % len(data)] ^= mask
+    frame = bytes(data[:cut]) + junk
+    message = protocol.read_frame(frame, request=request, http=http)
+    if message is not None:
+        assert message.kind in ("request", "notification", "response")
+        protocol.write_frame(message)
+        protocol.error_reply(message, ErrorInfo("unavailable", -32050, "x"))
