@@ -475,7 +475,7 @@ def _journal_test(item: pytest.Item, report: pytest.TestReport, seed: int, calls
     lab = item.stash.get(_lab_key, None)
     if lab is None:
         return
-    from faultlab.lab import events as ev
+    from faultlab.journal import schema as ev
 
     params = callspec.params if callspec is not None else {}
     plan: Any = item.stash.get(_plan_key, None)

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["DEFAULT_MAX_EVENTS", "FileJournal", "Journal", "read_appended"]
+__all__ = ["DEFAULT_MAX_EVENTS", "FileJournal", "Journal", "copy_appended", "read_appended"]
 
 DEFAULT_MAX_EVENTS = 200_000
 
@@ -104,3 +104,14 @@ def read_appended(path: str | Path, offset: int = 0) -> tuple[list[dict[str, Any
         return [], offset
     events = [json.loads(line) for line in complete.splitlines() if line.strip()]
     return events, offset + len(complete) + (1 if complete else 0)
+
+
+def copy_appended(path: str | Path, offset: int, journal: Journal) -> int:
+    """Record into ``journal`` what a child's :class:`FileJournal` appended past ``offset``
+    (renumbered on ``journal``'s sequence); return the offset to read from next."""
+    events, offset = read_appended(path, offset)
+    for event in events:
+        kind = event.pop("kind")
+        event.pop("seq", None)
+        journal.record(kind, **event)
+    return offset

@@ -18,7 +18,8 @@ from typing import Any
 
 from faultlab.errors import FaultlabError, RemoteProtocolError, TransportError
 from faultlab.journal import Journal
-from faultlab.lab import events as ev
+from faultlab.journal import schema as ev
+from faultlab.journal.schema import short_repr
 from faultlab.rpc.client import MethodProxy
 from faultlab.rpc.errors import RpcError
 
@@ -29,11 +30,6 @@ _current: contextvars.ContextVar[CallRecord | None] = contextvars.ContextVar(
 )
 _ids = itertools.count(1)
 _ids_lock = threading.Lock()
-
-
-def short_repr(value: Any, limit: int = 200) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def classify(exc: BaseException) -> tuple[str, bool]:

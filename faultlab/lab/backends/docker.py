@@ -23,7 +23,6 @@ from __future__ import annotations
 import importlib
 import ipaddress
 import itertools
-import json
 import os
 import random
 import shutil
@@ -40,7 +39,8 @@ from urllib.parse import urlsplit
 
 from faultlab._cleanup import Owner, pid_alive, runtime_dir
 from faultlab.journal import Journal
-from faultlab.lab import events as ev
+from faultlab.journal import schema as ev
+from faultlab.journal.store import copy_appended
 from faultlab.lab.backends.base import (
     BackendError,
     ServerHandle,
@@ -454,19 +454,7 @@ class DockerServer(ServerHandle):
 
     def merge_events(self) -> None:
         """Copy the container's new server events (bind-mounted JSONL) into the lab journal."""
-        try:
-            with open(self.events_path) as f:
-                f.seek(self._read_offset)
-                complete, _, _ = f.read().rpartition("\n")
-        except FileNotFoundError:
-            return
-        self._read_offset += len(complete) + (1 if complete else 0)
-        for line in complete.splitlines():
-            if line.strip():
-                event = json.loads(line)
-                kind = event.pop("kind")
-                event.pop("seq", None)
-                self.journal.record(kind, **event)
+        self._read_offset = copy_appended(self.events_path, self._read_offset, self.journal)
 
     # state
     @property

@@ -8,7 +8,6 @@ system-wide), and the lab merges them on read. Restart reuses the address.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -17,7 +16,8 @@ from pathlib import Path
 
 from faultlab._proc import ChildProcess, spawn_ready
 from faultlab.journal import Journal
-from faultlab.lab import events as ev
+from faultlab.journal import schema as ev
+from faultlab.journal.store import copy_appended
 from faultlab.lab.backends.base import BackendError, ServerHandle, ServerSpec, register_backend
 
 __all__ = ["SubprocessServer"]
@@ -53,20 +53,7 @@ class SubprocessServer(ServerHandle):
 
     def merge_events(self) -> None:
         """Copy the child's new server events into the lab journal."""
-        if not self.events_path.exists():
-            return
-        with open(self.events_path) as f:
-            f.seek(self._read_offset)
-            lines = f.read()
-            complete, _, partial = lines.rpartition("\n")
-            self._read_offset += len(complete) + (1 if complete else 0)
-        for line in complete.splitlines():
-            if line.strip():
-                event = json.loads(line)
-                kind = event.pop("kind")
-                event.pop("seq", None)
-                self.journal.record(kind, **event)
-        del partial
+        self._read_offset = copy_appended(self.events_path, self._read_offset, self.journal)
 
     @property
     def alive(self) -> bool:
