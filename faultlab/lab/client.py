@@ -20,7 +20,7 @@ from faultlab.errors import FaultlabError, RemoteProtocolError, TransportError
 from faultlab.journal import Journal
 from faultlab.journal import schema as ev
 from faultlab.journal.schema import short_repr
-from faultlab.rpc.client import MethodProxy
+from faultlab.rpc.client import CallingClient
 from faultlab.rpc.errors import RpcError
 
 __all__ = ["CallRecord", "InstrumentedClient", "classify", "logical_call", "short_repr"]
@@ -123,7 +123,7 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-class InstrumentedClient:
+class InstrumentedClient(CallingClient):
     """Wraps any faultlab client (``Client``, ``GrpcClient``): each call is a journaled attempt."""
 
     def __init__(self, inner: Any, *, journal: Journal) -> None:
@@ -132,19 +132,8 @@ class InstrumentedClient:
         self.address = getattr(inner, "address", "")
         self._orphans = itertools.count(1)
 
-    def __getattr__(self, name: str) -> MethodProxy:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return MethodProxy(self, name)
-
     def close(self) -> None:
         self.inner.close()
-
-    def __enter__(self) -> InstrumentedClient:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def call(
         self,

@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Self
 
 from faultlab import transports
 from faultlab.errors import FaultlabError, LocalProtocolError, RemoteProtocolError, TransportError
@@ -23,7 +24,7 @@ from faultlab.rpc.messages import Request, Response
 from faultlab.rpc.server import resolve_framing
 from faultlab.streams import ByteStream, Deadline
 
-__all__ = ["AsyncClient", "Client", "MethodProxy", "connect"]
+__all__ = ["AsyncClient", "CallingClient", "Client", "MethodProxy", "connect"]
 
 
 class MethodProxy:
@@ -45,7 +46,28 @@ class MethodProxy:
         return self._client.call(self._name, *args, **kwargs)
 
 
-class Client:
+class CallingClient(ABC):
+    """What every synchronous client shares: ``call``, ``client.method(...)`` sugar, ``with``."""
+
+    @abstractmethod
+    def call(self, method: str, *args: Any, **kwargs: Any) -> Any: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __getattr__(self, name: str) -> MethodProxy:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return MethodProxy(self, name)
+
+
+class Client(CallingClient):
     """A synchronous RPC client for one server address."""
 
     def __init__(
@@ -90,17 +112,6 @@ class Client:
     def close(self) -> None:
         with self._lock:
             self._drop()
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __getattr__(self, name: str) -> MethodProxy:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return MethodProxy(self, name)
 
     # calls
     def call(

@@ -10,7 +10,7 @@ from google.protobuf import message  # type: ignore[import-untyped]
 
 from faultlab.errors import RemoteProtocolError
 from faultlab.rpc.channel import MAX_MESSAGE
-from faultlab.rpc.client import MethodProxy
+from faultlab.rpc.client import CallingClient
 from faultlab.rpc.errors import InvalidParams, MethodNotFound
 from faultlab.rpc.grpc.address import channel_credentials, host_target, parse_address, unix_target
 from faultlab.rpc.grpc.convert import CONVERSION_ERRORS, params_to_request, reply_to_python
@@ -20,7 +20,7 @@ from faultlab.rpc.grpc.status import IDEMPOTENCY_KEY, error_from
 __all__ = ["GrpcClient"]
 
 
-class GrpcClient:
+class GrpcClient(CallingClient):
     """A synchronous gRPC client; never retries (grpcio's retries are switched off)."""
 
     def __init__(
@@ -102,16 +102,5 @@ class GrpcClient:
             ) from exc
         return reply_to_python(reply)
 
-    def __getattr__(self, name: str) -> MethodProxy:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return MethodProxy(self, name)
-
     def close(self) -> None:
         self._channel.close()
-
-    def __enter__(self) -> GrpcClient:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
