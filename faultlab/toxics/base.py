@@ -27,6 +27,7 @@ from faultlab._registry import Registry
 from faultlab.errors import FaultlabError
 
 __all__ = [
+    "BUILTIN_TOXICS",
     "GENERIC_SPAN",
     "HOLD_LIMIT",
     "Attr",
@@ -363,7 +364,7 @@ class Toxic:
         """Removed or replaced on a live link."""
 
 
-_BUILTIN = (
+BUILTIN_TOXICS = (
     "noop",
     "latency",
     "bandwidth",
@@ -383,10 +384,11 @@ _BUILTIN = (
     "rpc_error",
     "version_skew",
 )
+"""The toxics that ship with faultlab, Toxiproxy's eight first."""
 _registry: Registry[type[Toxic]] = Registry(
     "toxic",
     "faultlab.toxics",
-    [f"faultlab.toxics.{name}" for name in _BUILTIN],
+    [f"faultlab.toxics.{name}" for name in BUILTIN_TOXICS],
     missing=lambda _name: InvalidToxic("invalid toxic type"),  # Toxiproxy's exact message
     adopt=lambda ep: register_toxic(ep.load()),
 )

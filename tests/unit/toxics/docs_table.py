@@ -13,29 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from faultlab.toxics import Attr, get_toxic_class
+from faultlab.toxics.base import BUILTIN_TOXICS
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "toxics.md"
 START, END = "<!-- attributes:start -->", "<!-- attributes:end -->"
-BUILTIN = (
-    "noop",
-    "latency",
-    "bandwidth",
-    "slow_close",
-    "timeout",
-    "reset_peer",
-    "slicer",
-    "limit_data",
-    "drop",
-    "duplicate",
-    "reorder",
-    "corrupt",
-    "delay",
-    "partition",
-    "slow_open",
-    "fail_first",
-    "rpc_error",
-    "version_skew",
-)
+BUILTIN = BUILTIN_TOXICS
 """The built-in toxics, in the order of the docs (Toxiproxy's eight first)."""
 
 
