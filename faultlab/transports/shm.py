@@ -44,6 +44,7 @@ import select
 import socket
 import struct
 import sys
+import time
 import uuid
 from typing import Any
 
@@ -51,6 +52,7 @@ from faultlab.errors import (
     AddressError,
     BrokenResourceError,
     ClosedResourceError,
+    TransportTimeout,
 )
 from faultlab.streams import DEFAULT_TIMEOUT, Deadline, Listener, MessageStream
 from faultlab.transports import register
@@ -61,7 +63,7 @@ from faultlab.transports._shmring import (
     RingReader,
     RingWriter,
 )
-from faultlab.transports._sockets import translate_oserror, wait_fd
+from faultlab.transports._sockets import translate_oserror
 from faultlab.transports.base import Capabilities, ParsedAddress, Transport
 
 __all__ = ["DEFAULT_RING_SIZE", "MAX_MESSAGE_SIZE", "ShmListener", "ShmStream", "ShmTransport"]
@@ -251,6 +253,10 @@ class ShmStream(MessageStream):
                 reader.lock.release()
 
 
+HELLO_TIMEOUT = 5.0
+"""How long an accepted client may take to send its hello (across accept calls)."""
+
+
 class ShmListener(Listener[MessageStream]):
     """Accepts one :class:`ShmStream` per client on the abstract rendezvous socket."""
 
@@ -260,39 +266,75 @@ class ShmListener(Listener[MessageStream]):
         self.address = address
         self._spin = spin
         self._closed = False
+        self._pending: list[tuple[socket.socket, float]] = []
+        """Accepted connections whose hello has not arrived yet, with when they expire.
+
+        Why: a client connected just before an accept call's deadline must not be
+        dropped because *that call* ran out of time; its hello is awaited across calls
+        (at most HELLO_TIMEOUT), and a silent client never holds up the others."""
 
     def accept(self, *, timeout: float | None = None) -> MessageStream:
         deadline = self._deadline(timeout)
         while True:
             if self._closed:
                 raise ClosedResourceError("accept: listener is closed")
+            stream = self._next_hello()
+            if stream is not None:
+                return stream
             try:
                 conn, _ = self.sock.accept()
             except BlockingIOError:
-                wait_fd(self.sock.fileno(), select.POLLIN, deadline, "accept")
+                self._wait(deadline)
                 continue
             except OSError as exc:
                 if self._closed:
                     raise ClosedResourceError("accept: listener is closed") from exc
                 raise translate_oserror(exc, "accept") from exc
             try:
-                return self._handshake(conn, deadline)
+                _check_peer_user(conn, "accept")
+                conn.setblocking(False)
             except BaseException:
                 conn.close()
                 raise
+            self._pending.append((conn, time.monotonic() + HELLO_TIMEOUT))
 
-    def _handshake(self, conn: socket.socket, deadline: Deadline) -> ShmStream:
-        """Receive the client's hello: ring size, the memfd and the four eventfds."""
-        _check_peer_user(conn, "accept")
-        conn.setblocking(False)
-        while True:
+    def _wait(self, deadline: Deadline) -> None:
+        """Until a connection or a hello arrives, a pending hello expires, or the deadline."""
+        poller = select.poll()
+        poller.register(self.sock.fileno(), select.POLLIN)
+        left = deadline.remaining_or_zero()
+        for conn, expires in self._pending:
+            poller.register(conn.fileno(), select.POLLIN)
+            left = min(left, max(0.0, expires - time.monotonic()))
+        if not poller.poll(left * 1000.0) and deadline.remaining_or_zero() <= 0:
+            raise TransportTimeout("accept timed out")
+
+    def _next_hello(self) -> ShmStream | None:
+        """The first pending connection whose hello has arrived, as a stream."""
+        now = time.monotonic()
+        for entry in list(self._pending):
+            conn, expires = entry
             try:
                 data, fds, _, _ = socket.recv_fds(conn, 64, _N_FDS + 1, socket.MSG_CMSG_CLOEXEC)
-                break
             except BlockingIOError:
-                wait_fd(conn.fileno(), select.POLLIN, deadline, "accept (hello)")
+                if now > expires:  # connected, never said hello: drop it, serve the others
+                    self._pending.remove(entry)
+                    conn.close()
+                continue
             except OSError as exc:
+                self._pending.remove(entry)
+                conn.close()
                 raise translate_oserror(exc, "accept (hello)") from exc
+            self._pending.remove(entry)
+            try:
+                return self._from_hello(conn, data, fds)
+            except BaseException:
+                conn.close()
+                raise
+        return None
+
+    def _from_hello(self, conn: socket.socket, data: bytes, fds: list[int]) -> ShmStream:
+        """Check the client's hello (ring size, the memfd and the four eventfds) and map it."""
         try:
             if not data and not fds:
                 raise BrokenResourceError("accept: client went away before its hello")
@@ -314,6 +356,9 @@ class ShmListener(Listener[MessageStream]):
         if self._closed:
             return
         self._closed = True
+        for conn, _ in self._pending:
+            conn.close()
+        self._pending.clear()
         self.sock.close()
 
 

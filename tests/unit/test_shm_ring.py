@@ -498,3 +498,44 @@ def test_capabilities_are_declared() -> None:
     assert caps.detects_peer_death
     assert caps.cross_process
     assert caps.multi_client
+
+
+def test_a_hello_that_misses_one_accept_call_is_taken_by_the_next() -> None:
+    """A client connected just before accept's deadline is not dropped for it (was: EOF).
+
+    The client's hello arrives after the first accept call has timed out: the second
+    call must return that client's stream, and data must flow both ways.
+    """
+    from faultlab.errors import TransportTimeout as Timeout
+    from faultlab.transports import shm
+
+    address = transports.get("shm").example_address("late-hello")
+    with transports.listen(address) as listener:
+        name = shm._name_of(transports.parse_address(address), allow_empty=False)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        sock.connect(shm._sockaddr(name))
+        with pytest.raises(Timeout):
+            listener.accept(timeout=0.1)  # connected, no hello yet
+        client = shm._client(sock, 1 << 16, 0.0)  # the hello, late
+        with client, listener.accept(timeout=5) as server:
+            client.send(b"ping", timeout=5)
+            assert server.receive(timeout=5) == b"ping"
+            server.send(b"pong", timeout=5)
+            assert client.receive(timeout=5) == b"pong"
+
+
+def test_a_client_that_never_says_hello_does_not_block_the_others() -> None:
+    from faultlab.transports import shm
+
+    address = transports.get("shm").example_address("no-hello")
+    with transports.listen(address) as listener:
+        name = shm._name_of(transports.parse_address(address), allow_empty=False)
+        silent = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        silent.connect(shm._sockaddr(name))
+        try:
+            with transports.connect(address, timeout=5) as client:
+                with listener.accept(timeout=5) as server:
+                    client.send(b"x", timeout=5)
+                    assert server.receive(timeout=5) == b"x"
+        finally:
+            silent.close()
