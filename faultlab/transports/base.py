@@ -35,6 +35,36 @@ class Capabilities:
     half_close: bool
     mechanism: str
 
+    @classmethod
+    def byte_stream(cls, mechanism: str, *, half_close: bool = True) -> Capabilities:
+        """An ordered, reliable, cross-process byte stream that notices a dead peer."""
+        return cls("stream", None, None, True, True, True, True, True, half_close, mechanism)
+
+    @classmethod
+    def messages(
+        cls,
+        mechanism: str,
+        *,
+        max_message_size: int,
+        native_max: int,
+        reliable: bool = True,
+        half_close: bool = True,
+    ) -> Capabilities:
+        """Whole messages across processes; an unreliable one is unordered and cannot
+        tell a dead peer from a silent one."""
+        return cls(
+            "message",
+            max_message_size,
+            native_max,
+            reliable,
+            reliable,
+            True,
+            True,
+            reliable,
+            half_close,
+            mechanism,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class ParsedAddress:

@@ -623,18 +623,7 @@ def _unlink_if_fifo(path: str) -> None:
 class FifoTransport(Transport):
     scheme = "fifo"
     description = "POSIX named pipes (mkfifo), one FIFO pair per connection"
-    capabilities = Capabilities(
-        kind="stream",
-        max_message_size=None,
-        native_max=None,
-        ordered=True,
-        reliable=True,
-        cross_process=True,
-        multi_client=True,
-        detects_peer_death=True,
-        half_close=True,
-        mechanism="named pipe pair + rendezvous FIFO, pidfd peer watch",
-    )
+    capabilities = Capabilities.byte_stream("named pipe pair + rendezvous FIFO, pidfd peer watch")
     platforms = ("linux",)
 
     def unavailable_reason(self) -> str | None:

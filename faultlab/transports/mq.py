@@ -588,17 +588,10 @@ def _sweep_stale() -> None:
 class MqTransport(Transport):
     scheme = "mq"
     description = "POSIX message queues (posix_ipc), one queue pair per connection"
-    capabilities = Capabilities(
-        kind="message",
+    capabilities = Capabilities.messages(
+        "POSIX mq_* queue pair + rendezvous queue, pidfd peer watch",
         max_message_size=_MAX_MESSAGE,
         native_max=_MSGSIZE - 1,
-        ordered=True,
-        reliable=True,
-        cross_process=True,
-        multi_client=True,
-        detects_peer_death=True,
-        half_close=True,
-        mechanism="POSIX mq_* queue pair + rendezvous queue, pidfd peer watch",
     )
     platforms = ("linux",)
 

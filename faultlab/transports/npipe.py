@@ -19,18 +19,7 @@ __all__ = ["NamedPipeTransport"]
 class NamedPipeTransport(Transport):
     scheme = "npipe"
     description = "Windows named pipe (Windows only)"
-    capabilities = Capabilities(
-        kind="stream",
-        max_message_size=None,
-        native_max=None,
-        ordered=True,
-        reliable=True,
-        cross_process=True,
-        multi_client=True,
-        detects_peer_death=True,
-        half_close=False,
-        mechanism="Windows named pipe",
-    )
+    capabilities = Capabilities.byte_stream("Windows named pipe", half_close=False)
     platforms = ("win32",)
 
     def unavailable_reason(self) -> str | None:

@@ -390,17 +390,10 @@ def _client(sock: socket.socket, ring: int, spin: float) -> ShmStream:
 class ShmTransport(Transport):
     scheme = "shm"
     description = "shared-memory rings (memfd) with eventfd wake-ups, abstract-socket rendezvous"
-    capabilities = Capabilities(
-        kind="message",
+    capabilities = Capabilities.messages(
+        "memfd shared-memory ring + eventfd",
         max_message_size=MAX_MESSAGE_SIZE,
         native_max=DEFAULT_RING_SIZE - 4,
-        ordered=True,
-        reliable=True,
-        cross_process=True,
-        multi_client=True,
-        detects_peer_death=True,
-        half_close=True,
-        mechanism="memfd shared-memory ring + eventfd",
     )
 
     def unavailable_reason(self) -> str | None:

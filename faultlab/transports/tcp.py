@@ -82,18 +82,7 @@ def open_tcp(parsed: ParsedAddress, deadline: Deadline) -> socket.socket:
 class TCPTransport(Transport):
     scheme = "tcp"
     description = "TCP (IPv4/IPv6), TCP_NODELAY"
-    capabilities = Capabilities(
-        kind="stream",
-        max_message_size=None,
-        native_max=None,
-        ordered=True,
-        reliable=True,
-        cross_process=True,
-        multi_client=True,
-        detects_peer_death=True,
-        half_close=True,
-        mechanism="AF_INET/AF_INET6 SOCK_STREAM",
-    )
+    capabilities = Capabilities.byte_stream("AF_INET/AF_INET6 SOCK_STREAM")
     platforms = ("linux", "darwin", "win32")
 
     def listen(self, address: str, **options: Any) -> Listener[ByteStream]:

@@ -165,18 +165,7 @@ class _ServerTLSStream(SocketByteStream):
 class TLSTransport(Transport):
     scheme = "tls"
     description = "TCP + TLS (trustme test CA by default)"
-    capabilities = Capabilities(
-        kind="stream",
-        max_message_size=None,
-        native_max=None,
-        ordered=True,
-        reliable=True,
-        cross_process=True,
-        multi_client=True,
-        detects_peer_death=True,
-        half_close=False,
-        mechanism="TLS over AF_INET SOCK_STREAM",
-    )
+    capabilities = Capabilities.byte_stream("TLS over AF_INET SOCK_STREAM", half_close=False)
     platforms = ("linux", "darwin", "win32")
 
     def listen(

@@ -114,17 +114,12 @@ class UDPListener(Listener[MessageStream]):
 class UDPTransport(Transport):
     scheme = "udp"
     description = "UDP datagrams (fragmented to 65000 B, unreliable)"
-    capabilities = Capabilities(
-        kind="message",
+    capabilities = Capabilities.messages(
+        "AF_INET/AF_INET6 SOCK_DGRAM",
         max_message_size=MAX_MESSAGE,
         native_max=FRAGMENT,
-        ordered=False,
         reliable=False,
-        cross_process=True,
-        multi_client=True,
-        detects_peer_death=False,
         half_close=False,
-        mechanism="AF_INET/AF_INET6 SOCK_DGRAM",
     )
     platforms = ("linux",)
 

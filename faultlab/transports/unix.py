@@ -151,18 +151,7 @@ def connect_unix(parsed: ParsedAddress, kind: int, deadline: Deadline) -> socket
 class UnixTransport(Transport):
     scheme = "unix"
     description = "Unix domain socket, SOCK_STREAM (path or @abstract)"
-    capabilities = Capabilities(
-        kind="stream",
-        max_message_size=None,
-        native_max=None,
-        ordered=True,
-        reliable=True,
-        cross_process=True,
-        multi_client=True,
-        detects_peer_death=True,
-        half_close=True,
-        mechanism="AF_UNIX SOCK_STREAM",
-    )
+    capabilities = Capabilities.byte_stream("AF_UNIX SOCK_STREAM")
     platforms = ("linux", "darwin")
 
     def listen(self, address: str, **options: Any) -> Listener[ByteStream]:

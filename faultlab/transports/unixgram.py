@@ -42,17 +42,11 @@ def _stream(sock: socket.socket) -> DatagramMessageStream:
 class UnixSeqpacketTransport(Transport):
     scheme = "unixgram"
     description = "Unix domain socket, SOCK_SEQPACKET messages"
-    capabilities = Capabilities(
-        kind="message",
+    capabilities = Capabilities.messages(
+        "AF_UNIX SOCK_SEQPACKET",
         max_message_size=MAX_MESSAGE,
         native_max=FRAGMENT,
-        ordered=True,
-        reliable=True,
-        cross_process=True,
-        multi_client=True,
-        detects_peer_death=True,
         half_close=False,
-        mechanism="AF_UNIX SOCK_SEQPACKET",
     )
 
     def listen(self, address: str, **options: Any) -> Listener[MessageStream]:
