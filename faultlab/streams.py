@@ -72,6 +72,14 @@ class _Closeable(ABC):
     def close(self) -> None:
         """Release every OS resource; idempotent; never blocks for long."""
 
+    def peer_gone(self) -> bool:
+        """True once the peer closed or died, seen without reading (``False``: cannot tell).
+
+        Why: a reader paused for backpressure (the proxy) must still notice a peer that
+        left. Transports that can see it (fifo, unixgram, shm) override this.
+        """
+        return False
+
     def __enter__(self) -> Self:
         return self
 

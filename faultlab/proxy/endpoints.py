@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import queue
-import select
 import socket
 import struct
 import threading
@@ -20,8 +19,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
-from faultlab.errors import EndOfStream, RemoteProtocolError, TransportError
+from faultlab.errors import EndOfStream, RemoteProtocolError, TransportError, TransportTimeout
 from faultlab.streams import ByteStream, MessageStream, Stream
+from faultlab.transports._fdio import hangup_events
 
 __all__ = ["BridgeEndpoint", "Endpoint", "Sink", "SocketEndpoint", "settle_bridges"]
 
@@ -261,13 +261,8 @@ class SocketEndpoint(asyncio.Protocol, Endpoint):
         if transport is None or transport.is_closing() or self._lost:
             return
         sock = transport.get_extra_info("socket")
-        gone = False
-        if sock is not None:
-            poller = select.poll()
-            poller.register(sock.fileno(), select.POLLIN | select.POLLRDHUP)
-            for _fd, events in poller.poll(0):
-                gone = bool(events & (select.POLLHUP | select.POLLERR))
-        if gone:
+        # A reset or a close both ways; a half-close (POLLRDHUP only) is kept.
+        if sock is not None and hangup_events(sock.fileno()):
             error = ConnectionResetError("the peer went away while reading was paused")
             self._lost_exc = error
             if self._started:
@@ -330,7 +325,6 @@ class BridgeEndpoint(Endpoint):
         self._in_flight_ok = threading.Condition(self._lock)
         self._threads = 0
         self._stream_closed = False
-        self._linger: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
         self._threads = 2
@@ -373,7 +367,7 @@ class BridgeEndpoint(Endpoint):
                 self._call(self.on_eof)
                 return
             except TransportError as exc:
-                if type(exc).__name__ == "TransportTimeout":
+                if isinstance(exc, TransportTimeout):
                     continue
                 if not self._closed.is_set():
                     self._lose(exc)
@@ -394,9 +388,8 @@ class BridgeEndpoint(Endpoint):
             self.on_data(data)
 
     def _peer_gone(self) -> bool:
-        probe = getattr(self.stream, "peer_gone", None)
         try:
-            return bool(probe()) if probe is not None else False
+            return self.stream.peer_gone()
         except (OSError, TransportError):
             return True
 
@@ -492,7 +485,7 @@ class BridgeEndpoint(Endpoint):
         else:
             with _flushing_lock:
                 _flushing.setdefault(self.loop, set()).add(self)
-            self._linger = self.loop.call_later(CLOSE_LINGER, self._close_stream)
+            self.loop.call_later(CLOSE_LINGER, self._close_stream)
 
     def reset(self) -> None:
         self._closed.set()
