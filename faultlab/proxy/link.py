@@ -212,7 +212,7 @@ class Link:
                 index=chunk.index,
                 size=len(data),
             )
-        if not self._active and not self._queue and not self._busy and self._sink_ready.is_set():
+        if self._direct():
             self._write(chunk)  # fast path
             return
         self._queue.append(chunk)
@@ -230,7 +230,7 @@ class Link:
         if self._framer is not None:
             self._framer.receive_data(b"")
             self._drain_framer()
-        if not self._active and not self._queue and not self._busy and self._sink_ready.is_set():
+        if self._direct():
             self._finish()
             return
         self._queue.append(_EOF)
@@ -245,11 +245,9 @@ class Link:
             other._write(Chunk(payload, self.loop.time(), -1, True))
             self._replies_to = other
 
-    async def _wait_for_replies(self) -> None:
-        """A source that does not read our replies is not read either (bounded replies)."""
-        other = self._replies_to
-        if other is not None and not other._sink_ready.is_set() and not other.done:
-            await other._sink_ready.wait()
+    def _direct(self) -> bool:
+        """Nothing in the way: a chunk may go straight to the sink (the fast path)."""
+        return not self._active and not self._queue and not self._busy and self._sink_ready.is_set()
 
     # backpressure from the sink
     def sink_paused(self) -> None:
@@ -258,10 +256,8 @@ class Link:
         self.source.hold("sink")
 
     def sink_resumed(self) -> None:
-        self._sink_ready.set()
+        self._sink_ready.set()  # wakes the processor, which always exists while items queue
         self.source.release("sink")
-        if self._queue and self._task is None and not self.done:
-            self._task = self.loop.create_task(self._process())
 
     def held_bytes(self) -> int:
         """Bytes this link holds in the proxy: queued, inside the chain, in the sink's buffer."""
@@ -307,7 +303,8 @@ class Link:
                     await self._wake.wait()
                     continue
                 if self._replies_to is not None and not self._replies_to._sink_ready.is_set():
-                    await self._wait_for_replies()
+                    # A source that does not read our replies is not read either.
+                    await self._replies_to._sink_ready.wait()  # stop() sets it on close
                     continue
                 item = self._queue.popleft()
                 self._busy = True
