@@ -216,7 +216,7 @@ def toxic_fields(draw: st.DrawFn, *, update: bool = False) -> dict[str, Any]:
 
 @st.composite
 def body_text(draw: st.DrawFn, value: Any) -> bytes:
-    """The JSON of ``value`` (surrogates as ``\\udXXX`` escapes), sometimes mutated."""
+    """The JSON of ``value`` (lone surrogates as ``\\udc80``-style escapes), sometimes mutated."""
     text = json.dumps(value)
     mutation = draw(
         st.sampled_from(["none"] * 30 + ["truncate", "nest", "trail", "inf", "bytes", "huge"])

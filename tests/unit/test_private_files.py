@@ -152,8 +152,9 @@ def test_fifos_are_exactly_0600(rt: Path, mask: int) -> None:
 @pytest.mark.parametrize("mask", [0o000, 0o277])
 def test_mq_queues_and_lock_are_0600(rt: Path, mask: int) -> None:
     posix_ipc = pytest.importorskip("posix_ipc")
-    if transports.get("mq").unavailable_reason() is not None:
-        pytest.skip("mq:// unavailable here")
+    reason = transports.get("mq").unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"mq:// unavailable here: {reason}")
     runtime_dir()
     name = f"private-{os.getpid()}"
     with umask(mask):
