@@ -87,6 +87,19 @@ class Attempt:
     error_kind: str | None
     transient: bool | None
     events: tuple[dict[str, Any], ...]
+    source: str = "client"
+    """``"client"``: journaled by an instrumented client; ``"wire"``: read from the proxy's
+    ``wire_request`` / ``wire_response`` events (a black-box client)."""
+    http_method: str | None = None
+    """The HTTP method of a wire attempt (``POST``); ``None`` when not carried over HTTP."""
+    path: str | None = None
+    """The HTTP request target of a wire attempt (``/items/1?x=2``)."""
+    status: int | None = None
+    """The HTTP status the client got (``None``: no response, or not HTTP)."""
+    retry_after: float | None = None
+    """Seconds the response's ``Retry-After`` asked the client to wait (``None``: absent)."""
+    connection: int | None = None
+    """The proxy connection a wire attempt travelled on."""
 
     @property
     def failed(self) -> bool:
