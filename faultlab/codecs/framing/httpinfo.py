@@ -86,8 +86,6 @@ def retry_after_seconds(value: str | None, now_epoch: float | None = None) -> fl
         when = parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):
         return None
-    if when is None:
-        return None
     import time
 
     now = time.time() if now_epoch is None else now_epoch
