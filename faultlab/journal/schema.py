@@ -42,6 +42,9 @@ __all__ = [
     "TOXIC_UPDATED",
     "UPSTREAM_FAILED",
     "VERDICT",
+    "WIRE_REQUEST",
+    "WIRE_RESPONSE",
+    "WIRE_UNANSWERED",
     "short_repr",
 ]
 
@@ -70,6 +73,9 @@ TOXIC_ADDED = "toxic_added"
 TOXIC_UPDATED = "toxic_updated"
 TOXIC_REMOVED = "toxic_removed"
 PROXY_DELETED = "proxy_deleted"
+WIRE_REQUEST = "wire_request"
+WIRE_RESPONSE = "wire_response"
+WIRE_UNANSWERED = "wire_unanswered"
 # ---- the test run ---------------------------------------------------------------------------
 MARK = "mark"
 TEST = "test"
@@ -87,7 +93,7 @@ PROCESS_CLOSERS = MappingProxyType({"resume": "pause", "restart": "kill"})
 _F = tuple[str, ...]
 KINDS: MappingProxyType[str, _F] = MappingProxyType(
     {
-        CALL_START: ("call", "method", "params", "idempotent", "label"),
+        CALL_START: ("call", "method", "params", "idempotent", "label"),  # also "proxy"
         CALL_END: ("call", "outcome", "value", "error", "error_kind", "duration"),
         ATTEMPT_START: ("call", "attempt", "method", "idempotency_key", "request_id"),
         ATTEMPT_END: ("call", "attempt", "outcome", "error", "error_kind", "transient"),
@@ -106,6 +112,25 @@ KINDS: MappingProxyType[str, _F] = MappingProxyType(
         TOXIC_UPDATED: ("proxy", "toxic", "type", "stream", "toxicity", "attributes"),
         TOXIC_REMOVED: ("proxy", "toxic"),
         PROXY_DELETED: ("proxy",),
+        WIRE_REQUEST: (
+            "proxy",
+            "connection",
+            "exchange",
+            "method",
+            "target",
+            "headers",
+            "size",
+        ),
+        WIRE_RESPONSE: (
+            "proxy",
+            "connection",
+            "exchange",
+            "status",
+            "headers",
+            "size",
+            "injected",
+        ),
+        WIRE_UNANSWERED: ("proxy", "connection", "exchange", "error_kind", "error"),
         MARK: ("proxy",),
         TEST: (
             "nodeid",

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
 from faultlab.journal import schema as ev
+from faultlab.journal import wire
 
 __all__ = [
     "Attempt",
@@ -275,11 +276,14 @@ def _build(events: list[dict[str, Any]]) -> Timeline:
             orphans.append(attempt)
         else:
             by_call.setdefault(key[0], []).append(attempt)
+    wire = _wire_attempts(events, starts, ends, order, by_call)
     calls: list[Call] = []
     for call_id in order:
         start = starts[call_id]
         end = ends.get(call_id)
         attempts = tuple(sorted(by_call.pop(call_id, []), key=lambda a: a.number))
+        if not attempts:
+            attempts = wire.pop(call_id, ())
         method = start.get("method") or (attempts[0].method if attempts else None)
         calls.append(
             Call(
@@ -302,8 +306,141 @@ def _build(events: list[dict[str, Any]]) -> Timeline:
     # attempts of calls whose call_start is outside the excerpt count as orphans
     for leftover in by_call.values():
         orphans.extend(leftover)
+    orphans.extend(wire.pop(None, ()))
     orphans.sort(key=lambda a: a.t_start)
     return Timeline(events, calls, orphans)
+
+
+# ---- attempts seen on the wire ---------------------------------------------------------------
+def _wire_outcome(end: dict[str, Any] | None) -> tuple[str | None, str | None, str | None, bool]:
+    """(outcome, error_kind, error, transient) of an exchange by its closing event."""
+    if end is None:
+        return None, None, None, False
+    if end.get("kind") == ev.WIRE_RESPONSE:
+        status = _int(end.get("status"))
+        if status >= 400:
+            return (
+                "error",
+                wire.http_kind(status),
+                f"HTTP {status}",
+                wire.is_transient_status(status),
+            )
+        if end.get("rpc_error"):
+            kind = str(end["rpc_error"])
+            return "error", kind, f"{kind} (code {end.get('rpc_code')})", bool(end.get("transient"))
+        return "ok", None, None, False
+    kind = str(end.get("error_kind") or wire.CLOSED_WITHOUT_RESPONSE)
+    return "error", kind, str(end.get("error") or kind), True
+
+
+def _wire_attempt(start: dict[str, Any], end: dict[str, Any] | None, call: Any, n: int) -> Attempt:
+    outcome, kind, error, transient = _wire_outcome(end)
+    headers = start.get("headers") if isinstance(start.get("headers"), dict) else {}
+    method = start.get("method")
+    target = start.get("target")
+    path = str(target).split("?", 1)[0] if target is not None else None
+    label = start.get("rpc_method") or (f"{method} {path}" if method else None)
+    retry_after = end.get("retry_after") if end is not None else None
+    return Attempt(
+        call=call,
+        number=n,
+        method=label,
+        key=headers.get("idempotency-key") if headers else None,
+        t_start=float(start["t"]),
+        t_end=None if end is None else float(end["t"]),
+        outcome=outcome,
+        error=error,
+        error_kind=kind,
+        transient=transient if outcome == "error" else None,
+        events=(start,) if end is None or end is start else (start, end),
+        source="wire",
+        http_method=str(method) if method else None,
+        path=path,
+        status=_int(end.get("status")) if end is not None and end.get("status") else None,
+        retry_after=float(retry_after) if isinstance(retry_after, int | float) else None,
+        connection=_int(start.get("connection")),
+    )
+
+
+def _wire_attempts(
+    events: list[dict[str, Any]],
+    starts: dict[Any, dict[str, Any]],
+    ends: dict[Any, dict[str, Any]],
+    order: list[Any],
+    client_attempts: dict[Any, list[Attempt]],
+) -> dict[Any, tuple[Attempt, ...]]:
+    """Wire exchanges as attempts of the logical calls that journaled none (key ``None``:
+    exchanges outside every such call). A call takes the exchanges that began inside its
+    window on its ``proxy`` (every proxy if it names none). When windows overlap, an
+    exchange goes to the call whose idempotency key or request id it carries, else to the
+    call that already used its connection, else to the call that began last."""
+    Ref = tuple[str, Any, Any]
+    requests: dict[Ref, dict[str, Any]] = {}
+    closing: dict[Ref, dict[str, Any]] = {}
+    found: list[tuple[dict[str, Any], Ref | None]] = []
+    for e in events:
+        kind = e.get("kind")
+        here = (str(e.get("proxy", "")), _hk(e.get("connection")), _hk(e.get("exchange")))
+        if kind == ev.WIRE_REQUEST:
+            requests[here] = e
+            found.append((e, here))
+        elif kind in (ev.WIRE_RESPONSE, ev.WIRE_UNANSWERED):
+            if here in requests:
+                closing.setdefault(here, e)
+        elif kind == ev.UPSTREAM_FAILED:
+            found.append((e, None))  # the client's connection was closed at once
+    if not found:
+        return {}
+    open_calls = [c for c in order if not client_attempts.get(c)]
+    windows = []
+    for call_id in open_calls:
+        start = starts[call_id]
+        end = ends.get(call_id)
+        windows.append(
+            (
+                call_id,
+                float(start["t"]),
+                float(end["t"]) if end is not None else float("inf"),
+                start.get("proxy"),
+                start.get("idempotency_key") or start.get("request_id"),
+            )
+        )
+    assigned: dict[Any, list[Attempt]] = {}
+    used: dict[tuple[str, Any], Any] = {}
+    for e, ref in found:
+        t = float(e["t"])
+        proxy = str(e.get("proxy", ""))
+        fits = [w for w in windows if w[1] <= t <= w[2] and (not w[3] or w[3] == proxy)]
+        owner: Any = None
+        if len(fits) == 1:
+            owner = fits[0][0]
+        elif fits:
+            raw_headers = e.get("headers")
+            headers: dict[str, Any] = raw_headers if isinstance(raw_headers, dict) else {}
+            tags = {headers.get("idempotency-key"), headers.get("x-request-id")} - {None}
+            tagged = [w for w in fits if w[4] is not None and w[4] in tags]
+            by_conn = used.get((proxy, _hk(e.get("connection"))))
+            if tagged:
+                owner = tagged[0][0]
+            elif by_conn is not None and any(w[0] == by_conn for w in fits):
+                owner = by_conn
+            else:
+                owner = max(fits, key=lambda w: w[1])[0]
+        if owner is not None:
+            used[(proxy, _hk(e.get("connection")))] = owner
+        attempts = assigned.setdefault(owner, [])
+        if ref is None:  # upstream_failed: no request was read, the client saw a close
+            request = {**e, "method": None, "target": None}
+            closed = {
+                **e,
+                "kind": ev.WIRE_UNANSWERED,
+                "error_kind": wire.UNREACHABLE,
+                "error": f"the proxy could not reach the server: {e.get('error')}",
+            }
+            attempts.append(_wire_attempt(request, closed, owner, len(attempts) + 1))
+        else:
+            attempts.append(_wire_attempt(e, closing.get(ref), owner, len(attempts) + 1))
+    return {call: tuple(items) for call, items in assigned.items()}
 
 
 # ---- connections ---------------------------------------------------------------------------

@@ -133,6 +133,7 @@ class ProxyEngine:
         framing: str | None = None,
         record_chunks: bool = True,
         protocol: str | None = None,
+        wire_headers: tuple[str, ...] | None = None,
     ) -> Proxy:
         """Add a proxy, listening unless ``enabled`` is False.
 
@@ -156,6 +157,7 @@ class ProxyEngine:
             framing=framing,
             record_chunks=record_chunks,
             protocol=protocol,
+            wire_headers=wire_headers,
         )
         if enabled:
             await start_proxy(proxy)
@@ -205,8 +207,11 @@ class ProxyEngine:
         framing: str | None = None,
         record_chunks: bool = True,
         protocol: str | None = None,
+        wire_headers: tuple[str, ...] | None = None,
     ) -> ProxyHandle:
-        """``protocol`` (jsonrpc, binrpc...) lets rpc_error and version_skew speak it."""
+        """``protocol`` (jsonrpc, binrpc...) lets rpc_error and version_skew speak it;
+        with ``framing="http"`` each exchange is journaled, with the headers resilience
+        depends on plus ``wire_headers``."""
         self.call(
             lambda: self.create_async(
                 name,
@@ -216,6 +221,7 @@ class ProxyEngine:
                 framing=framing,
                 record_chunks=record_chunks,
                 protocol=protocol,
+                wire_headers=wire_headers,
             )
         )
         return ProxyHandle(self, name)

@@ -194,13 +194,18 @@ class Link:
                 self.conn.close()
                 return
             if isinstance(frame, HttpMessage):
-                frame = self._framer.frame(frame)
+                data = frame.raw or self._framer.frame(frame)
+                exchanges = self.conn.exchanges
+                if exchanges is not None and self.direction == "upstream":
+                    exchanges.request(frame, len(data))
+                self._accept(data, True, frame)
+                continue
             if not isinstance(frame, bytes):
                 return
             self._accept(frame, True)
 
-    def _accept(self, data: bytes, frame: bool) -> None:
-        chunk = Chunk(data, self.loop.time(), self.index, frame)
+    def _accept(self, data: bytes, frame: bool, parsed: Any = None) -> None:
+        chunk = Chunk(data, self.loop.time(), self.index, frame, parsed)
         self.index += 1
         proxy = self.conn.proxy
         if proxy.record_chunks:
@@ -230,6 +235,8 @@ class Link:
         if self._framer is not None:
             self._framer.receive_data(b"")
             self._drain_framer()
+        if self.direction == "upstream" and self.conn.exchanges is not None:
+            self.conn.exchanges.client_eof()
         if self._direct():
             self._finish()
             return
@@ -266,6 +273,9 @@ class Link:
 
     # output to the sink
     def _write(self, chunk: Chunk) -> None:
+        exchanges = self.conn.exchanges
+        if exchanges is not None and self.direction == "downstream" and chunk.frame:
+            exchanges.response(chunk.data, chunk.parsed, injected=chunk.index < 0)
         if self._out_framer is not None:
             self.sink.write(self._out_framer.frame(chunk.data))
         else:

@@ -23,6 +23,7 @@ from faultlab.errors import AddressError, FaultlabError, TransportError
 from faultlab.journal import Journal
 from faultlab.proxy.endpoints import BridgeEndpoint, Endpoint, SocketEndpoint
 from faultlab.proxy.link import Link
+from faultlab.proxy.wire import DEFAULT_WIRE_HEADERS, HttpExchanges
 from faultlab.toxics.base import InvalidToxic, Toxic, get_toxic_class
 
 __all__ = [
@@ -119,6 +120,8 @@ class Connection:
     links: dict[str, Link] = field(default_factory=dict)
     message_based: bool = False
     closed: bool = False
+    exchanges: HttpExchanges | None = None
+    """The HTTP exchanges journaled on this connection (HTTP framing only)."""
 
     def link_finished(self, link: Link) -> None:
         if all(each.done for each in self.links.values()):
@@ -132,6 +135,8 @@ class Connection:
             link.stop()
         self.client.close()
         self.server.close()
+        if self.exchanges is not None:
+            self.exchanges.ended()
         self.proxy._forget(self)
 
     def held_bytes(self) -> int:
@@ -146,6 +151,8 @@ class Connection:
             link.stop()
         self.client.reset()
         self.server.reset()
+        if self.exchanges is not None:
+            self.exchanges.ended(reset=True)
         self.proxy.journal.record("reset", proxy=self.proxy.name, connection=self.ordinal)
         self.proxy._forget(self)
 
@@ -167,6 +174,10 @@ class Connection:
                 link.stop()
             other.reset() if isinstance(exc, ConnectionResetError) else other.close()
             (self.client if side == "client" else self.server).reset()  # its fds go too
+            if self.exchanges is not None:
+                if side == "client":
+                    self.exchanges.client_eof()
+                self.exchanges.ended(reset=isinstance(exc, ConnectionResetError))
             self.proxy._forget(self)
             return
         source_link = self.links["upstream" if side == "client" else "downstream"]
@@ -187,6 +198,8 @@ class Proxy:
         framing: str | None = None,
         record_chunks: bool = True,
         protocol: str | None = None,
+        journal_wire: bool = True,
+        wire_headers: tuple[str, ...] | None = None,
     ) -> None:
         self.name = name
         self.protocol = protocol
@@ -203,6 +216,9 @@ class Proxy:
             )
         self.framing = framing
         self.record_chunks = record_chunks
+        self.journal_wire = journal_wire
+        """With HTTP framing, journal each exchange (``wire_request``/``wire_response``)."""
+        self.wire_headers = tuple(wire_headers or ()) + DEFAULT_WIRE_HEADERS
         self.toxics: dict[str, ToxicEntry] = {}
         self.connections: set[Connection] = set()
         self._ordinals = itertools.count()
@@ -409,6 +425,10 @@ class Proxy:
         )
         conn = Connection(self, ordinal, client, server, message_based=message_based)
         framing = None if message_based else self.framing
+        if framing == "http" and self.journal_wire:
+            conn.exchanges = HttpExchanges(
+                self.journal, self.name, ordinal, protocol=self.protocol, headers=self.wire_headers
+            )
         up = Link(conn, "upstream", client, server, framing)
         down = Link(conn, "downstream", server, client, framing)
         conn.links = {"upstream": up, "downstream": down}

@@ -60,6 +60,9 @@ class Chunk:
     index: int = 0
     """Ordinal of this chunk/frame on its link."""
     frame: bool = False
+    parsed: Any = None
+    """The framer's decoded message ``data`` was read as (an ``HttpMessage``), so the wire
+    journal need not parse it again; stale once a toxic replaces ``data``."""
 
 
 Emit = Callable[[Chunk], Awaitable[None]]

@@ -66,6 +66,9 @@ class HttpMessage:
     head: HttpHead
     body: bytes = b""
     trailers: tuple[tuple[bytes, bytes], ...] = ()
+    raw: bytes = b""
+    """The exact wire bytes, when a one-way framer read it (a proxy forwards these, so it
+    never rewrites what it relays); empty for a message built in code."""
 
 
 class HttpFramer(Framer[HttpMessage]):
@@ -96,6 +99,7 @@ class HttpFramer(Framer[HttpMessage]):
         self._head: h11.Request | h11.Response | None = None
         self._body = bytearray()
         self._request_method = b""  # server: the method of the request being answered
+        self._raw = bytearray()  # one-way: bytes given to h11 since the current message began
         if one_way and role == "client":
             self._send_synthetic()
 
@@ -122,7 +126,10 @@ class HttpFramer(Framer[HttpMessage]):
     def _feed(self) -> bool:
         """Give h11 the next piece of the backlog (or the EOF); False if nothing is left."""
         if len(self._backlog):
-            self._conn.receive_data(self._backlog.take(min(_FEED, len(self._backlog))))
+            piece = self._backlog.take(min(_FEED, len(self._backlog)))
+            if self.one_way:
+                self._raw += piece
+            self._conn.receive_data(piece)
             return True
         if self.eof and not self._eof_fed and self._rejected is None:
             self._eof_fed = True
@@ -143,7 +150,7 @@ class HttpFramer(Framer[HttpMessage]):
             if isinstance(event, h11.ConnectionClosed):
                 return CLOSED
             if isinstance(event, h11.InformationalResponse):
-                return HttpMessage(head=event)
+                return HttpMessage(head=event, raw=self._take_raw())
             if isinstance(event, h11.Request | h11.Response):
                 self._start(event)
             elif isinstance(event, h11.Data):
@@ -178,7 +185,10 @@ class HttpFramer(Framer[HttpMessage]):
     def _complete(self, end: h11.EndOfMessage) -> HttpMessage:
         assert self._head is not None
         message = HttpMessage(
-            head=self._head, body=bytes(self._body), trailers=tuple(end.headers.raw_items())
+            head=self._head,
+            body=bytes(self._body),
+            trailers=tuple(end.headers.raw_items()),
+            raw=self._take_raw(),
         )
         self._head = None
         self._body = bytearray()
@@ -188,12 +198,23 @@ class HttpFramer(Framer[HttpMessage]):
             self._maybe_next_cycle()
         return message
 
+    def _take_raw(self) -> bytes:
+        """One-way: the wire bytes of the message h11 just completed (what it has not
+        consumed yet belongs to the next message)."""
+        if not self.one_way:
+            return b""
+        unread = len(self._conn.trailing_data[0])
+        cut = len(self._raw) - unread
+        raw = bytes(self._raw[:cut])
+        del self._raw[:cut]
+        return raw
+
     # -- sending -----------------------------------------------------------------
 
     def frame(self, payload: HttpMessage) -> bytes:
         """The wire form of ``payload``; adds Content-Length when no framing header is set."""
         if self.one_way:
-            return _serialize_alone(payload)
+            return payload.raw or _serialize_alone(payload)
         if self._request_method == b"HEAD" and isinstance(payload.head, h11.Response):
             payload = HttpMessage(head=payload.head, trailers=payload.trailers)  # head only
         data = _send_all(self._conn, payload)

@@ -1,0 +1,167 @@
+"""The HTTP exchanges of one proxied connection, journaled as the client saw them.
+
+Why: a black-box client (``requests`` with urllib3's ``Retry``, httpx with stamina) journals
+nothing, yet its retries are on the wire. With HTTP framing the proxy already cuts each
+direction into whole messages; this records each request when it arrives from the client
+(``wire_request``) and each response when it is written to the client (``wire_response``,
+whether the server sent it or a toxic answered), so a delayed or injected response is timed
+as the client got it. A request still unanswered when the client closes its side (it gave
+up), or when the connection ends, is closed by ``wire_unanswered`` with the reason's kind
+(:mod:`faultlab.journal.wire`). HTTP/1.1 answers requests in order, so the Nth response on a
+connection answers its Nth request. :mod:`faultlab.journal.timeline` turns these events into
+attempts of logical calls.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from faultlab.codecs.framing.http import HttpMessage
+from faultlab.codecs.framing.httpinfo import parse_head, retry_after_seconds
+from faultlab.journal import wire as wk
+from faultlab.journal.schema import WIRE_REQUEST, WIRE_RESPONSE, WIRE_UNANSWERED
+from faultlab.rpc.base import get_protocol
+
+if TYPE_CHECKING:
+    from faultlab.journal import Journal
+
+__all__ = ["DEFAULT_WIRE_HEADERS", "HttpExchanges"]
+
+
+DEFAULT_WIRE_HEADERS = ("idempotency-key", "retry-after", "traceparent", "x-request-id")
+"""Headers resilience depends on, journaled when present (credentials never are)."""
+_NEVER = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
+
+
+class HttpExchanges:
+    """Pairs a connection's requests with its responses and journals both."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        proxy: str,
+        connection: int,
+        *,
+        protocol: str | None,
+        headers: tuple[str, ...] = DEFAULT_WIRE_HEADERS,
+    ) -> None:
+        self.journal = journal
+        self.proxy = proxy
+        self.connection = connection
+        self.headers = tuple(h.lower() for h in headers if h.lower() not in _NEVER)
+        readable = protocol is not None and get_protocol(protocol).frames_readable
+        self.protocol = get_protocol(protocol) if readable and protocol else None
+        self._pending: deque[int] = deque()
+        self._count = 0
+        self.client_closed = False
+
+    def _pick(self, pairs: Any) -> dict[str, str]:
+        wanted = self.headers
+        found: dict[str, str] = {}
+        for name, value in pairs:
+            key = name.decode("latin-1").lower() if isinstance(name, bytes) else name.lower()
+            if key in wanted:
+                text = value.decode("latin-1") if isinstance(value, bytes) else value
+                found[key] = f"{found[key]}, {text}" if key in found else text
+        return found
+
+    def request(self, message: HttpMessage, size: int) -> None:
+        """A whole request arrived from the client."""
+        head = message.head
+        method = getattr(head, "method", b"").decode("latin-1")
+        target = getattr(head, "target", b"").decode("latin-1")
+        exchange = self._count
+        self._count += 1
+        self._pending.append(exchange)
+        fields: dict[str, Any] = {
+            "proxy": self.proxy,
+            "connection": self.connection,
+            "exchange": exchange,
+            "method": method,
+            "target": target,
+            "headers": self._pick(head.headers),
+            "size": size,
+        }
+        if self.protocol is not None and message.body:
+            try:
+                decoded = self.protocol.decode_frame(message.body, request=True, http=message)
+            except Exception:  # a hostile body must never break the relay
+                decoded = None
+            if decoded is not None and decoded.items:
+                fields["rpc_method"] = decoded.method
+                rpc_id = decoded.id
+                fields["rpc_id"] = rpc_id if isinstance(rpc_id, int | str) else None
+        self.journal.record(WIRE_REQUEST, **fields)
+
+    def response(self, data: bytes, parsed: Any, *, injected: bool) -> None:
+        """A whole response was written to the client (``parsed``: the framer's message)."""
+        message = parsed if isinstance(parsed, HttpMessage) and parsed.raw is data else None
+        if message is not None:
+            status = getattr(message.head, "status_code", None)
+            headers = self._pick(message.head.headers)
+        else:
+            info = parse_head(data)
+            if info is None:
+                return  # not an HTTP response (a corrupting toxic): the client gets garbage
+            status = info.status
+            headers = {k: v for k, v in info.headers.items() if k in self.headers}
+        if status is None or status < 200:
+            return  # 1xx is not the answer
+        exchange = self._pending.popleft() if self._pending else None
+        fields: dict[str, Any] = {
+            "proxy": self.proxy,
+            "connection": self.connection,
+            "exchange": exchange,
+            "status": status,
+            "headers": headers,
+            "size": len(data),
+            "injected": injected,
+        }
+        retry_after = retry_after_seconds(headers.get("retry-after"))
+        if retry_after is not None:
+            fields["retry_after"] = retry_after
+        if self.protocol is not None and status < 400:
+            error = self._rpc_error(data)
+            if error is not None:
+                fields["rpc_error"] = error[0]
+                fields["rpc_code"] = error[1]
+                fields["transient"] = error[2]
+        self.journal.record(WIRE_RESPONSE, **fields)
+
+    def _rpc_error(self, data: bytes) -> tuple[str, int | None, bool] | None:
+        protocol = self.protocol
+        assert protocol is not None
+        try:
+            message = protocol.read_frame(data, request=False, http=True)
+            info = None if message is None else protocol.reply_error(message)
+        except Exception:  # a hostile body must never break the relay
+            return None
+        if info is None:
+            return None
+        return info.kind, info.code, protocol.is_transient(info)
+
+    def client_eof(self) -> None:
+        """The client closed its side: requests it still waits for were given up."""
+        self.client_closed = True
+        self._unanswered(wk.CLIENT_GAVE_UP, "the client closed the connection while waiting")
+
+    def ended(self, *, reset: bool = False) -> None:
+        """The connection is gone: whatever is still unanswered never will be."""
+        if reset:
+            self._unanswered(wk.RESET, "the connection was reset")
+        else:
+            self._unanswered(
+                wk.CLOSED_WITHOUT_RESPONSE, "the connection closed before the response"
+            )
+
+    def _unanswered(self, kind: str, why: str) -> None:
+        while self._pending:
+            self.journal.record(
+                WIRE_UNANSWERED,
+                proxy=self.proxy,
+                connection=self.connection,
+                exchange=self._pending.popleft(),
+                error_kind=kind,
+                error=why,
+            )
