@@ -285,6 +285,8 @@ class Link:
         if not self.done:
             self.done = True
             self.sink.write_eof()
+            if self.direction == "downstream" and self.conn.exchanges is not None:
+                self.conn.exchanges.ended()  # the client now sees the close: no answer comes
             self.conn.link_finished(self)
 
     async def _emit_from(self, chain: list[_Stage], position: int, chunk: Chunk) -> None:
