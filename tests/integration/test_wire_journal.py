@@ -93,7 +93,9 @@ def _proxy(engine: ProxyEngine, server: Any, **kwargs: Any) -> tuple[Any, str]:
     return proxy, f"http://{proxy.listen}"
 
 
-def _wait_for(journal: Journal, kind: str, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
+def _wait_for(
+    journal: Journal, kind: str, count: int, timeout: float = 5.0
+) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout
     while True:
         found = journal.events(kinds=[kind])
@@ -114,11 +116,15 @@ def test_requests_and_responses_are_journaled_with_the_headers_that_matter(
     assert (ok.status_code, busy.status_code) == (200, 503)
     reqs = _wait_for(journal, "wire_request", 2)
     resps = _wait_for(journal, "wire_response", 2)
-    assert [(r["method"], r["target"]) for r in reqs] == [("GET", "/items/1?x=2"), ("POST", "/busy")]
+    assert [(r["method"], r["target"]) for r in reqs] == [
+        ("GET", "/items/1?x=2"),
+        ("POST", "/busy"),
+    ]
     assert reqs[0]["headers"] == {"idempotency-key": "k-1"}
     assert reqs[1]["headers"] == {"x-request-id": "r-9"}  # credentials are never journaled
     assert [r["status"] for r in resps] == [200, 503]
-    assert resps[1]["retry_after"] == 2.0 and resps[1]["headers"]["retry-after"] == "2"
+    assert resps[1]["retry_after"] == 2.0
+    assert resps[1]["headers"]["retry-after"] == "2"
     assert [r["exchange"] for r in resps] == [0, 1]
     assert all(r["connection"] == reqs[0]["connection"] for r in reqs + resps)  # keep-alive
     assert not any(r["injected"] for r in resps)
@@ -129,7 +135,9 @@ def test_the_proxy_relays_the_exact_bytes_it_frames(engine: ProxyEngine) -> None
     """Header case, order and chunked bodies arrive as the client wrote them."""
     received = bytearray()
     listener = socket.create_server(("127.0.0.1", 0))
-    answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nx-OdD: 1\r\n\r\n2\r\nhi\r\n0\r\n\r\n"
+    answer = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nx-OdD: 1\r\n\r\n2\r\nhi\r\n0\r\n\r\n"
+    )
     request = (
         b"POST /p HTTP/1.1\r\nhOsT: a\r\nX-Weird:  spaced \r\nTransfer-Encoding: chunked\r\n"
         b"\r\n3\r\nabc\r\n0\r\n\r\n"
@@ -176,9 +184,12 @@ def test_a_black_hole_ends_the_attempt_when_the_client_gives_up(
     assert gone[0]["error_kind"] == "TransportTimeout"
     (call,) = timeline(journal).calls
     (attempt,) = call.attempts
-    assert attempt.source == "wire" and attempt.failed
-    assert attempt.error_kind == "TransportTimeout" and attempt.transient
-    assert attempt.t_end is not None and attempt.t_end - attempt.t_start >= 0.29
+    assert attempt.source == "wire"
+    assert attempt.failed
+    assert attempt.error_kind == "TransportTimeout"
+    assert attempt.transient
+    assert attempt.t_end is not None
+    assert attempt.t_end - attempt.t_start >= 0.29
     assert server.hits == []  # the server never saw it
 
 
@@ -203,7 +214,8 @@ def test_an_unreachable_server_is_an_attempt_too(engine: ProxyEngine, journal: J
     with logical_call(journal, "unreachable"), pytest.raises(requests.exceptions.ConnectionError):
         requests.get(f"http://{proxy.listen}/x", timeout=5)
     (call,) = timeline(journal).calls
-    assert call.attempts and all(a.error_kind == "EndOfStream" for a in call.attempts)
+    assert call.attempts
+    assert all(a.error_kind == "EndOfStream" for a in call.attempts)
     assert "could not reach the server" in (call.attempts[0].error or "")
 
 
@@ -278,8 +290,10 @@ def test_jsonrpc_errors_in_a_200_are_read_with_the_protocol(journal: Journal) ->
     reqs = journal.events(kinds=["wire_request"])
     assert [r["rpc_method"] for r in reqs] == ["add", "add"]
     assert reqs[0]["rpc_id"] is not None
-    assert "rpc_error" not in resps[0] and resps[0]["injected"] is False
-    assert resps[1]["rpc_error"] == "invalid_params" and resps[1]["injected"] is True
+    assert "rpc_error" not in resps[0]
+    assert resps[0]["injected"] is False
+    assert resps[1]["rpc_error"] == "invalid_params"
+    assert resps[1]["injected"] is True
     assert resps[1]["transient"] is False
 
 
