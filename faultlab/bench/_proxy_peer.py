@@ -2,7 +2,8 @@
 
 ``python -m faultlab.bench._proxy_peer proxy LISTEN UPSTREAM [--cpu N] [--toxic T]`` prints
 ``READY <listen>``; ``echo LISTEN`` runs an asyncio echo server that copes with
-thousands of connections; ``stall LISTEN`` accepts connections and never reads
+thousands of connections; ``http-echo LISTEN`` answers each HTTP/1.1 request with its
+body; ``stall LISTEN`` accepts connections and never reads
 (the hostile upstream of the stalled-links figure). All exit when stdin closes.
 ``--toxic latency:upstream:latency=100`` adds one toxic (type, stream, attributes).
 """
@@ -26,6 +27,36 @@ class _Echo(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.transport.write(data)
+
+
+class _HttpEcho(asyncio.Protocol):
+    """HTTP/1.1 keep-alive: each request's body comes back as a 200's body (no parser
+    library: this is the baseline server, as cheap as an HTTP server can be)."""
+
+    transport: asyncio.Transport
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.buffer = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            length = 0
+            for line in bytes(self.buffer[:end]).split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            if len(self.buffer) < end + 4 + length:
+                return
+            body = bytes(self.buffer[end + 4 : end + 4 + length])
+            del self.buffer[: end + 4 + length]
+            self.transport.write(
+                b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
 
 
 class _Stall(asyncio.Protocol):
@@ -62,17 +93,23 @@ def _wait_stdin() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m faultlab.bench._proxy_peer")
-    parser.add_argument("mode", choices=["proxy", "echo", "stall"])
+    parser.add_argument("mode", choices=["proxy", "echo", "http-echo", "stall"])
     parser.add_argument("listen")
     parser.add_argument("upstream", nargs="?")
     parser.add_argument("--cpu", type=int)
     parser.add_argument("--no-journal-chunks", action="store_true")
+    parser.add_argument("--framing", default=None, help="the proxy's framing (http: wire journal)")
     parser.add_argument("--toxic", action="append", default=[], help="TYPE:STREAM:k=v,...")
     args = parser.parse_args()
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
-    if args.mode in ("echo", "stall"):
-        serve = _echo(args.listen, _Echo if args.mode == "echo" else _Stall)
+    if args.mode in ("echo", "http-echo", "stall"):
+        kinds: dict[str, type[asyncio.Protocol]] = {
+            "echo": _Echo,
+            "http-echo": _HttpEcho,
+            "stall": _Stall,
+        }
+        serve = _echo(args.listen, kinds[args.mode])
         try:
             import uvloop
 
@@ -86,6 +123,7 @@ def main() -> None:
             listen=args.listen,
             upstream=args.upstream,
             record_chunks=not args.no_journal_chunks,
+            framing=args.framing,
         )
         for spec in args.toxic:
             type_name, stream, _, attrs = (spec + ":").split(":", 3)

@@ -3,6 +3,9 @@
 - added round-trip latency, 64 B, tcp and unix, no toxics: p50 and p99 (goal: <= 50 µs at p50);
 - bulk echo throughput through the proxy vs direct (goal: >= 50 %);
 - many concurrent proxied connections exchanging echo traffic: errors (goal 0), proxy RSS;
+- HTTP: added p50 per request through a proxy with HTTP framing and the wire journal
+  (every exchange journaled), beside the raw relay in the same run (goal: at most 1.5x the
+  raw relay's added latency);
 - API: toxic add + remove through the engine facade, p50;
 - stalled links: 100 clients write as fast as they can to an upstream that never
   reads (bare, and behind a ``latency`` toxic): proxy RSS (goal: < 500 MiB, each
@@ -56,6 +59,70 @@ def _latency_and_bulk(
             assert hasattr(stream, "send")
             bulk = _bulk(stream.send, stream.receive, bulk_bytes)  # type: ignore[arg-type]
     return {"p50_us": stats.median_us, "p99_us": stats.p99_us, "msgs_per_s": stats.msgs_per_s}, bulk
+
+
+def _http_round_trip(address: str) -> tuple[Callable[[bytes], bytes], socket.socket]:
+    """One keep-alive HTTP/1.1 POST per call; the 200's body is returned."""
+    parsed = transports.parse_address(address)
+    sock = socket.create_connection((parsed.host or "127.0.0.1", parsed.port or 0), timeout=10)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def round_trip(payload: bytes) -> bytes:
+        sock.sendall(
+            b"POST /echo HTTP/1.1\r\nHost: bench\r\nContent-Length: %d\r\n\r\n%s"
+            % (len(payload), payload)
+        )
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(payload)
+        want = len(head) + len(payload)
+        got = bytearray()
+        while len(got) < want:
+            chunk = sock.recv(want - len(got))
+            if not chunk:
+                raise ConnectionError("the HTTP peer closed the connection")
+            got += chunk
+        return bytes(got[len(head) :])
+
+    return round_trip, sock
+
+
+def _http_figure(iterations: int, warmup: int, server_cpu: int | None) -> dict[str, Any]:
+    """Direct, through the raw relay, and through HTTP framing with the wire journal."""
+    children: list[ChildProcess] = []
+    try:
+        server = _spawn("http-echo", "tcp://127.0.0.1:0", cpu=server_cpu)
+        children.append(server)
+        upstream = server.address
+        raw = _spawn(
+            "proxy", "127.0.0.1:0", upstream, cpu=server_cpu, extra=["--no-journal-chunks"]
+        )
+        children.append(raw)
+        framed = _spawn(
+            "proxy", "127.0.0.1:0", upstream, cpu=server_cpu,
+            extra=["--no-journal-chunks", "--framing", "http"],
+        )  # fmt: skip
+        children.append(framed)
+        figures: dict[str, dict[str, float]] = {}
+        for label, address in (
+            ("direct", upstream),
+            ("raw_relay", raw.address),
+            ("http_framing", framed.address),
+        ):
+            round_trip, sock = _http_round_trip(address)
+            with sock:
+                stats = measure_round_trips(round_trip, b"x" * 64, iterations, warmup)
+            figures[label] = {"p50_us": stats.median_us, "p99_us": stats.p99_us}
+    finally:
+        for child in children:
+            child.close()
+    direct = figures["direct"]["p50_us"]
+    added_raw = figures["raw_relay"]["p50_us"] - direct
+    added_http = figures["http_framing"]["p50_us"] - direct
+    return {
+        **figures,
+        "added_raw_p50_us": added_raw,
+        "added_http_p50_us": added_http,
+        "ratio": added_http / added_raw if added_raw > 0 else None,
+    }
 
 
 async def _many(address: str, connections: int, rounds: int) -> int:
@@ -159,6 +226,8 @@ def run_proxy_bench(
             for child in children:
                 child.close()
             children.clear()
+        say("HTTP: direct, raw relay, HTTP framing with the wire journal")
+        results["http"] = _http_figure(iterations, warmup, server_cpu)
         say("API: toxic add + remove")
         results["api"] = _api_rounds(api_rounds)
         if stalled_links:

@@ -273,6 +273,17 @@ def run_proxy(args: argparse.Namespace) -> int:
             f"({grown / links:.2f} MiB per link; clients got "
             f"{stalled['sent_mib_per_link_max']:.1f} MiB in at most, kernel buffers included)"
         )
+    http = report.get("http")
+    if http:
+        ratio = http["ratio"]
+        colour = "green" if ratio is not None and ratio <= 1.5 else "red"
+        console.print(
+            f"HTTP/1.1 64 B POST, p50 µs: direct {http['direct']['p50_us']:.1f}, raw relay "
+            f"{http['raw_relay']['p50_us']:.1f} (+{http['added_raw_p50_us']:.1f}), HTTP framing "
+            f"+ wire journal {http['http_framing']['p50_us']:.1f} "
+            f"(+{http['added_http_p50_us']:.1f}): [{colour}]{_fmt(ratio, 2)}x[/] the raw "
+            "relay's added latency (goal <= 1.5x)"
+        )
     api = report["api"]
     console.print(
         f"toxic add + remove (engine facade): p50 {api['engine_add_remove_p50_us']:.0f} µs"
