@@ -1,11 +1,13 @@
 """faultlab: resilience testing for RPC and IPC services.
 
 The public API a user imports: ``faultlab.Lab`` (provisioning), ``faultlab.serve``
-(serve a Python object over an RPC protocol), ``faultlab.oracles`` (property checks over
+(serve a Python object over an RPC protocol), ``faultlab.Command`` and ``faultlab.Address``
+(black-box services: a program faultlab runs, a service already running) with their
+readiness checks ``faultlab.ready``, ``faultlab.oracles`` (property checks over
 a journal), ``faultlab.strategies`` (Hypothesis strategies), plus the stream types and
-transports. ``Lab``, ``serve``, ``oracles`` and ``strategies`` are imported on first use
-(PEP 562), so ``import faultlab`` stays cheap: Hypothesis, for one, is only imported by
-``faultlab.strategies``.
+transports. ``Lab``, ``serve``, ``Command``, ``Address``, ``ready``, ``oracles`` and
+``strategies`` are imported on first use (PEP 562), so ``import faultlab`` stays cheap:
+Hypothesis, for one, is only imported by ``faultlab.strategies``.
 """
 
 from __future__ import annotations
@@ -19,16 +21,21 @@ from faultlab.streams import ByteStream, Listener, MessageStream
 if _typing.TYPE_CHECKING:
     from faultlab import oracles, strategies
     from faultlab.lab import Lab
+    from faultlab.lab import readiness as ready
+    from faultlab.lab.services import Address, Command
     from faultlab.rpc.server import serve
 
 __all__ = [
+    "Address",
     "ByteStream",
+    "Command",
     "Lab",
     "Listener",
     "MessageStream",
     "__version__",
     "errors",
     "oracles",
+    "ready",
     "serve",
     "strategies",
     "transports",
@@ -41,6 +48,9 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "serve": ("faultlab.rpc.server", "serve"),
     "oracles": ("faultlab.oracles", None),
     "strategies": ("faultlab.strategies", None),
+    "Command": ("faultlab.lab.services", "Command"),
+    "Address": ("faultlab.lab.services", "Address"),
+    "ready": ("faultlab.lab.readiness", None),
 }
 """Public name -> (module, attribute; None for the module itself), imported on first use.
 (The module's helpers are imported under ``_`` names: every public name is in ``__all__``.)"""

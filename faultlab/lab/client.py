@@ -68,11 +68,17 @@ def logical_call(
     method: str | None = None,
     idempotent: bool = True,
     params: Any = None,
+    proxy: str | None = None,
 ) -> Iterator[CallRecord]:
-    """Journal one logical call around the block; attempts inside belong to it."""
+    """Journal one logical call around the block; attempts inside belong to it.
+
+    ``proxy`` (a proxy's name) goes into ``call_start``, so attempts a black-box client
+    made through that proxy (its ``wire_*`` events) can be told apart from another pair's.
+    """
     with _ids_lock:
         call_id = next(_ids)
     record = CallRecord(call_id, label, journal)
+    extra: dict[str, Any] = {} if proxy is None else {"proxy": proxy}
     journal.record(
         ev.CALL_START,
         call=call_id,
@@ -80,6 +86,7 @@ def logical_call(
         method=method,
         idempotent=idempotent,
         params=short_repr(params),
+        **extra,
     )
     token = _current.set(record)
     started = time.monotonic()

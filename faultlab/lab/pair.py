@@ -6,6 +6,12 @@ scheme, and connects an instrumented client through the proxy. Ready means
 ready: the server has answered a probe call. A Pair is cheap to reuse:
 :meth:`Pair.clear_faults` removes toxics and heals process faults without
 restarting a healthy server.
+
+The service may also be a black box (:mod:`faultlab.lab.services`): a
+``Command`` faultlab runs or an ``Address`` someone else runs. Then readiness is
+the service's declared check (:mod:`faultlab.lab.readiness`), and
+``protocol="http"`` means a plain HTTP service with no faultlab client: the
+user points their own client at :attr:`Pair.url`.
 """
 
 from __future__ import annotations
@@ -21,21 +27,58 @@ from faultlab._seed import new_seed
 from faultlab.errors import FaultlabError, TransportError
 from faultlab.journal import Journal
 from faultlab.lab.backends.base import BackendError, ServerHandle, ServerSpec, get_backend
+from faultlab.lab.backends.command import AddressServer, CommandServer
 from faultlab.lab.client import CallRecord, InstrumentedClient, logical_call
+from faultlab.lab.services import Address, Command, Image
 from faultlab.proxy.engine import ProxyEngine, ProxyHandle
 from faultlab.rpc.base import get_protocol
 from faultlab.rpc.errors import MethodNotFound, RpcError
 
-__all__ = ["DEFAULT_SERVICE", "Lab", "Pair", "incompatibility"]
+__all__ = [
+    "DEFAULT_SERVICE",
+    "HTTP",
+    "BlackBoxError",
+    "Lab",
+    "NoClientError",
+    "Pair",
+    "incompatibility",
+]
 
 DEFAULT_SERVICE = "faultlab.examples.calc:Calc"
+HTTP = "http"
+"""The protocol of a plain HTTP black-box service: no faultlab client, an HTTP-framed proxy."""
 PROXY_FRAMINGS = ("length-prefix", "lines", "msgpack-stream")
 READY_TIMEOUT = 15.0
 
 
+class BlackBoxError(FaultlabError):
+    """What a black-box service (a Command or an Address) cannot give: faultlab's own
+    client for ``protocol="http"``, the server's side effects."""
+
+
+class NoClientError(BlackBoxError):
+    """``protocol="http"`` has no faultlab client: point your own client at ``pair.url``."""
+
+
+BlackBox = Command | Address
+
+
 def incompatibility(protocol: str, transport: str) -> str | None:
     """Why ``protocol`` cannot run over ``transport`` (None when it can)."""
+    if protocol == HTTP:
+        return None if transport == "tcp" else "a plain HTTP service is fronted over tcp only"
     return get_protocol(protocol).incompatibility(transport)
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    """(host, port) of ``tcp://host:port`` / ``host:port`` (brackets of IPv6 removed)."""
+    rest = address.split("://", 1)[1] if "://" in address else address
+    host, _, port = rest.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def _http_url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def _proxy_framing(protocol: str, transport: str, framing: str | None) -> str | None:
@@ -44,6 +87,8 @@ def _proxy_framing(protocol: str, transport: str, framing: str | None) -> str | 
         return None
     if transport == "tls":  # the proxy passes TLS through: it sees records, not frames
         return None
+    if protocol == HTTP:  # a plain HTTP black box: whole HTTP messages
+        return "http"
     framings = get_protocol(protocol).framings
     if not framings:  # its library owns the connection (gRPC's HTTP/2): bytes only
         return None
@@ -62,6 +107,7 @@ class Pair:
         server: ServerHandle,
         proxy: ProxyHandle,
         client_timeout: float,
+        service: BlackBox | None = None,
     ) -> None:
         self.lab = lab
         self.name = name
@@ -71,10 +117,70 @@ class Pair:
         self.protocol = spec.protocol
         self.journal = lab.journal
         self.client_timeout = client_timeout
-        self.client = self.new_client()
+        self.service = service
+        """The black-box service (a Command or an Address); None for a Python factory."""
+        self._client: InstrumentedClient | None = (
+            None if self.protocol == HTTP else self.new_client()
+        )
+
+    # where to point a client
+    @property
+    def address(self) -> str:
+        """The proxy's address as a URI (``tcp://host:port`` over tcp)."""
+        return self.proxy.address
+
+    @property
+    def host(self) -> str:
+        """The proxy's listen host (tcp only)."""
+        return self._proxy_host_port()[0]
+
+    @property
+    def port(self) -> int:
+        """The proxy's listen port (tcp only)."""
+        return self._proxy_host_port()[1]
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` of the proxy: where a user's own HTTP client points."""
+        return _http_url(*self._proxy_host_port())
+
+    @property
+    def server_url(self) -> str:
+        """``http://host:port`` of the server itself, bypassing the proxy (tcp only)."""
+        if not self.server.address.startswith("tcp://"):
+            raise BackendError(f"server_url needs a tcp server, not {self.server.address}")
+        return _http_url(*_host_port(self.server.address))
+
+    def _proxy_host_port(self) -> tuple[str, int]:
+        address = self.proxy.address
+        if not address.startswith("tcp://"):
+            raise BackendError(
+                f"pair {self.name} listens on {address}, not tcp: it has no host, port or URL"
+            )
+        return _host_port(address)
 
     # clients
+    @property
+    def client(self) -> InstrumentedClient:
+        """The pair's journaled client through the proxy (not for ``protocol="http"``)."""
+        if self._client is None:
+            raise self._no_client("pair.client")
+        return self._client
+
+    @client.setter
+    def client(self, value: InstrumentedClient) -> None:
+        self._client = value
+
+    def _no_client(self, what: str) -> NoClientError:
+        return NoClientError(
+            f"{what}: protocol 'http' has no faultlab client; point your own HTTP client "
+            f"(requests, httpx, ...) at pair.url ({self.url}), or at pair.server_url to "
+            "bypass the proxy"
+        )
+
     def _plain_client(self, address: str, timeout: float) -> Any:
+        if self.protocol == HTTP:
+            raise self._no_client("a faultlab client")
         return get_protocol(self.protocol).connect(
             address, framing=self.spec.framing, timeout=timeout, **self.spec.options
         )
@@ -99,7 +205,12 @@ class Pair:
         params: Any = None,
     ) -> Iterator[CallRecord]:
         with logical_call(
-            self.journal, label, method=method, idempotent=idempotent, params=params
+            self.journal,
+            label,
+            method=method,
+            idempotent=idempotent,
+            params=params,
+            proxy=self.name,
         ) as record:
             yield record
 
@@ -126,11 +237,15 @@ class Pair:
 
         The client's connection is renewed too (same client object), so no state of the
         faulted run (a gRPC channel in reconnect backoff, a half-read frame) leaks into
-        the next one.
+        the next one. A Command is resumed or restarted (waiting for its declared check);
+        an Address is left alone (faultlab does not own it).
         """
         self.proxy.clear()
-        self.client.inner.close()
-        self.client.inner = self._plain_client(self.proxy.address, self.client_timeout)
+        if self._client is not None:
+            self._client.inner.close()
+            self._client.inner = self._plain_client(self.proxy.address, self.client_timeout)
+        if isinstance(self.service, Address):
+            return
         heal = getattr(self.server, "heal", None)
         if callable(heal):
             heal()
@@ -159,6 +274,12 @@ class Pair:
     # truth from the server
     def server_effects(self) -> list[dict[str, Any]]:
         """Side effects the service applied (calc: ``counter.effects``), asked directly."""
+        if self.service is not None:
+            raise BlackBoxError(
+                f"server_effects asks faultlab's example service (counter.effects); the "
+                f"black-box service {self.service} has no such method: read its effects "
+                "through its own API (e.g. GET what your test created)"
+            )
         with self.direct_client() as client:
             effects: list[dict[str, Any]] = client.call("counter.effects")
         return effects
@@ -171,7 +292,8 @@ class Pair:
         return self.journal.events(**filters)
 
     def close(self) -> None:
-        self.client.close()
+        if self._client is not None:
+            self._client.close()
         try:
             self.proxy.delete()
         except FaultlabError:
@@ -206,7 +328,7 @@ class Lab:
 
     def pair(
         self,
-        service: str | Callable[[], Any] = DEFAULT_SERVICE,
+        service: str | Callable[[], Any] | Command | Address | Image = DEFAULT_SERVICE,
         *,
         protocol: str = "binrpc",
         transport: str = "tcp",
@@ -221,15 +343,46 @@ class Lab:
         ``proxy_framing="auto"`` lets the proxy decode the protocol's frames (so
         frame-aware toxics work); ``None`` keeps it a raw byte relay (byte-level
         toxics such as the slicer need that).
+
+        ``service`` may be a black box: a :class:`~faultlab.lab.services.Command`
+        (faultlab runs it, whatever the backend) or an
+        :class:`~faultlab.lab.services.Address` (already running), over tcp; the pair
+        is ready when its declared check passes. ``protocol="http"`` is a plain HTTP
+        service: no faultlab client, point your own at :attr:`Pair.url`.
         """
         name = f"pair{next(self._names)}"
         scheme = transport.split("://", 1)[0]
+        if isinstance(service, Image):
+            raise BackendError(
+                f"Image services are not supported yet ({service}): run the container "
+                "yourself and pass faultlab.Address('host:port'), or a faultlab.Command "
+                "running `docker run`"
+            )
+        black_box = isinstance(service, Command | Address)
+        if protocol == HTTP and not black_box:
+            raise BackendError(
+                "protocol 'http' is for black-box services (faultlab.Command, "
+                "faultlab.Address): a Python factory needs an RPC protocol"
+            )
         reason = incompatibility(protocol, scheme)
         if reason is not None:
             raise BackendError(f"cannot pair {protocol} with {scheme}: {reason}")
-        address = transports.get(scheme).example_address(f"{name}-srv")
-        spec = ServerSpec(service, protocol, address, framing, dict(options or {}))
-        server = get_backend(backend or self.backend)(spec, self.journal)
+        if black_box and scheme != "tcp":
+            raise BackendError(
+                f"a {type(service).__name__} service is reached over tcp, not {scheme}"
+            )
+        server: ServerHandle
+        if isinstance(service, Command | Address):  # started (or found) ready, or raises
+            server = (
+                CommandServer(service, self.journal)
+                if isinstance(service, Command)
+                else AddressServer(service, self.journal)
+            )
+            spec = ServerSpec(str(service), protocol, server.address, framing, dict(options or {}))
+        else:
+            address = transports.get(scheme).example_address(f"{name}-srv")
+            spec = ServerSpec(service, protocol, address, framing, dict(options or {}))
+            server = get_backend(backend or self.backend)(spec, self.journal)
         proxy: ProxyHandle | None = None
         try:
             listen = (
@@ -241,14 +394,22 @@ class Lab:
                 name,
                 listen=listen,
                 upstream=server.address,
-                protocol=protocol,
+                protocol=None if protocol == HTTP else protocol,
                 framing=(
                     _proxy_framing(protocol, scheme, framing)
                     if proxy_framing == "auto"
                     else proxy_framing
                 ),
             )
-            pair = Pair(self, name, spec, server, proxy, client_timeout or self.client_timeout)
+            pair = Pair(
+                self,
+                name,
+                spec,
+                server,
+                proxy,
+                client_timeout or self.client_timeout,
+                service if isinstance(service, Command | Address) else None,
+            )
             self._wait_ready(pair)
         except BaseException:
             if proxy is not None:
@@ -259,7 +420,13 @@ class Lab:
         return pair
 
     def _wait_ready(self, pair: Pair) -> None:
-        """Probe the server directly until it answers (an unknown method is an answer)."""
+        """Probe the server directly until it answers (an unknown method is an answer).
+
+        Not for a black-box service: its handle waits for the declared readiness check
+        when it starts and restarts (and a dead process fails at once, with its stderr).
+        """
+        if isinstance(pair.server, CommandServer | AddressServer):
+            return
         deadline = time.monotonic() + READY_TIMEOUT
         last: BaseException | None = None
         while time.monotonic() < deadline:

@@ -84,12 +84,27 @@ def test_the_public_api_architecture_names() -> None:
         _ = faultlab.nope  # type: ignore[attr-defined]
 
 
+def test_the_black_box_service_names() -> None:
+    """``faultlab.Command``, ``faultlab.Address`` and the ``faultlab.ready`` module are the
+    lab's; ``Image`` is declared but not wired into a backend, so not exported."""
+    import faultlab.lab
+    from faultlab.lab import readiness, services
+
+    assert faultlab.Command is services.Command is faultlab.lab.Command
+    assert faultlab.Address is services.Address is faultlab.lab.Address
+    assert faultlab.ready is readiness is faultlab.lab.ready
+    assert {"Command", "Address", "ready"} <= set(dir(faultlab))
+    assert "Image" not in faultlab.__all__
+    assert "Image" not in faultlab.lab.__all__
+
+
 def test_import_faultlab_stays_cheap() -> None:
     """Lab, serve, oracles and strategies are lazy: Hypothesis and the lab wait for use."""
     code = (
         "import sys, faultlab; "
         "print(sorted(m for m in ('hypothesis', 'faultlab.lab', 'faultlab.oracles', "
-        "'faultlab.strategies', 'faultlab.rpc.server') if m in sys.modules))"
+        "'faultlab.strategies', 'faultlab.rpc.server', 'faultlab.lab.services', "
+        "'faultlab.lab.readiness') if m in sys.modules))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True

@@ -1,0 +1,1 @@
+"""Black-box services for tests: programs faultlab runs as a ``faultlab.Command``."""

@@ -1,0 +1,1 @@
+"""Small, deterministic services in other frameworks and languages (FastAPI, Node.js)."""
