@@ -333,6 +333,11 @@ def faultlab_pair(
     request.node.stash[_pair_key] = pair
     request.node.stash[_lab_key] = faultlab_lab
     request.node.stash[_start_key] = faultlab_lab.journal.now()
+    request.node.stash[_labels_key] = lambda: {
+        "transport": faultlab_transport,
+        "protocol": faultlab_protocol,
+        "backend": backend,
+    }
     try:
         yield pair
     finally:
@@ -359,6 +364,16 @@ _pair_key = pytest.StashKey[Any]()
 _lab_key = pytest.StashKey[Any]()
 _start_key = pytest.StashKey[float]()
 _plan_key = pytest.StashKey[Any]()
+_labels_key = pytest.StashKey[Any]()
+FAULTLAB_FIXTURES = frozenset(
+    {"faultlab_pair", "faultlab_proxy", "faultlab_check", "faultlab_lab", "toxiproxy_url"}
+)
+"""A test that uses any of these is journaled and appears in the report."""
+
+
+def _uses_faultlab(item: pytest.Item) -> bool:
+    names = set(getattr(item, "fixturenames", ()))
+    return item.get_closest_marker("faultlab") is not None or bool(FAULTLAB_FIXTURES & names)
 
 
 class VerdictRecorder:
@@ -391,6 +406,17 @@ class VerdictRecorder:
         """Attach the (shrunk) fault plan of this test, for the report and the replay line."""
         self.node.stash[_plan_key] = plan
 
+    def events(self) -> list[dict[str, Any]]:
+        """This test's share of the journal (from its first faultlab fixture on), with the
+        server processes' events merged: what to hand an oracle. Wire exchanges outside any
+        ``pair.logical_call`` window are read as one logical call: the test."""
+        pair = self.node.stash.get(_pair_key, None)
+        if pair is not None:
+            pair.events()  # merges a server process's events into the journal
+        start = self.node.stash.get(_start_key, None)
+        found = self.lab.journal.events()
+        return found if start is None else [e for e in found if e["t"] >= start]
+
 
 @pytest.fixture
 def faultlab_check(request: pytest.FixtureRequest, faultlab_lab: Any) -> VerdictRecorder:
@@ -401,10 +427,13 @@ def faultlab_check(request: pytest.FixtureRequest, faultlab_lab: Any) -> Verdict
 
 
 @pytest.fixture
-def faultlab_proxy(faultlab_lab: Any, toxiproxy_url_option: str | None) -> Iterator[ProxyServer]:
+def faultlab_proxy(
+    request: pytest.FixtureRequest, faultlab_lab: Any, toxiproxy_url_option: str | None
+) -> Iterator[ProxyServer]:
     """A proxy engine (or a real Toxiproxy given ``--toxiproxy-url``), either way a
     :class:`~faultlab.proxy.control.ProxyServer`; proxies made in the test are deleted and
-    toxics reset after it."""
+    toxics reset after it. The test is journaled and reported, labelled with the transport
+    and framing of the proxies it made."""
     server: ProxyServer
     if toxiproxy_url_option:
         from faultlab.proxy.remote import RemoteToxiproxy
@@ -413,6 +442,9 @@ def faultlab_proxy(faultlab_lab: Any, toxiproxy_url_option: str | None) -> Itera
     else:
         server = faultlab_lab.engine
     before = set(server.list_proxies())
+    request.node.stash[_lab_key] = faultlab_lab
+    request.node.stash.setdefault(_start_key, faultlab_lab.journal.now())
+    request.node.stash[_labels_key] = lambda: _proxy_labels(server, before)
     try:
         yield server
     finally:
@@ -422,6 +454,27 @@ def faultlab_proxy(faultlab_lab: Any, toxiproxy_url_option: str | None) -> Itera
             server.proxy(name).clear()
         if toxiproxy_url_option:
             server.close()  # the client's connection; the lab owns (and closes) its engine
+
+
+def _proxy_labels(server: Any, before: set[str]) -> dict[str, Any]:
+    """Transport and protocol labels from the proxies a test made (its first one)."""
+    from faultlab import transports
+    from faultlab.proxy.proxy import to_uri
+
+    made = sorted(set(server.list_proxies()) - before)
+    if not made:
+        return {}
+    handle = server.proxy(made[0])
+    labels: dict[str, Any] = {}
+    try:
+        labels["transport"] = transports.parse_address(to_uri(handle.listen)).scheme
+    except Exception:  # a label must never fail the report
+        pass
+    inner = getattr(handle, "_proxy", None)
+    if callable(inner):
+        proxy = server.run(inner) if hasattr(server, "run") else None
+        labels["protocol"] = getattr(proxy, "protocol", None) or getattr(proxy, "framing", None)
+    return labels
 
 
 @pytest.fixture(scope="session")
@@ -451,33 +504,84 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[Any]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
-    if report.when != "call" or item.get_closest_marker("faultlab") is None:
+    if report.when != "call" or not _uses_faultlab(item):
         return report
     # junitxml reads properties from the teardown report, built from item.user_properties
     seed = item.config.stash[_seed_key]
     properties: list[tuple[str, object]] = [("faultlab_seed", seed)]
-    callspec = getattr(item, "callspec", None)
-    if callspec is not None:
-        for name in ("faultlab_transport", "faultlab_protocol", "faultlab_fault"):
-            if name in callspec.params:
-                properties.append((name, json.dumps(callspec.params[name], default=repr)))
+    labels = _labels(item)
+    for name in ("transport", "protocol", "fault"):
+        if labels.get(name) is not None:
+            properties.append((f"faultlab_{name}", json.dumps(labels[name], default=repr)))
     item.user_properties.extend(properties)
     report.user_properties.extend(properties)
-    _journal_test(item, report, seed, callspec)
+    replay = replay_command(item, seed)
+    _journal_test(item, report, seed, labels, replay)
     if report.failed:
-        report.sections.append(
-            ("faultlab replay", f"seed {seed}: pytest '{item.nodeid}' --faultlab-seed={seed}")
-        )
+        report.sections.append(("faultlab replay", f"seed {seed}: {replay}"))
     return report
 
 
-def _journal_test(item: pytest.Item, report: pytest.TestReport, seed: int, callspec: Any) -> None:
-    lab = item.stash.get(_lab_key, None)
+def _labels(item: pytest.Item) -> dict[str, Any]:
+    """transport / protocol / fault / backend of a test: its parameters, else what its
+    fixtures say (a pair's, or the proxies it made)."""
+    labels: dict[str, Any] = {}
+    labeler = item.stash.get(_labels_key, None)
+    if labeler is not None:
+        try:
+            labels.update({k: v for k, v in labeler().items() if v is not None})
+        except Exception:  # a label must never fail the report
+            pass
+    callspec = getattr(item, "callspec", None)
+    params = callspec.params if callspec is not None else {}
+    for name in ("transport", "protocol", "fault"):
+        if f"faultlab_{name}" in params:
+            labels[name] = params[f"faultlab_{name}"]
+    return labels
+
+
+_REPLAYED_OPTIONS = (
+    "faultlab_target",
+    "faultlab_backend",
+    "faultlab_transports",
+    "faultlab_protocols",
+    "toxiproxy_url",
+)
+
+
+def replay_command(item: pytest.Item, seed: int) -> str:
+    """The full command that reruns exactly this case, as printed: the test's file by its
+    absolute path (so ``--pyargs`` runs replay from anywhere), the options that chose the
+    case, the seed, and ``FAULTLAB_PLAN`` when a fault plan is attached."""
+    import shlex
+
+    from faultlab.strategies.faults import PLAN_ENV
+
+    path = Path(str(item.path)).resolve()
+    name = item.nodeid.split("::", 1)[1] if "::" in item.nodeid else ""
+    node = f"{path}::{name}" if name else str(path)
+    parts = ["pytest", node, f"--faultlab-seed={seed}"]
+    for dest in _REPLAYED_OPTIONS:
+        value = item.config.getoption(dest, default=None) or item.config.getini(dest) or None
+        if value:
+            parts.append(f"--{dest.replace('_', '-')}={value}")
+    plugins = item.config.getoption("plugins", default=None) or []
+    parts += [f"-p={p}" for p in plugins if "faultlab" in str(p)]
+    command = " ".join(shlex.quote(p) for p in parts)
+    plan: Any = item.stash.get(_plan_key, None)
+    if plan is not None and hasattr(plan, "dumps"):
+        command = f"{PLAN_ENV}={shlex.quote(plan.dumps())} {command}"
+    return command
+
+
+def _journal_test(
+    item: pytest.Item, report: pytest.TestReport, seed: int, labels: dict[str, Any], replay: str
+) -> None:
+    lab = item.stash.get(_lab_key, None) or item.config.stash.get(_session_lab, None)
     if lab is None:
         return
     from faultlab.journal import schema as ev
 
-    params = callspec.params if callspec is not None else {}
     plan: Any = item.stash.get(_plan_key, None)
     plan_json = plan.to_json() if hasattr(plan, "to_json") else plan
     lab.journal.record(
@@ -485,13 +589,13 @@ def _journal_test(item: pytest.Item, report: pytest.TestReport, seed: int, calls
         nodeid=item.nodeid,
         outcome=report.outcome,
         duration=report.duration,
-        transport=params.get("faultlab_transport"),
-        protocol=params.get("faultlab_protocol"),
-        fault=params.get("faultlab_fault"),
-        backend=lab.backend,
+        transport=labels.get("transport"),
+        protocol=labels.get("protocol"),
+        fault=labels.get("fault"),
+        backend=labels.get("backend") or lab.backend,
         seed=seed,
         plan=plan_json,
-        replay=f"pytest '{item.nodeid}' --faultlab-seed={seed}",
+        replay=replay,
         t_start=item.stash.get(_start_key, None),
         message=str(report.longrepr)[-2000:] if report.failed else "",
     )

@@ -276,6 +276,8 @@ def _build(events: list[dict[str, Any]]) -> Timeline:
             orphans.append(attempt)
         else:
             by_call.setdefault(key[0], []).append(attempt)
+    if not order and events and _has_wire(events):
+        _whole_excerpt_call(events, starts, ends, order)
     wire = _wire_attempts(events, starts, ends, order, by_call)
     calls: list[Call] = []
     for call_id in order:
@@ -312,6 +314,34 @@ def _build(events: list[dict[str, Any]]) -> Timeline:
 
 
 # ---- attempts seen on the wire ---------------------------------------------------------------
+WHOLE_EXCERPT_CALL = 0
+"""The id of the one logical call an excerpt with wire exchanges and no ``call_start`` is
+read as (in the pytest plugin: the test)."""
+
+
+def _has_wire(events: list[dict[str, Any]]) -> bool:
+    return any(e.get("kind") in (ev.WIRE_REQUEST, ev.UPSTREAM_FAILED) for e in events)
+
+
+def _whole_excerpt_call(
+    events: list[dict[str, Any]],
+    starts: dict[Any, dict[str, Any]],
+    ends: dict[Any, dict[str, Any]],
+    order: list[Any],
+) -> None:
+    """No logical call was marked: the whole excerpt is one call (one test, one call)."""
+    t0 = min(float(e["t"]) for e in events)
+    t1 = max(float(e["t"]) for e in events)
+    label = "the whole excerpt (no logical_call marked)"
+    starts[WHOLE_EXCERPT_CALL] = {
+        "kind": ev.CALL_START, "call": WHOLE_EXCERPT_CALL, "t": t0, "seq": -1, "label": label,
+    }  # fmt: skip
+    ends[WHOLE_EXCERPT_CALL] = {
+        "kind": ev.CALL_END, "call": WHOLE_EXCERPT_CALL, "t": t1, "seq": -1, "outcome": None,
+    }  # fmt: skip
+    order.append(WHOLE_EXCERPT_CALL)
+
+
 def _wire_outcome(end: dict[str, Any] | None) -> tuple[str | None, str | None, str | None, bool]:
     """(outcome, error_kind, error, transient) of an exchange by its closing event."""
     if end is None:
