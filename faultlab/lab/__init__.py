@@ -10,7 +10,7 @@ from faultlab.lab import readiness as ready
 from faultlab.lab.backends.base import BackendError, ServerHandle, ServerSpec, UnsupportedFault
 from faultlab.lab.client import CallRecord, InstrumentedClient, logical_call
 from faultlab.lab.pair import DEFAULT_SERVICE, BlackBoxError, Lab, NoClientError, Pair
-from faultlab.lab.readiness import ReadinessTimeout, ServiceStartError
+from faultlab.lab.readiness import ReadinessTimeout, ServiceExited, ServiceStartError
 from faultlab.lab.services import Address, Command
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "ReadinessTimeout",
     "ServerHandle",
     "ServerSpec",
+    "ServiceExited",
     "ServiceStartError",
     "UnsupportedFault",
     "logical_call",

@@ -9,6 +9,7 @@ import glob
 import http.server
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -113,6 +114,8 @@ def test_a_command_is_served_through_the_proxy(
     assert pair.host == "127.0.0.1"
     assert pair.server_url == f"http://127.0.0.1:{server(pair).port}"
     assert pair.port != server(pair).port
+    proxy = lab.engine.run(lambda: lab.engine.get(pair.name))
+    assert (proxy.framing, proxy.protocol) == ("http", None)
     response = http_session.get(pair.url + "/index.html", timeout=5)
     assert response.status_code == 200
     assert response.text == "hello from http.server\n"
@@ -221,11 +224,13 @@ def test_close_leaves_no_process_and_no_output_files(lab: Lab, tmp_path: Path) -
     assert not any(p.exists() for p in outputs)
 
 
-def test_exit_without_close_leaves_no_process(tmp_path: Path) -> None:
-    """The Owner kills the command at interpreter exit even if nobody closed the lab."""
+@pytest.mark.parametrize("how", ["exit", "ctrl-c"])
+def test_exit_without_close_leaves_no_process(tmp_path: Path, how: str) -> None:
+    """The Owner kills the command at interpreter exit (and on Ctrl-C) even if nobody
+    closed the lab."""
     script = textwrap.dedent(
         f"""
-        import sys
+        import sys, time
         import faultlab
         lab = faultlab.Lab()
         pair = lab.pair(
@@ -234,13 +239,24 @@ def test_exit_without_close_leaves_no_process(tmp_path: Path) -> None:
             protocol="http",
         )
         print(pair.server.pid, pair.server.stderr_path, flush=True)
-        sys.exit(0)
+        if {how!r} == "exit":
+            sys.exit(0)
+        time.sleep(60)  # until Ctrl-C
         """
     )
-    out = subprocess.run(
-        [PY, "-c", script], capture_output=True, text=True, timeout=60, check=True, cwd=ROOT
+    proc = subprocess.Popen(
+        [PY, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
     )
-    pid_text, stderr_path = out.stdout.split()
+    try:
+        assert proc.stdout is not None
+        pid_text, stderr_path = proc.stdout.readline().split()
+        if how == "ctrl-c":
+            proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     pid = int(pid_text)
     assert gone(pid)
     assert group_alive(pid) == []
