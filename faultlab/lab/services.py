@@ -68,6 +68,10 @@ class Command:
         argv = tuple(self.argv)
         if not argv or not all(isinstance(a, str) for a in argv):
             raise InvalidService(f"Command argv must be a non-empty list of str, got {argv!r}")
+        if self.env is not None and not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in self.env.items()
+        ):
+            raise InvalidService(f"Command env must map str to str, got {self.env!r}")
         if self.ready_timeout <= 0:
             raise InvalidService(f"ready_timeout must be positive, got {self.ready_timeout!r}")
         object.__setattr__(self, "argv", argv)

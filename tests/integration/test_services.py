@@ -539,10 +539,37 @@ def test_addresses_that_are_refused(url: str) -> None:
         faultlab.Address(url)
 
 
+def test_address_forms() -> None:
+    assert faultlab.Address("tcp://127.0.0.1:8080").address == "tcp://127.0.0.1:8080"
+    assert faultlab.Address("127.0.0.1:8080").host_port == ("127.0.0.1", 8080)
+    assert faultlab.Address("http://localhost:8080/").host_port == ("localhost", 8080)
+    assert faultlab.Address("[::1]:8080").address == "tcp://[::1]:8080"
+
+
+def test_placeholders_in_env_and_argv(lab: Lab, tmp_path: Path) -> None:
+    out = tmp_path / "seen.txt"
+    script = (
+        "import os, sys, http.server\n"
+        "host, port = os.environ['LISTEN'].rsplit(':', 1)\n"
+        "open(os.environ['OUT'], 'w').write(os.environ['OTHER'] + '|' + sys.argv[1])\n"
+        "http.server.HTTPServer((host, int(port)), http.server.BaseHTTPRequestHandler)"
+        ".serve_forever()\n"
+    )
+    command = faultlab.Command(
+        [PY, "-c", script, "{host}/{port}/{nope}"],
+        env={"LISTEN": "{address}", "OTHER": "{braces} stay", "OUT": str(out)},
+    )
+    pair = lab.pair(command, protocol="http")
+    port = server(pair).port
+    assert out.read_text() == f"{{braces}} stay|127.0.0.1/{port}/{{nope}}"
+
+
 def test_commands_that_are_refused() -> None:
     with pytest.raises(InvalidService, match="not a string"):
         faultlab.Command("python -m http.server")  # type: ignore[arg-type]
     with pytest.raises(InvalidService):
         faultlab.Command([])
+    with pytest.raises(InvalidService, match="str to str"):
+        faultlab.Command(["true"], env={"PORT": 8080})  # type: ignore[dict-item]
     with pytest.raises(TypeError, match="ready must be"):
         faultlab.Command(["true"], ready=42)  # type: ignore[arg-type]
