@@ -1,27 +1,39 @@
 """Policies the user declares, so oracles know what "correct" means (resilience.md §9).
 
 faultlab does not infer a client's retry or breaker configuration from its
-behaviour: the user states it (or hands over the tenacity / stamina / pybreaker
-object that configures it, and the constructors here read it), and the oracles
-compare the journal against that declaration. Waits are described by their
-bounds per retry index, which is all a black-box check can use (§1.4 R4/R5).
+behaviour: the user states it (or hands over the tenacity / stamina / pybreaker /
+urllib3 object that configures it, and the constructors here read it), and the
+oracles compare the journal against that declaration. Waits are described by
+their bounds per retry index, which is all a black-box check can use (§1.4 R4/R5).
 
 Error *kinds* are the journal's ``error_kind`` strings: an RPC error's kind
-(``unavailable``) or the class name of a transport or protocol error
-(``TransportTimeout``, ``TruncatedFrame``).
+(``unavailable``), the class name of a transport or protocol error
+(``TransportTimeout``, ``TruncatedFrame``), or, for an exchange read from the
+proxy's wire, ``http_<status>`` (:mod:`faultlab.journal.wire`).
+
+The importers read a library predicate by asking it about sample errors (and
+responses) per kind: faultlab's own and those of the HTTP libraries installed
+(:mod:`faultlab.oracles._samples`). What they cannot map raises
+:class:`PolicyImportError` rather than giving an empty, silently wrong policy.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import faultlab.codecs.errors  # noqa: F401  (registers the protocol error subclasses)
 from faultlab.errors import RemoteProtocolError, TransportError
+from faultlab.journal.wire import http_kind
+from faultlab.oracles._samples import WIRE_TRANSPORT_KINDS, Sample, library_samples
 from faultlab.rpc.errors import KINDS, error_for
+
+if TYPE_CHECKING:
+    from faultlab.journal.timeline import Attempt
 
 __all__ = [
     "ALL_KINDS",
@@ -29,8 +41,10 @@ __all__ = [
     "NOT_SET",
     "PROTOCOL_ERROR_KINDS",
     "REJECTION_KINDS",
+    "RETRY_AFTER_STATUSES",
     "TRANSIENT_RPC_KINDS",
     "TRANSPORT_ERROR_KINDS",
+    "WIRE_TRANSPORT_KINDS",
     "Bounds",
     "BreakerPolicy",
     "Chain",
@@ -40,13 +54,17 @@ __all__ = [
     "FallbackPolicy",
     "Fixed",
     "Incrementing",
+    "PolicyImportError",
     "RandomWait",
     "RetryPolicy",
     "Tolerance",
+    "Urllib3Backoff",
     "Wait",
     "kinds_accepted_by",
     "kinds_of",
+    "library_of",
     "non_idempotent_methods",
+    "probe_samples",
     "sample_errors",
 ]
 
@@ -70,6 +88,17 @@ PROTOCOL_ERROR_KINDS = _names_under(RemoteProtocolError)
 """Class names of broken replies (truncated or malformed frames)."""
 DEFAULT_RETRY_ON = TRANSIENT_RPC_KINDS | TRANSPORT_ERROR_KINDS | PROTOCOL_ERROR_KINDS
 ALL_KINDS = DEFAULT_RETRY_ON | frozenset(KINDS)
+RETRY_AFTER_STATUSES = frozenset({413, 429, 503})
+"""Statuses whose ``Retry-After`` urllib3 honours (``Retry.RETRY_AFTER_STATUS_CODES``)."""
+
+
+class PolicyImportError(ValueError):
+    """An importer could not map (part of) a library's configuration to error kinds.
+
+    Raised instead of returning a policy that silently retries (or excludes)
+    nothing: the message names what was not understood and the override to
+    pass instead (``retry_on=...`` / ``excluded=...``), which skips the probe.
+    """
 
 
 class _NotSet:
@@ -251,6 +280,39 @@ class Bounds(Wait):
         return self.text
 
 
+@dataclass(frozen=True)
+class Urllib3Backoff(Wait):
+    """urllib3 ``Retry``'s backoff, exact per retry index.
+
+    urllib3 sleeps ``backoff_factor * 2**(n-1)`` where n counts the failures
+    so far, but nothing while ``n <= 1``: so retry 1 waits 0 and retry k >= 2
+    waits ``min(max, factor * 2**(k-1) + U(0, jitter))`` (``backoff_max``
+    caps the jittered value).
+    """
+
+    factor: float
+    jitter: float = 0.0
+    max: float = 120.0
+
+    def bounds(self, k: int) -> tuple[float, float]:
+        if k <= 1:
+            return (0.0, 0.0)
+        value = self.factor * _power(2.0, k - 1) if self.factor else 0.0
+        lo = max(0.0, min(self.max, value))
+        hi = max(0.0, min(self.max, value + self.jitter))
+        return (lo, hi)
+
+    def describe(self) -> str:
+        if not self.factor and not self.jitter:
+            return "urllib3 backoff of 0 s"
+        text = f"urllib3 backoff {self.factor:g} s x 2^(k-1) from retry 2 (none before retry 1)"
+        if self.jitter:
+            text += f" + U(0, {self.jitter:g}) s jitter"
+        if math.isfinite(self.max):
+            text += f", up to {self.max:g} s"
+        return text
+
+
 UNKNOWN_WAIT = Bounds(lambda k: 0.0, lambda k: math.inf, "unknown wait (not checked)")
 
 
@@ -278,22 +340,98 @@ def sample_errors() -> dict[str, BaseException]:
     return samples
 
 
-def kinds_accepted_by(predicate: Callable[[BaseException], Any]) -> frozenset[str]:
-    """The kinds whose sample error makes ``predicate`` truthy (a predicate that raises: no)."""
+def probe_samples(libraries: Iterable[str] | None = None) -> list[Sample]:
+    """Every probe: faultlab's own errors, then the installed HTTP libraries' errors and
+    responses per wire kind (:mod:`faultlab.oracles._samples`); only those of
+    ``libraries`` (``"faultlab"``, ``"requests"``, ``"httpx"``, ``"urllib3"``,
+    ``"urllib"``) when given."""
+    own = [Sample(kind, "faultlab", error=exc) for kind, exc in sample_errors().items()]
+    found = own + list(library_samples())
+    if libraries is None:
+        return found
+    wanted = {_LIBRARY_ALIASES.get(name, name) for name in libraries}
+    unknown = wanted - _LIBRARIES
+    if unknown:
+        raise ValueError(
+            f"unknown library {sorted(unknown)}: choose from {', '.join(sorted(_LIBRARIES))}"
+        )
+    return [s for s in found if s.library in wanted]
+
+
+_LIBRARIES = frozenset({"faultlab", "requests", "httpx", "urllib3", "urllib"})
+_LIBRARY_ALIASES = {"httpcore": "httpx", "http": "urllib", "http.client": "urllib"}
+
+
+def library_of(types: Iterable[type[BaseException]]) -> str | None:
+    """The one library these classes come from (``None``: builtins, your own, or several).
+
+    A requests user only ever sees requests' exceptions: probing with that
+    library's samples alone keeps a negative predicate ("everything but
+    ``requests.HTTPError``") from accepting httpx's ``HTTPStatusError``."""
+    found = set()
+    for t in types:
+        root = t.__module__.split(".")[0]
+        family = _LIBRARY_ALIASES.get(root, root)
+        if family in _LIBRARIES:
+            found.add(family)
+    return found.pop() if len(found) == 1 else None
+
+
+def _probe(
+    accepts: Callable[[Sample], Any], libraries: Iterable[str] | None = None
+) -> frozenset[str]:
+    """The kinds with at least one sample ``accepts`` is truthy for (raising counts as no)."""
     accepted: set[str] = set()
-    for kind, exc in sample_errors().items():
+    for sample in probe_samples(libraries):
+        if sample.kind in accepted:
+            continue
         try:
-            if predicate(exc):
-                accepted.add(kind)
+            if accepts(sample):
+                accepted.add(sample.kind)
         except Exception:
             continue
     return frozenset(accepted)
+
+
+def kinds_accepted_by(
+    predicate: Callable[[BaseException], Any], *, library: str | None = None
+) -> frozenset[str]:
+    """The kinds whose sample error makes ``predicate`` truthy (a predicate that raises: no).
+
+    Samples come from faultlab and from every installed HTTP library (only
+    ``library``'s when given), so a predicate over ``requests`` or ``httpx``
+    exceptions maps to the wire kinds (``EndOfStream``, ``http_503``) those
+    libraries raise them for.
+    """
+    libraries = None if library is None else (library,)
+    return _probe(lambda s: s.error is not None and predicate(s.error), libraries)
 
 
 def kinds_of(types: type[BaseException] | Iterable[type[BaseException]]) -> frozenset[str]:
     """The error kinds an ``except types`` clause would catch."""
     wanted = (types,) if isinstance(types, type) else tuple(types)
     return kinds_accepted_by(lambda exc: isinstance(exc, wanted))
+
+
+def _unmapped(types: Iterable[type[BaseException]]) -> list[type[BaseException]]:
+    """The classes no sample is an instance of (a user's own exception, a connect error)."""
+    errors = [s.error for s in probe_samples() if s.error is not None]
+    return [t for t in types if not any(isinstance(e, t) for e in errors)]
+
+
+def _type_names(types: Iterable[type[BaseException]]) -> str:
+    return ", ".join(f"{t.__module__}.{t.__qualname__}" for t in types)
+
+
+def _callable_name(obj: Any) -> str:
+    name = getattr(obj, "__qualname__", None) or type(obj).__name__
+    return str(name)
+
+
+_KINDS_HINT = (
+    "kinds are the wire's TransportTimeout, EndOfStream, BrokenResourceError and "
+    "http_<status> (http_503), an RPC kind (unavailable), or an exception class name"
+)
 
 
 def non_idempotent_methods(service: object) -> frozenset[str]:
@@ -316,6 +454,15 @@ class RetryPolicy:
     attempt starts before it. ``non_idempotent`` methods may be retried only
     with an idempotency key on every attempt (R11), unless the failure was of
     a kind in ``not_sent_kinds`` (proof the request never left).
+
+    For HTTP clients: ``retry_methods`` are the HTTP methods whose failures may
+    be retried at all (``None``: any; a failure of a kind in ``not_sent_kinds``
+    may always be retried); ``respect_retry_after`` says a response carrying
+    ``Retry-After`` with a status in ``retry_after_statuses`` may be retried
+    (even if its kind is not in ``retry_on``) and the next attempt waits at
+    least that long, capped at ``retry_after_max`` (R9). ``retry_budgets`` are
+    per-kind retry counters: ``((kinds, n), ...)`` allows at most n retries
+    after failures of those kinds (urllib3's ``read`` and ``status``).
     """
 
     max_attempts: int | None = 3
@@ -329,17 +476,62 @@ class RetryPolicy:
     not_sent_kinds: frozenset[str] = frozenset()
     tolerance: Tolerance = DEFAULT_TOLERANCE
     name: str = ""
+    retry_methods: frozenset[str] | None = None
+    respect_retry_after: bool = False
+    retry_after_statuses: frozenset[int] = RETRY_AFTER_STATUSES
+    retry_after_max: float = math.inf
+    retry_budgets: tuple[tuple[frozenset[str], int], ...] = ()
 
     def __post_init__(self) -> None:
         if self.max_attempts is not None and self.max_attempts < 1:
             raise ValueError("max_attempts counts total attempts and must be >= 1 (or None)")
-        for attr in ("retry_on", "non_idempotent", "not_sent_kinds"):
+        for attr in ("retry_on", "non_idempotent", "not_sent_kinds", "retry_after_statuses"):
             object.__setattr__(self, attr, frozenset(getattr(self, attr)))
         if self.idempotent_methods is not None:
             object.__setattr__(self, "idempotent_methods", frozenset(self.idempotent_methods))
+        if self.retry_methods is not None:
+            methods = frozenset(m.upper() for m in self.retry_methods)
+            object.__setattr__(self, "retry_methods", methods)
+        budgets = tuple((frozenset(kinds), int(n)) for kinds, n in self.retry_budgets)
+        if any(n < 0 for _, n in budgets):
+            raise ValueError("retry_budgets count retries and must be >= 0")
+        object.__setattr__(self, "retry_budgets", budgets)
 
     def retryable(self, kind: str | None) -> bool:
         return kind is not None and kind in self.retry_on
+
+    def method_retryable(self, attempt: Attempt) -> bool:
+        """May a failure of this attempt's HTTP method be retried (``retry_methods``)?
+
+        Always, for an attempt not made over HTTP or failed with a kind in
+        ``not_sent_kinds`` (the request never left)."""
+        if self.retry_methods is None or attempt.http_method is None:
+            return True
+        if attempt.error_kind in self.not_sent_kinds:
+            return True
+        return attempt.http_method.upper() in self.retry_methods
+
+    def retry_after_wait(self, attempt: Attempt) -> float | None:
+        """The wait this attempt's ``Retry-After`` asks for, if the policy honours it."""
+        if not self.respect_retry_after or attempt.retry_after is None:
+            return None
+        if attempt.status not in self.retry_after_statuses:
+            return None
+        return min(max(0.0, float(attempt.retry_after)), self.retry_after_max)
+
+    def may_retry(self, attempt: Attempt) -> bool:
+        """May the client retry after this attempt (failed, retryable kind or a Retry-After
+        it honours, and a method it retries)?"""
+        if not attempt.failed or not self.method_retryable(attempt):
+            return False
+        return self.retryable(attempt.error_kind) or self.retry_after_wait(attempt) is not None
+
+    def budget_for(self, kind: str | None) -> tuple[frozenset[str], int] | None:
+        """The per-kind retry counter a failure of this kind spends, if any."""
+        for kinds, n in self.retry_budgets:
+            if kind in kinds:
+                return kinds, n
+        return None
 
     def is_idempotent(self, method: str | None, declared: bool | None = None) -> bool:
         """Idempotent unless listed in ``non_idempotent``, outside ``idempotent_methods``,
@@ -355,20 +547,41 @@ class RetryPolicy:
         text = f"at most {attempts} attempts, {self.wait.describe()} backoff"
         if self.deadline is not None:
             text += f", {self.deadline:g} s budget"
+        if self.retry_methods is not None:
+            text += f", retrying {'/'.join(sorted(self.retry_methods))} only"
+        if self.respect_retry_after:
+            statuses = ", ".join(str(s) for s in sorted(self.retry_after_statuses))
+            text += f", honouring Retry-After on {statuses}"
         return text
 
     # constructors from the libraries' own objects
     @classmethod
-    def from_tenacity(cls, retrying: Any, **overrides: Any) -> RetryPolicy:
-        """Read ``Retrying``'s stop, wait and retry strategies (anything else: ``overrides``)."""
+    def from_tenacity(
+        cls, retrying: Any, *, library: str | None = None, **overrides: Any
+    ) -> RetryPolicy:
+        """Read ``Retrying``'s stop, wait and retry strategies (anything else: ``overrides``).
+
+        The retry strategy is probed with sample errors and responses of every
+        kind (``retry_if_exception_type``, ``retry_if_exception``,
+        ``retry_if_result``, ``retry_any`` ... all work); an explicit
+        ``retry_on=`` skips the probe. Only ``library``'s samples are used
+        (``"requests"``, ``"httpx"``, ``"urllib3"``, ``"urllib"``,
+        ``"faultlab"``): by default the one library the strategy's exception
+        classes come from, if they all come from one; say it for a negative
+        predicate ("retry anything but ...") over one library's exceptions.
+        Raises :class:`PolicyImportError` when the strategy retries no kind
+        faultlab can sample, or names an exception class no sample is an
+        instance of.
+        """
         max_attempts, deadline, mode = _tenacity_stop(retrying.stop)
         fields: dict[str, Any] = {
             "max_attempts": max_attempts,
             "deadline": deadline,
             "deadline_mode": mode,
             "wait": _tenacity_wait(retrying.wait),
-            "retry_on": _tenacity_retry_kinds(retrying),
         }
+        if "retry_on" not in overrides:
+            fields["retry_on"] = _tenacity_retry_kinds(retrying, library)
         fields.update(overrides)
         return cls(**fields)
 
@@ -378,11 +591,12 @@ class RetryPolicy:
         on: Any,
         *,
         attempts: int | None = 10,
-        timeout: float | None = 45.0,
-        wait_initial: float = 0.1,
-        wait_max: float = 5.0,
-        wait_jitter: float = 1.0,
+        timeout: float | dt.timedelta | None = 45.0,
+        wait_initial: float | dt.timedelta = 0.1,
+        wait_max: float | dt.timedelta = 5.0,
+        wait_jitter: float | dt.timedelta = 1.0,
         wait_exp_base: float = 2.0,
+        library: str | None = None,
         **overrides: Any,
     ) -> RetryPolicy:
         """The policy of ``stamina.retry(on=..., ...)`` / ``retry_context`` with these arguments.
@@ -390,17 +604,173 @@ class RetryPolicy:
         stamina keeps its configuration inside the decorated function, so pass
         the same keyword arguments here (defaults are stamina's own).
         ``d_k = min(wait_max, wait_initial*base**(k-1) + U(0, wait_jitter))``.
+        ``on`` is an exception class, a tuple of them, or a hook returning a
+        bool or a backoff (a float or timedelta that *replaces* stamina's wait:
+        then the wait is not checked unless you pass ``wait=``). ``library``
+        restricts the probe as for :meth:`from_tenacity`. An explicit
+        ``retry_on=`` skips the probe; what cannot be mapped raises
+        :class:`PolicyImportError`.
         """
-        retry_on = kinds_of(on) if isinstance(on, type | tuple) else kinds_accepted_by(on)
+        custom_backoff = False
+        if "retry_on" in overrides:
+            retry_on: frozenset[str] = frozenset()
+        elif isinstance(on, tuple) or (isinstance(on, type) and issubclass(on, BaseException)):
+            types = on if isinstance(on, tuple) else (on,)
+            retry_on = kinds_accepted_by(
+                lambda exc: isinstance(exc, types), library=library or library_of(types)
+            )
+            _refuse_unmapped("from_stamina", f"on={_type_names(types)}", types, retry_on)
+        else:
+            hints: list[bool] = []
+
+            def hook(exc: BaseException) -> bool:
+                result = on(exc)
+                if result is None or isinstance(result, bool):
+                    return bool(result)
+                hints.append(True)  # a float / timedelta: retry after that long
+                return True
+
+            retry_on = kinds_accepted_by(hook, library=library)
+            custom_backoff = bool(hints)
+            if not retry_on:
+                raise PolicyImportError(
+                    f"RetryPolicy.from_stamina: the hook on={_callable_name(on)} retries none "
+                    f"of the errors faultlab can sample (faultlab's own, and requests, httpx, "
+                    f"urllib3 and urllib errors per wire kind), so the policy would retry "
+                    f"nothing. Declare what it retries: pass retry_on={{...}} ({_KINDS_HINT})"
+                )
+        wait: Wait = Exponential(
+            _seconds(wait_initial),
+            wait_exp_base,
+            max=_seconds(wait_max),
+            jitter=_seconds(wait_jitter),
+        )
+        if custom_backoff:
+            wait = Bounds(
+                lambda k: 0.0,
+                lambda k: math.inf,
+                "set by the on= hook's backoff (not checked; pass wait= to check it)",
+            )
         fields: dict[str, Any] = {
             "max_attempts": attempts or None,
-            "deadline": timeout or None,
+            "deadline": _seconds(timeout) if timeout else None,
             "deadline_mode": "after",
-            "wait": Exponential(wait_initial, wait_exp_base, max=wait_max, jitter=wait_jitter),
+            "wait": wait,
             "retry_on": retry_on,
         }
         fields.update(overrides)
         return cls(**fields)
+
+    @classmethod
+    def from_urllib3(cls, retry: Any, **overrides: Any) -> RetryPolicy:
+        """The policy of a urllib3 2.x ``Retry`` (``requests``' ``HTTPAdapter(max_retries=...)``).
+
+        What is read, for attempts seen on the proxy's wire:
+
+        - ``total``: at most ``total + 1`` attempts (``False``: 1). With
+          ``total=None`` the bound is ``1 + read + status`` when both are set,
+          else none.
+        - ``read`` and ``status`` become ``retry_budgets``: every wire failure
+          without a response (``TransportTimeout``, ``EndOfStream``,
+          ``BrokenResourceError``) is a *read* error to urllib3, since its TCP
+          connection to the proxy succeeded, and spends ``read``; a retried
+          status spends ``status``. ``read=False`` or ``0``: those kinds are not
+          retried. ``connect`` and ``other`` count failures the wire never shows
+          (refused connections), so they bound nothing here.
+        - ``status_forcelist`` -> ``http_<code>`` kinds in ``retry_on``.
+        - ``allowed_methods`` -> ``retry_methods`` (urllib3 retries read errors
+          and statuses only for these; default: not POST or PATCH).
+        - ``respect_retry_after_header``: a response with ``Retry-After`` and a
+          status in ``RETRY_AFTER_STATUS_CODES`` (413, 429, 503; only while
+          ``total`` is a positive count) is retried, and the header's wait (capped
+          at ``retry_after_max``) replaces the backoff for any retried status.
+        - ``backoff_factor``, ``backoff_jitter``, ``backoff_max`` ->
+          :class:`Urllib3Backoff`.
+
+        ``raise_on_status`` only changes what the caller gets once retries are
+        exhausted (an exception or the last response), not the attempts.
+        An int (or ``None``) is read as ``Retry.from_int`` would.
+        """
+        from urllib3.util.retry import Retry
+
+        if not isinstance(retry, Retry):
+            retry = Retry.from_int(retry)
+        total = retry.total
+        read_kinds = WIRE_TRANSPORT_KINDS
+        forcelist = frozenset(int(code) for code in (retry.status_forcelist or ()))
+        ra_codes = frozenset(int(c) for c in getattr(type(retry), "RETRY_AFTER_STATUS_CODES", ()))
+        respect = bool(retry.respect_retry_after_header)
+        # urllib3 retries a Retry-After status outside the forcelist only while total is truthy
+        ra_retried = ra_codes if respect and isinstance(total, int) and total > 0 else frozenset()
+        retry_on: set[str] = set()
+        budgets: list[tuple[frozenset[str], int]] = []
+        bounded: list[int | None] = []
+        read = retry.read
+        if read is not False and read != 0:
+            retry_on |= read_kinds
+            if isinstance(read, int):
+                budgets.append((read_kinds, read))
+            bounded.append(read if isinstance(read, int) else None)
+        status = retry.status
+        status_kinds = frozenset(http_kind(c) for c in forcelist | ra_retried)
+        if status == 0:
+            forcelist, ra_retried = frozenset(), frozenset()
+        elif status_kinds:
+            retry_on |= {http_kind(c) for c in forcelist}
+            if isinstance(status, int):
+                budgets.append((status_kinds, status))
+            bounded.append(status if isinstance(status, int) else None)
+        if total is False:
+            max_attempts: int | None = 1
+        elif isinstance(total, int):
+            max_attempts = max(total, 0) + 1
+        elif all(n is not None for n in bounded):
+            max_attempts = 1 + sum(n for n in bounded if n is not None)
+        else:
+            max_attempts = None
+        allowed = retry.allowed_methods
+        fields: dict[str, Any] = {
+            "max_attempts": max_attempts,
+            "wait": Urllib3Backoff(
+                float(retry.backoff_factor),
+                float(getattr(retry, "backoff_jitter", 0.0) or 0.0),
+                float(retry.backoff_max),
+            ),
+            "retry_on": frozenset(retry_on),
+            "retry_methods": frozenset(m.upper() for m in allowed) if allowed else None,
+            "respect_retry_after": respect and bool(forcelist | ra_retried),
+            "retry_after_statuses": forcelist | ra_retried,
+            "retry_after_max": float(getattr(retry, "retry_after_max", math.inf)),
+            "retry_budgets": tuple(budgets),
+            "name": "urllib3",
+        }
+        fields.update(overrides)
+        return cls(**fields)
+
+
+def _seconds(value: float | dt.timedelta) -> float:
+    return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
+
+
+def _refuse_unmapped(
+    importer: str, what: str, types: Iterable[type[BaseException]], kinds: frozenset[str]
+) -> None:
+    """Raise :class:`PolicyImportError` if some class maps to no kind (or nothing does)."""
+    missing = _unmapped(types)
+    if not missing and kinds:
+        return
+    if missing:
+        cause = (
+            f"{_type_names(missing)} is raised for no error faultlab can sample (faultlab's "
+            f"own errors, and requests, httpx, urllib3 and urllib errors per wire kind; a "
+            f"refused connection or a class of your own never shows on the wire)"
+        )
+    else:
+        cause = "it accepts none of the errors faultlab can sample"
+    raise PolicyImportError(
+        f"RetryPolicy.{importer}: cannot map {what} to error kinds: {cause}. Declare what "
+        f"the client retries instead: pass retry_on={{...}} ({_KINDS_HINT})"
+    )
 
 
 def _tenacity_stop(stop: Any) -> tuple[int | None, float | None, Literal["after", "before"]]:
@@ -463,16 +833,69 @@ def _tenacity_wait(wait: Any) -> Wait:
     return UNKNOWN_WAIT
 
 
-def _tenacity_retry_kinds(retrying: Any) -> frozenset[str]:
-    """Ask the retry strategy itself about one sample error of every kind."""
+def _tenacity_retry_kinds(retrying: Any, library: str | None = None) -> frozenset[str]:
+    """Ask the retry strategy itself about every sample: errors raised and responses returned."""
+    import tenacity
     from tenacity import RetryCallState
 
-    def predicate(exc: BaseException) -> bool:
-        state = RetryCallState(retrying, None, (), {})
-        state.set_exception((type(exc), exc, None))
-        return bool(retrying.retry(state))
+    strategy = retrying.retry
+    if strategy is tenacity.retry_never:
+        return frozenset()  # declared: never retry
 
-    return kinds_accepted_by(predicate)
+    def accepts(sample: Sample) -> bool:
+        state = RetryCallState(retrying, None, (), {})
+        if sample.error is not None:
+            state.set_exception((type(sample.error), sample.error, None))
+        else:
+            state.set_result(sample.result)
+        return bool(strategy(state))
+
+    types = _tenacity_types(strategy)
+    library = library or library_of(_tenacity_types(strategy, negative=True))
+    kinds = _probe(accepts, None if library is None else (library,))
+    _refuse_unmapped(
+        "from_tenacity", f"the retry strategy {_tenacity_name(strategy)}", types, kinds
+    )
+    return kinds
+
+
+def _tenacity_types(strategy: Any, *, negative: bool = False) -> list[type[BaseException]]:
+    """The classes ``retry_if_exception_type`` strategies (inside any combination) retry on;
+    with ``negative``, also those ``retry_if_not_exception_type`` and
+    ``retry_unless_exception_type`` name (they tell which library, not what is retried)."""
+    from tenacity import (
+        retry_all,
+        retry_any,
+        retry_if_exception_type,
+        retry_if_not_exception_type,
+        retry_unless_exception_type,
+    )
+
+    if isinstance(strategy, retry_any | retry_all):
+        return [t for part in strategy.retries for t in _tenacity_types(part, negative=negative)]
+    kinds: tuple[type, ...] = (retry_if_exception_type,)
+    if negative:
+        kinds += (retry_if_not_exception_type, retry_unless_exception_type)
+    if type(strategy) in kinds:
+        wanted = strategy.exception_types
+        return list(wanted) if isinstance(wanted, tuple) else [wanted]
+    return []
+
+
+def _tenacity_name(strategy: Any) -> str:
+    """``retry_if_exception_type(requests.exceptions.ConnectionError)``: a strategy in words."""
+    from tenacity import retry_all, retry_any, retry_base
+
+    name = type(strategy).__name__.lstrip("_")
+    if isinstance(strategy, retry_any | retry_all):
+        return f"{name}({', '.join(_tenacity_name(p) for p in strategy.retries)})"
+    types = getattr(strategy, "exception_types", None)
+    if types is not None:
+        return f"{name}({_type_names(types if isinstance(types, tuple) else (types,))})"
+    predicate = getattr(strategy, "predicate", None)
+    if predicate is not None:
+        return f"{name}({_callable_name(predicate)})"
+    return name if isinstance(strategy, retry_base) else _callable_name(strategy)
 
 
 # ---- breaker -----------------------------------------------------------------------------------
@@ -522,22 +945,67 @@ class BreakerPolicy:
         )
 
     @classmethod
-    def from_pybreaker(cls, breaker: Any, **overrides: Any) -> BreakerPolicy:
-        """Read ``fail_max``, ``reset_timeout``, ``success_threshold`` and the exclusions."""
-        excluded = frozenset(
-            kind
-            for kind, exc in sample_errors().items()
-            if not breaker.is_system_error(exc)  # excluded: not a system error
-        )
+    def from_pybreaker(
+        cls, breaker: Any, *, library: str | None = None, **overrides: Any
+    ) -> BreakerPolicy:
+        """Read ``fail_max``, ``reset_timeout``, ``success_threshold`` and the exclusions.
+
+        A kind is excluded when ``breaker.is_system_error`` is False for one of
+        its samples (faultlab's, or the HTTP libraries' per wire kind; only
+        ``library``'s when given, by default the one library the excluded
+        classes come from). An excluded class no sample is an instance of
+        (your own ``BusinessError``) is recorded by name, with its subclasses:
+        that is the ``error_kind`` the journal gives an exception a client
+        raises. An excluded predicate that matches no sample raises
+        :class:`PolicyImportError`; an explicit ``excluded=`` skips the probe.
+        """
         fields: dict[str, Any] = {
             "fail_max": int(breaker.fail_max),
             "reset_timeout": float(breaker.reset_timeout),
             "success_threshold": int(getattr(breaker, "success_threshold", 1)),
-            "excluded": excluded,
             "name": str(getattr(breaker, "name", None) or ""),
         }
+        if "excluded" not in overrides:
+            fields["excluded"] = _pybreaker_excluded(breaker, library)
         fields.update(overrides)
         return cls(**fields)
+
+
+def _pybreaker_excluded(breaker: Any, library: str | None) -> frozenset[str]:
+    rules = list(getattr(breaker, "excluded_exceptions", ()) or ())
+    if not rules:
+        return frozenset()
+    types = [r for r in rules if isinstance(r, type) and issubclass(r, BaseException)]
+    library = library or library_of(types)
+    libraries = None if library is None else (library,)
+    excluded = set(
+        _probe(lambda s: s.error is not None and not breaker.is_system_error(s.error), libraries)
+    )
+    errors = [s.error for s in probe_samples(libraries) if s.error is not None]
+    unmapped: list[str] = []
+    for rule in rules:
+        if rule in types:
+            if not any(isinstance(e, rule) for e in errors):
+                excluded |= _names_under(rule)
+            continue
+        matched = False
+        for e in errors:
+            try:
+                matched = bool(rule(e))
+            except Exception:
+                matched = False
+            if matched:
+                break
+        if not matched:
+            unmapped.append(_callable_name(rule))
+    if unmapped:
+        raise PolicyImportError(
+            f"BreakerPolicy.from_pybreaker: the exclude rule(s) {', '.join(unmapped)} match "
+            f"none of the errors faultlab can sample (faultlab's own, and requests, httpx, "
+            f"urllib3 and urllib errors per wire kind), so what they exclude is unknown. "
+            f"Declare it instead: pass excluded={{...}} ({_KINDS_HINT})"
+        )
+    return frozenset(excluded)
 
 
 # ---- fallback ----------------------------------------------------------------------------------

@@ -9,7 +9,9 @@ loose (``eps_late`` plus a ratio), as the reference prescribes.
 
 from __future__ import annotations
 
-from faultlab.journal.timeline import Call, Source, Timeline, timeline
+from dataclasses import replace
+
+from faultlab.journal.timeline import Attempt, Call, Source, Timeline, timeline
 from faultlab.oracles._common import PropertyCheck, evidence_for, secs
 from faultlab.oracles.policies import RetryPolicy
 from faultlab.oracles.verdict import Verdict, combine
@@ -23,12 +25,14 @@ R3 = "R3 classification"
 R4 = "R4 delay lower bound"
 R5 = "R5 delay upper bound"
 R8 = "R8 time budget"
+R9 = "R9 Retry-After honoured"
 R11 = "R11 idempotency gate"
 R16 = "R16 no trailing sleep"
 
 
 def check_retry(source: Source | Timeline, policy: RetryPolicy) -> Verdict:
-    """One verdict over R1 R2 R3 R4 R5 R8 R11 R16, named after the first property that failed.
+    """One verdict over R1 R2 R3 R4 R5 R8 R11 R16 (and R9 when the policy honours
+    ``Retry-After``), named after the first property that failed.
 
     Vacuous when no attempt failed with a retryable error: the retry path
     never ran, so the check could not have caught a wrong retry.
@@ -36,9 +40,7 @@ def check_retry(source: Source | Timeline, policy: RetryPolicy) -> Verdict:
     tl = timeline(source)
     checks = retry_checks(tl, policy)
     failed_attempts = sum(1 for c in tl.calls for a in c.attempts if a.failed)
-    retryable = sum(
-        1 for c in tl.calls for a in c.attempts if a.failed and policy.retryable(a.error_kind)
-    )
+    retryable = sum(1 for c in tl.calls for a in c.attempts if policy.may_retry(a))
     vacuous = retryable == 0
     verdict = combine(ORACLE, checks, vacuous=vacuous)
     if verdict.passed:
@@ -65,30 +67,34 @@ def check_retry(source: Source | Timeline, policy: RetryPolicy) -> Verdict:
 
 
 def retry_checks(source: Source | Timeline, policy: RetryPolicy) -> list[Verdict]:
-    """The per-property verdicts, in the order of the reference."""
+    """The per-property verdicts, in the order of the reference (R9 only when the policy
+    honours ``Retry-After``)."""
     tl = timeline(source)
     calls = [c for c in tl.calls if c.attempts]
-    return [
+    checks = [
         _attempt_bound(tl, calls, policy),
         _after_success(tl, calls),
         _classification(tl, calls, policy),
         _lower_bound(tl, calls, policy),
         _upper_bound(tl, calls, policy),
         _budget(tl, calls, policy),
-        _idempotency_gate(tl, calls, policy),
-        _trailing_sleep(tl, calls, policy),
     ]
+    if policy.respect_retry_after:
+        checks.append(_retry_after(tl, calls, policy))
+    checks += [_idempotency_gate(tl, calls, policy), _trailing_sleep(tl, calls, policy)]
+    return checks
 
 
 def _attempt_bound(tl: Timeline, calls: list[Call], policy: RetryPolicy) -> Verdict:
     check = PropertyCheck(ORACLE, R1)
-    if policy.max_attempts is None:
+    if policy.max_attempts is None and not policy.retry_budgets:
         check.vacuous_reason = "R1: the policy sets no attempt bound"
         return check.verdict()
     for call in calls:
         check.checked += 1
         n = len(call.attempts)
-        if n > policy.max_attempts:
+        _budget_overrun(tl, call, policy, check)
+        if policy.max_attempts is not None and n > policy.max_attempts:
             check.fail(
                 f"{call.name} made {n} attempts; the policy allows at most "
                 f"{policy.max_attempts} in total (attempt {policy.max_attempts + 1} should "
@@ -98,6 +104,28 @@ def _attempt_bound(tl: Timeline, calls: list[Call], policy: RetryPolicy) -> Verd
                 attempts=n,
             )
     return check.verdict()
+
+
+def _budget_overrun(tl: Timeline, call: Call, policy: RetryPolicy, check: PropertyCheck) -> None:
+    """R1 for per-kind counters: at most n retries after failures of those kinds."""
+    for kinds, n in policy.retry_budgets:
+        retried = [a for a in call.attempts[:-1] if a.failed and a.error_kind in kinds]
+        if len(retried) > n:
+            check.fail(
+                f"{call.name} was retried {len(retried)} times after failures of "
+                f"{_kinds_text(kinds)}; the policy allows at most {n} such retries (attempt "
+                f"{retried[n].number + 1} should never have been sent)",
+                evidence_for(tl, call),
+                call=call.id,
+                retries=len(retried),
+                budget=n,
+            )
+            return
+
+
+def _kinds_text(kinds: frozenset[str]) -> str:
+    names = sorted(kinds)
+    return ", ".join(names) if len(names) <= 4 else ", ".join(names[:4]) + ", ..."
 
 
 def _after_success(tl: Timeline, calls: list[Call]) -> Verdict:
@@ -124,11 +152,12 @@ def _classification(tl: Timeline, calls: list[Call], policy: RetryPolicy) -> Ver
             if not attempt.failed:
                 continue
             check.checked += 1
-            if not policy.retryable(attempt.error_kind):
+            judged = _with_method(call, attempt)
+            if not policy.may_retry(judged):
                 check.fail(
                     f"{call.name}: attempt {attempt.number} failed with "
-                    f"{attempt.error_kind!r}, which the policy does not retry, yet attempt "
-                    f"{nxt.number} was sent (a non-retryable error means exactly one attempt)",
+                    f"{attempt.error_kind!r}{_why_not(judged, policy)}, yet attempt "
+                    f"{nxt.number} was sent (a non-retryable failure means exactly one attempt)",
                     evidence_for(tl, call),
                     call=call.id,
                     attempt=nxt.number,
@@ -138,12 +167,20 @@ def _classification(tl: Timeline, calls: list[Call], policy: RetryPolicy) -> Ver
         last = call.last
         if last is None or not last.failed or call.end_event is None:
             continue
-        if not policy.retryable(last.error_kind):
+        last = _with_method(call, last)
+        if policy.retry_methods is not None and last.http_method is None:
+            continue  # no request was read (server unreachable): its method, so its fate, unknown
+        if not policy.may_retry(last):
             continue
-        if call.outcome == "error" and call.error_kind not in (last.error_kind, None):
-            continue  # something else ended the call (a breaker, a wrapper): not our question
+        # something else ended the call (a breaker, a wrapper): not our question; but a wire
+        # attempt's kind is never the caller's exception class (requests' RetryError)
+        wrapped = call.error_kind not in (last.error_kind, None)
+        if last.source != "wire" and call.outcome == "error" and wrapped:
+            continue
         n = len(call.attempts)
         if policy.max_attempts is not None and n >= policy.max_attempts:
+            continue
+        if _counter_spent(call, policy):
             continue
         if not _budget_left(call, policy, n):
             continue
@@ -158,6 +195,36 @@ def _classification(tl: Timeline, calls: list[Call], policy: RetryPolicy) -> Ver
             attempts=n,
         )
     return check.verdict()
+
+
+def _with_method(call: Call, attempt: Attempt) -> Attempt:
+    """A wire attempt whose request was never read (the proxy could not reach the server)
+    has no HTTP method: it is the method of the call's other attempts, when they agree."""
+    if attempt.http_method is not None:
+        return attempt
+    known = {a.http_method for a in call.attempts if a.http_method is not None}
+    return replace(attempt, http_method=known.pop()) if len(known) == 1 else attempt
+
+
+def _why_not(attempt: Attempt, policy: RetryPolicy) -> str:
+    """Why the policy does not retry after this failed attempt, in words."""
+    if not policy.method_retryable(attempt):
+        methods = ", ".join(sorted(policy.retry_methods or ()))
+        return (
+            f" on a {attempt.http_method} request, a method the policy does not retry "
+            f"(it retries {methods} only)"
+        )
+    return ", which the policy does not retry"
+
+
+def _counter_spent(call: Call, policy: RetryPolicy) -> bool:
+    """Has the last failure's per-kind retry counter run out?"""
+    last = call.attempts[-1]
+    budget = policy.budget_for(last.error_kind)
+    if budget is None:
+        return False
+    kinds, n = budget
+    return sum(1 for a in call.attempts if a.failed and a.error_kind in kinds) > n
 
 
 def _budget_left(call: Call, policy: RetryPolicy, n: int) -> bool:
@@ -175,22 +242,37 @@ def _budget_left(call: Call, policy: RetryPolicy, n: int) -> bool:
     return elapsed + margin < policy.deadline
 
 
-def _gaps(call: Call) -> list[tuple[int, float]]:
-    """(k, g_k) for every attempt k that ended and was followed by attempt k+1."""
+def _gaps(call: Call) -> list[tuple[Attempt, float]]:
+    """(attempt k, g_k) for every attempt k that ended and was followed by attempt k+1."""
     found = []
     for attempt, nxt in zip(call.attempts, call.attempts[1:], strict=False):
         if attempt.t_end is not None:
-            found.append((attempt.number, nxt.t_start - attempt.t_end))
+            found.append((attempt, nxt.t_start - attempt.t_end))
     return found
+
+
+def _wait_bounds(policy: RetryPolicy, attempt: Attempt) -> tuple[float, float]:
+    """The wait after ``attempt``: the backoff, or a ``Retry-After`` the policy honours.
+
+    Libraries either replace the backoff by the header's wait (urllib3) or take
+    the larger of the two, so with a ``Retry-After`` the lower bound is the
+    smaller and the upper bound the larger (R9 holds the header's wait itself).
+    """
+    lo, hi = policy.wait.bounds(attempt.number)
+    asked = policy.retry_after_wait(attempt)
+    if asked:
+        return (min(lo, asked), max(hi, asked))
+    return (lo, hi)
 
 
 def _lower_bound(tl: Timeline, calls: list[Call], policy: RetryPolicy) -> Verdict:
     check = PropertyCheck(ORACLE, R4)
     tol = policy.tolerance
     for call in calls:
-        for k, gap in _gaps(call):
+        for attempt, gap in _gaps(call):
+            k = attempt.number
             check.checked += 1
-            lo, _ = policy.wait.bounds(k)
+            lo, _ = _wait_bounds(policy, attempt)
             if gap < tol.early(lo):
                 check.fail(
                     f"{call.name}: attempt {k + 1} started {secs(gap)} after attempt {k} "
@@ -210,8 +292,9 @@ def _upper_bound(tl: Timeline, calls: list[Call], policy: RetryPolicy) -> Verdic
     check = PropertyCheck(ORACLE, R5)
     tol = policy.tolerance
     for call in calls:
-        for k, gap in _gaps(call):
-            _, hi = policy.wait.bounds(k)
+        for attempt, gap in _gaps(call):
+            k = attempt.number
+            _, hi = _wait_bounds(policy, attempt)
             if hi == float("inf"):
                 continue
             check.checked += 1
@@ -225,6 +308,37 @@ def _upper_bound(tl: Timeline, calls: list[Call], policy: RetryPolicy) -> Verdic
                     retry=k,
                     gap=gap,
                     upper=hi,
+                )
+                break
+    return check.verdict()
+
+
+def _retry_after(tl: Timeline, calls: list[Call], policy: RetryPolicy) -> Verdict:
+    """R9: after a response whose ``Retry-After`` the policy honours, wait at least that long."""
+    check = PropertyCheck(ORACLE, R9)
+    tol = policy.tolerance
+    statuses = ", ".join(str(s) for s in sorted(policy.retry_after_statuses))
+    check.vacuous_reason = (
+        f"R9: no failed response with status {statuses} carried a Retry-After header"
+    )
+    for call in calls:
+        for attempt, gap in _gaps(call):
+            asked = policy.retry_after_wait(attempt)
+            if asked is None:
+                continue
+            check.vacuous_reason = ""
+            check.checked += 1
+            if gap < tol.early(asked):
+                check.fail(
+                    f"{call.name}: attempt {attempt.number} got HTTP {attempt.status} with "
+                    f"Retry-After: {attempt.retry_after:g} s, yet attempt {attempt.number + 1} "
+                    f"started {secs(gap)} later; the policy honours Retry-After, so the retry "
+                    f"must wait at least {secs(asked)}",
+                    evidence_for(tl, call),
+                    call=call.id,
+                    retry=attempt.number,
+                    gap=gap,
+                    retry_after=asked,
                 )
                 break
     return check.verdict()

@@ -14,6 +14,8 @@ from typing import Any
 
 from faultlab.journal import Journal
 from faultlab.journal import schema as ev
+from faultlab.journal.timeline import Attempt, Call, Timeline
+from faultlab.journal.wire import http_kind
 
 TRANSIENT = {"unavailable", "deadline_exceeded", "TransportTimeout", "BrokenResourceError"}
 
@@ -164,3 +166,133 @@ class Script:
                 if i:
                     c.sleep(gap)
                 c.attempt(outcome, took=took, key=key)
+
+
+# ---- black-box HTTP clients: attempts read from the proxy's wire ------------------------------
+class WireCall:
+    """One logical call of a black-box HTTP client, its attempts as the wire shows them."""
+
+    def __init__(self, script: WireScript, call: int, method: str, label: str) -> None:
+        self.script = script
+        self.call = call
+        self.method = method
+        self.label = label
+        self.attempts: list[Attempt] = []
+        self.end_event: dict[str, Any] | None = None
+        self.start_event = script.event(ev.CALL_START, call=call, label=label)
+        self.outcome: str | None = None
+        self.error_kind: str | None = None
+
+    def attempt(
+        self,
+        status: int | None = 200,
+        *,
+        kind: str | None = None,
+        took: float = 0.005,
+        retry_after: float | None = None,
+        method: str | None = None,
+        unread: bool = False,
+    ) -> None:
+        """An exchange answered with ``status``, or (``kind=``) a wire failure without one;
+        ``unread``: no request was read (the proxy could not reach the server), so the
+        attempt has no HTTP method."""
+        s = self.script
+        http_method = None if unread else (method or self.method)
+        start = s.event(ev.WIRE_REQUEST, method=http_method)
+        t0 = s.t
+        s.t += took
+        outcome: str
+        error_kind: str | None
+        if kind is not None:
+            status, outcome, error_kind = None, "error", kind
+            end = s.event(ev.WIRE_UNANSWERED, error_kind=kind)
+        else:
+            assert status is not None
+            failed = status >= 400
+            outcome = "error" if failed else "ok"
+            error_kind = http_kind(status) if failed else None
+            end = s.event(ev.WIRE_RESPONSE, status=status, retry_after=retry_after)
+        self.attempts.append(
+            Attempt(
+                call=self.call,
+                number=len(self.attempts) + 1,
+                method=f"{http_method} /items" if http_method else None,
+                key=None,
+                t_start=t0,
+                t_end=s.t,
+                outcome=outcome,
+                error=error_kind,
+                error_kind=error_kind,
+                transient=None,
+                events=(start, end),
+                source="wire",
+                http_method=http_method,
+                path="/items",
+                status=status,
+                retry_after=retry_after,
+            )
+        )
+
+    def sleep(self, seconds: float) -> None:
+        self.script.t += seconds
+
+    def end(self, outcome: str | None = None, *, error_kind: str | None = None) -> None:
+        """The caller gets its result: by default the last attempt's (an error or a value)."""
+        last = self.attempts[-1] if self.attempts else None
+        if outcome is None:
+            outcome = "error" if last is not None and last.failed else "value"
+        self.outcome = outcome
+        if outcome == "error":
+            self.error_kind = error_kind or (last.error_kind if last is not None else None)
+        self.end_event = self.script.event(
+            ev.CALL_END, call=self.call, outcome=outcome, error_kind=self.error_kind
+        )
+
+    def build(self) -> Call:
+        return Call(
+            id=self.call,
+            label=self.label,
+            method=self.label,
+            idempotent=None,
+            t_start=float(self.start_event["t"]),
+            t_end=None if self.end_event is None else float(self.end_event["t"]),
+            outcome=self.outcome,
+            error=self.error_kind,
+            error_kind=self.error_kind,
+            value=None,
+            attempts=tuple(self.attempts),
+            fallback_events=(),
+            start_event=self.start_event,
+            end_event=self.end_event,
+        )
+
+
+class WireScript:
+    """Builds a :class:`Timeline` of wire attempts directly (the journal's wire events are
+    read by the timeline; here the attempts are written as the oracle will see them)."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+        self.seq = itertools.count(1)
+        self.ids = itertools.count(1)
+        self.events: list[dict[str, Any]] = []
+        self.calls: list[WireCall] = []
+
+    def event(self, kind: str, **fields: Any) -> dict[str, Any]:
+        e = {"kind": kind, "t": self.t, "seq": next(self.seq), **fields}
+        self.events.append(e)
+        return e
+
+    def sleep(self, seconds: float) -> None:
+        self.t += seconds
+
+    @contextmanager
+    def call(self, method: str = "GET", *, label: str = "") -> Iterator[WireCall]:
+        call = WireCall(self, next(self.ids), method, label or f"{method} /items")
+        yield call
+        if call.end_event is None:
+            call.end()
+        self.calls.append(call)
+
+    def timeline(self) -> Timeline:
+        return Timeline(list(self.events), [c.build() for c in self.calls])
