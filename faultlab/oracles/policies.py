@@ -329,7 +329,8 @@ def _concrete(root: type[BaseException]) -> list[type[BaseException]]:
 
 
 def sample_errors() -> dict[str, BaseException]:
-    """One instance per known error kind, to probe a library's classification predicate."""
+    """One instance of faultlab's own errors per kind (the HTTP libraries' samples per wire
+    kind are added by :func:`probe_samples`)."""
     samples: dict[str, BaseException] = {kind: error_for(kind=kind) for kind in KINDS}
     for root in (TransportError, RemoteProtocolError):
         for cls in _concrete(root):
@@ -761,9 +762,9 @@ def _refuse_unmapped(
         return
     if missing:
         cause = (
-            f"{_type_names(missing)} is raised for no error faultlab can sample (faultlab's "
-            f"own errors, and requests, httpx, urllib3 and urllib errors per wire kind; a "
-            f"refused connection or a class of your own never shows on the wire)"
+            f"no error faultlab can sample is an instance of {_type_names(missing)} (it samples "
+            f"its own errors, and what requests, httpx, urllib3 and urllib raise per wire "
+            f"kind; a refused connection or a class of your own never shows on the wire)"
         )
     else:
         cause = "it accepts none of the errors faultlab can sample"
@@ -972,7 +973,8 @@ class BreakerPolicy:
 
 
 def _pybreaker_excluded(breaker: Any, library: str | None) -> frozenset[str]:
-    rules = list(getattr(breaker, "excluded_exceptions", ()) or ())
+    found = getattr(breaker, "excluded_exceptions", ())  # a property in pybreaker >= 1.0
+    rules = list((found() if callable(found) else found) or ())
     if not rules:
         return frozenset()
     types = [r for r in rules if isinstance(r, type) and issubclass(r, BaseException)]
