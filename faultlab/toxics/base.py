@@ -385,6 +385,7 @@ BUILTIN_TOXICS = (
     "slow_open",
     "fail_first",
     "rpc_error",
+    "http_error",
     "version_skew",
 )
 """The toxics that ship with faultlab, Toxiproxy's eight first."""

@@ -7,20 +7,36 @@ a circuit breaker must not trip on. ``mode`` says how a request fails:
 or ``error`` (answered natively, as ``rpc_error`` does: ``kind``, ``code``).
 Frames are counted per connection, or across every connection with
 ``scope="proxy"`` (a proxy-wide count restarts when the toxic is updated).
+
+Only matching requests count (:mod:`faultlab.toxics._match`): on a proxy with
+``framing="http"`` their HTTP method, path and a header (``match_method``,
+``match_path``, ``match_header``), and their RPC method (``match_rpc_method``, read
+with the protocol). A ``sequence`` ("fail,fail,pass", "FFP") replaces ``count``:
+the matching requests fail or pass in that order, then pass.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from faultlab.toxics._common import SCOPES, count
-from faultlab.toxics.base import Attr, Chunk, Emit, Toxic, ToxicContext, register_toxic
+from faultlab.toxics._match import MATCH_ATTRIBUTES, RequestMatcher
+from faultlab.toxics.base import (
+    Attr,
+    Chunk,
+    Emit,
+    InvalidToxic,
+    Toxic,
+    ToxicContext,
+    register_toxic,
+)
 from faultlab.toxics.rpc_error import (
     ERROR_ATTRIBUTES,
     check_error_attributes,
     decode,
     error_reason,
+    http_fields,
     inject_error,
+    request_head,
 )
 
 MODES = ("close", "reset", "error")
@@ -37,15 +53,38 @@ class FailFirst(Toxic):
     needs_frames = True
     attributes_spec = {
         "count": Attr(int, 1, 1, 1_000_000, "how many requests fail", generate=(1, 5)),
-        "scope": Attr(str, "connection", help="count per connection or per proxy", choices=SCOPES),
+        "scope": MATCH_ATTRIBUTES["scope"],
         "mode": Attr(
             str, "close", help="close | reset | error", choices=MODES, options=MILDEST_FIRST
         ),
         **ERROR_ATTRIBUTES,
+        "match_method": MATCH_ATTRIBUTES["match_method"],
+        "match_path": MATCH_ATTRIBUTES["match_path"],
+        "match_header": MATCH_ATTRIBUTES["match_header"],
+        "match_rpc_method": MATCH_ATTRIBUTES["match_rpc_method"],
+        "sequence": Attr(
+            str, "", help="instead of count: 'fail,fail,pass' or 'FFP' over matching requests"
+        ),
     }
+
+    @classmethod
+    def _matcher(cls, attributes: dict[str, Any]) -> RequestMatcher:
+        return RequestMatcher.from_attributes(
+            cls.type_name, attributes, times=attributes["count"], key="seen"
+        )
 
     def validate(self, attributes: dict[str, Any]) -> None:
         check_error_attributes(self.type_name, attributes)
+        if attributes["sequence"].strip(" \t,") and attributes["count"] != 1:
+            raise InvalidToxic(
+                f"{self.type_name}: count={attributes['count']} and sequence exclude each "
+                "other: the sequence says which requests fail"
+            )
+        self._matcher(attributes)
+
+    def update(self, attributes: dict[str, Any]) -> None:
+        super().update(attributes)
+        self.matcher = self._matcher(self.attributes)
 
     @classmethod
     def fix(cls, attributes: dict[str, Any]) -> dict[str, Any]:
@@ -57,7 +96,10 @@ class FailFirst(Toxic):
     def unsupported_reason(
         self, *, stream: str, framing: str | None, protocol: str | None, message_based: bool
     ) -> str | None:
-        if self.attributes["mode"] != "error":
+        reason = self.matcher.unsupported_reason(stream=stream, framing=framing)
+        if reason is not None:
+            return reason
+        if self.attributes["mode"] != "error" and not self.matcher.needs_rpc:
             return None
         return error_reason(
             self.attributes,
@@ -70,22 +112,34 @@ class FailFirst(Toxic):
     async def process(self, ctx: ToxicContext, chunk: Chunk, emit: Emit) -> None:
         attrs = self.attributes
         mode = attrs["mode"]
+        matcher = self.matcher
         message = None
-        if mode == "error":
+        if mode == "error" or matcher.needs_rpc:
             message = decode(ctx, attrs, chunk)
             if message is None:
                 ctx.record("pass", chunk, reason="not a message of the protocol")
                 await emit(chunk)
                 return
-        n = count(ctx, attrs["scope"], "seen")
-        if n > attrs["count"]:
-            ctx.record("pass", chunk, request=n)
+        head = request_head(ctx, chunk) if matcher.needs_http else None
+        fields = http_fields(head)
+        methods = None
+        if message is not None and message.request:
+            methods = [item.method or "" for item in message.items]
+        reason = matcher.mismatch(head, methods)
+        if reason is not None:
+            ctx.record("pass", chunk, reason=reason, **fields)
             await emit(chunk)
             return
-        if message is not None:
-            await inject_error(ctx, attrs, message, chunk, emit, request=n)
+        fire, n = matcher.fire(ctx)
+        if not fire:
+            ctx.record("pass", chunk, reason=matcher.selection, request=n, match=n, **fields)
+            await emit(chunk)
             return
-        ctx.record("fail", chunk, request=n, mode=mode)
+        if mode == "error":
+            assert message is not None
+            await inject_error(ctx, attrs, message, chunk, emit, request=n, match=n, **fields)
+            return
+        ctx.record("fail", chunk, request=n, match=n, mode=mode, **fields)
         if mode == "reset":
             ctx.reset_connection()
         else:

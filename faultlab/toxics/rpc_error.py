@@ -9,22 +9,27 @@ msgpack-RPC error, a binrpc error reply in the request's version, a REST
 status with its error body; over HTTP ``unavailable`` is a 503 for every
 protocol. On the ``downstream`` stream replies are rewritten into errors
 (the server did the work: "failed after effect"), keeping ids and versions.
-Which requests: ``nth`` > 0 picks only that one; else every ``every``-th;
-counted per connection or, with ``scope="proxy"``, across the proxy.
+Which requests: those whose RPC method matches ``method`` and, on a proxy with
+``framing="http"``, whose HTTP method, path and a header match ``match_method``,
+``match_path``, ``match_header`` (:mod:`faultlab.toxics._match`); of those, ``nth`` > 0
+picks only that one, ``times`` the first N, ``sequence`` ("fail,fail,pass") steps through
+them, else every ``every``-th; counted per connection or, with ``scope="proxy"``, across
+the proxy.
 """
 
 from __future__ import annotations
 
-from fnmatch import fnmatchcase
 from typing import Any
 
+from faultlab.codecs.framing.httpinfo import HttpHeadInfo, parse_head
 from faultlab.rpc.errors import KINDS
 from faultlab.rpc.frames import WireMessage
 from faultlab.toxics import _rpcwire as wire
-from faultlab.toxics._common import SCOPES, check_choice, count
+from faultlab.toxics._common import check_choice
+from faultlab.toxics._match import MATCH_ATTRIBUTES, RequestMatcher
 from faultlab.toxics.base import Attr, Chunk, Emit, Toxic, ToxicContext, register_toxic
 
-__all__ = ["RpcErrorToxic", "inject_error"]
+__all__ = ["RpcErrorToxic", "http_fields", "inject_error", "request_head"]
 
 INT32 = 2**31 - 1
 DRAWN_KINDS = ("unavailable", "deadline_exceeded", "internal_error", "invalid_params")
@@ -58,6 +63,20 @@ def decode(ctx: ToxicContext, attributes: dict[str, Any], chunk: Chunk) -> WireM
     return wire.decode(
         protocol, chunk.data, http=ctx.framing == "http", request=ctx.direction == "upstream"
     )
+
+
+def request_head(ctx: ToxicContext, chunk: Chunk) -> HttpHeadInfo | None:
+    """The HTTP request head of ``chunk`` on an HTTP proxy's upstream stream, else ``None``."""
+    if ctx.framing != "http" or ctx.direction != "upstream":
+        return None
+    return parse_head(chunk.data)
+
+
+def http_fields(head: HttpHeadInfo | None) -> dict[str, Any]:
+    """What a journal entry says of an HTTP request (nothing when it is not one)."""
+    if head is None or head.method is None:
+        return {}
+    return {"http_method": head.method, "path": head.path}
 
 
 async def inject_error(
@@ -97,24 +116,42 @@ def error_reason(
 @register_toxic
 class RpcErrorToxic(Toxic):
     type_name = "rpc_error"
-    description = "answer the Nth request matching `method` with the protocol's native error"
+    description = (
+        "answer requests matching `method` (and, over HTTP, a method, path or header) "
+        "with the protocol's native error"
+    )
     needs_frames = True
     attributes_spec = {
         **ERROR_ATTRIBUTES,
         "method": Attr(str, "*", help="glob over method names (upstream only)"),
-        "nth": Attr(int, 0, 0, INT32, "only the Nth matching request (0: use every)", options=(0,)),
-        "every": Attr(int, 1, 1, INT32, "every Nth matching request (1: all)", generate=(4, 1)),
-        "scope": Attr(str, "connection", help="count per connection or per proxy", choices=SCOPES),
+        "nth": MATCH_ATTRIBUTES["nth"],
+        "every": MATCH_ATTRIBUTES["every"],
+        "scope": MATCH_ATTRIBUTES["scope"],
+        "match_method": MATCH_ATTRIBUTES["match_method"],
+        "match_path": MATCH_ATTRIBUTES["match_path"],
+        "match_header": MATCH_ATTRIBUTES["match_header"],
+        "times": MATCH_ATTRIBUTES["times"],
+        "sequence": MATCH_ATTRIBUTES["sequence"],
     }
+
+    @classmethod
+    def _matcher(cls, attributes: dict[str, Any]) -> RequestMatcher:
+        return RequestMatcher.from_attributes(cls.type_name, attributes, rpc_attribute="method")
 
     def validate(self, attributes: dict[str, Any]) -> None:
         check_error_attributes(self.type_name, attributes)
+        self._matcher(attributes)
+
+    def update(self, attributes: dict[str, Any]) -> None:
+        super().update(attributes)
+        self.matcher = self._matcher(self.attributes)
 
     def unsupported_reason(
         self, *, stream: str, framing: str | None, protocol: str | None, message_based: bool
     ) -> str | None:
-        if stream == "downstream" and self.attributes["method"] != "*":
-            return "replies carry no method name: on the downstream stream 'method' must be '*'"
+        reason = self.matcher.unsupported_reason(stream=stream, framing=framing)
+        if reason is not None:
+            return reason
         return error_reason(
             self.attributes,
             stream=stream,
@@ -130,15 +167,18 @@ class RpcErrorToxic(Toxic):
             ctx.record("pass", chunk, reason="not a message of the protocol")
             await emit(chunk)
             return
+        head = request_head(ctx, chunk)
+        fields = http_fields(head)
         methods = [item.method or "" for item in message.items]
-        if message.request and not any(fnmatchcase(m, attrs["method"]) for m in methods):
-            ctx.record("pass", chunk, reason="method", method=methods[0])
+        fields["method"] = methods[0] or None
+        reason = self.matcher.mismatch(head, methods if message.request else None)
+        if reason is not None:
+            ctx.record("pass", chunk, reason=reason, **fields)
             await emit(chunk)
             return
-        n = count(ctx, attrs["scope"], "matched")
-        fire = n == attrs["nth"] if attrs["nth"] else n % attrs["every"] == 0
+        fire, n = self.matcher.fire(ctx)
         if not fire:
-            ctx.record("pass", chunk, match=n)
+            ctx.record("pass", chunk, reason=self.matcher.selection, match=n, **fields)
             await emit(chunk)
             return
-        await inject_error(ctx, attrs, message, chunk, emit, match=n, method=methods[0] or None)
+        await inject_error(ctx, attrs, message, chunk, emit, match=n, **fields)

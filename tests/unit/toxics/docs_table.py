@@ -1,4 +1,4 @@
-"""The attribute table of docs/toxics.md, rendered from the toxics' own declarations.
+"""The toxic reference of docs/toxics.md, rendered from the toxics' own declarations.
 
 Why a generator: the table must say what the code declares, so a test
 compares the docs with this rendering, and ``python -m tests.unit.toxics.docs_table``
@@ -54,20 +54,35 @@ def _drawn(name: str, attr: Attr) -> str:
     return text
 
 
+def _cell(text: str) -> str:
+    """Free text in a table cell: pipes escaped, newlines as spaces."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
 def render() -> str:
-    """One row per attribute: legal values, and what tests draw (mildest first)."""
+    """Every toxic with what it does, then one row per attribute: its meaning, legal
+    values, and what tests draw (mildest first)."""
     rows = [
-        "| toxic | attribute | type | default | legal | drawn, mildest first |",
-        "|---|---|---|---|---|---|",
+        "| toxic | what it does | whole frames only |",
+        "|---|---|---|",
+    ]
+    for type_name in BUILTIN:
+        cls = get_toxic_class(type_name)
+        frames = "yes" if cls.needs_frames else "no"
+        rows.append(f"| `{type_name}` | {_cell(cls.description)} | {frames} |")
+    rows += [
+        "",
+        "| toxic | attribute | type | default | legal | drawn, mildest first | meaning |",
+        "|---|---|---|---|---|---|---|",
     ]
     for type_name in BUILTIN:
         cls = get_toxic_class(type_name)
         if not cls.attributes_spec:
-            rows.append(f"| `{type_name}` | (none) | | | | |")
+            rows.append(f"| `{type_name}` | (none) | | | | | |")
         for name, attr in cls.attributes_spec.items():
             rows.append(
                 f"| `{type_name}` | `{name}` | {attr.kind.__name__} | {_value(attr.default)} "
-                f"| {_legal(attr)} | {_drawn(name, attr)} |"
+                f"| {_legal(attr)} | {_drawn(name, attr)} | {_cell(attr.help)} |"
             )
     return "\n".join(rows)
 

@@ -79,7 +79,8 @@ def test_a_misspelt_attribute_is_a_400_naming_the_known_ones(proxy: ProxyHandle)
     assert raised.value.status == 400
     assert str(raised.value) == (
         "fail_first: unknown attribute 'n'; "
-        "known: count, scope, mode, protocol, kind, code, message"
+        "known: count, scope, mode, protocol, kind, code, message, "
+        "match_method, match_path, match_header, match_rpc_method, sequence"
     )
     assert proxy.toxics() == []
     proxy.add_toxic("fail_first", name="ff", count=3)
@@ -213,14 +214,30 @@ def test_a_choice_the_proxy_refuses_is_not_drawn(
     modes()
 
 
+@pytest.fixture(scope="module")
+def http_proxy() -> Iterator[ProxyHandle]:
+    """An HTTP-framed proxy (http_error answers HTTP requests only), never dialled either."""
+    engine = ProxyEngine(seed=1, journal=Journal())
+    try:
+        yield engine.create("declared-http", upstream="tcp://127.0.0.1:9", framing="http")
+    finally:
+        engine.close()
+
+
 @pytest.mark.parametrize(
     "type_name", [t for t in sorted(toxic_types()) if t not in {"noop", "partition"}]
 )
-def test_each_toxic_shrinks_to_its_declared_mildest(type_name: str, proxy: ProxyHandle) -> None:
+def test_each_toxic_shrinks_to_its_declared_mildest(
+    type_name: str, proxy: ProxyHandle, http_proxy: ProxyHandle
+) -> None:
     cls: type[Toxic] = get_toxic_class(type_name)
     framing = None if type_name == "slicer" else "length-prefix"
+    streams: tuple[str, ...] = ("downstream", "upstream")
+    target = proxy
+    if type_name == "http_error":  # HTTP requests only: an HTTP proxy's upstream stream
+        framing, streams, target = "http", ("upstream",), http_proxy
     spec = find(
-        toxics(allow=[type_name], framing=framing, protocol="binrpc"),
+        toxics(allow=[type_name], framing=framing, protocol="binrpc", streams=streams),
         lambda s: True,
         settings=QUIET,
     )
@@ -229,8 +246,8 @@ def test_each_toxic_shrinks_to_its_declared_mildest(type_name: str, proxy: Proxy
         expected = cls.fix({**expected, "protocol": "binrpc"})
     assert dict(spec.attributes) == expected
     if framing is not None:
-        spec.add_to(proxy, name="mild")  # a real proxy accepts the mildest setting
-        proxy.remove_toxic("mild")
+        spec.add_to(target, name="mild")  # a real proxy accepts the mildest setting
+        target.remove_toxic("mild")
 
 
 def test_over_http_an_unknown_attribute_is_a_400_and_toxiproxys_keep_their_tolerance() -> None:
@@ -257,7 +274,8 @@ def test_over_http_an_unknown_attribute_is_a_400_and_toxiproxys_keep_their_toler
                 400,
                 {
                     "error": "fail_first: unknown attribute 'n'; "
-                    "known: count, scope, mode, protocol, kind, code, message",
+                    "known: count, scope, mode, protocol, kind, code, message, "
+                    "match_method, match_path, match_header, match_rpc_method, sequence",
                     "status": 400,
                 },
             )
