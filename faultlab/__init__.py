@@ -1,13 +1,14 @@
 """faultlab: resilience testing for RPC and IPC services.
 
 The public API a user imports: ``faultlab.Lab`` (provisioning), ``faultlab.serve``
-(serve a Python object over an RPC protocol), ``faultlab.Command`` and ``faultlab.Address``
-(black-box services: a program faultlab runs, a service already running) with their
-readiness checks ``faultlab.ready``, ``faultlab.oracles`` (property checks over
-a journal), ``faultlab.strategies`` (Hypothesis strategies), plus the stream types and
-transports. ``Lab``, ``serve``, ``Command``, ``Address``, ``ready``, ``oracles`` and
-``strategies`` are imported on first use (PEP 562), so ``import faultlab`` stays cheap:
-Hypothesis, for one, is only imported by ``faultlab.strategies``.
+(serve a Python object over an RPC protocol), ``faultlab.Command``, ``faultlab.Address`` and
+``faultlab.Image`` (black-box services: a program faultlab runs, a service already running,
+a local container image) with their readiness checks ``faultlab.ready``,
+``faultlab.oracles`` (property checks over a journal), ``faultlab.strategies`` (Hypothesis
+strategies), plus the stream types and transports. ``Lab``, ``serve``, ``Command``,
+``Address``, ``Image``, ``ready``, ``oracles`` and ``strategies`` are imported on first use
+(PEP 562), so ``import faultlab`` stays cheap: Hypothesis, for one, is only imported by
+``faultlab.strategies``.
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ if _typing.TYPE_CHECKING:
     from faultlab import oracles, strategies
     from faultlab.lab import Lab
     from faultlab.lab import readiness as ready
-    from faultlab.lab.services import Address, Command
+    from faultlab.lab.services import Address, Command, Image
     from faultlab.rpc.server import serve
 
 __all__ = [
     "Address",
     "ByteStream",
     "Command",
+    "Image",
     "Lab",
     "Listener",
     "MessageStream",
@@ -50,6 +52,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "strategies": ("faultlab.strategies", None),
     "Command": ("faultlab.lab.services", "Command"),
     "Address": ("faultlab.lab.services", "Address"),
+    "Image": ("faultlab.lab.services", "Image"),
     "ready": ("faultlab.lab.readiness", None),
 }
 """Public name -> (module, attribute; None for the module itself), imported on first use.

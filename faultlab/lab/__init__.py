@@ -1,7 +1,8 @@
 """Provisioning: a Lab gives Pairs (server + journaled proxy + client) on any backend.
 
 The service is a Python factory, or a black box: a :class:`Command` faultlab runs, an
-:class:`Address` somebody else runs, ready when a declared check (:mod:`ready`) passes.
+:class:`Address` somebody else runs, an :class:`Image` run in a container, ready when a
+declared check (:mod:`ready`) passes.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from faultlab.lab.backends.base import BackendError, ServerHandle, ServerSpec, U
 from faultlab.lab.client import CallRecord, InstrumentedClient, logical_call
 from faultlab.lab.pair import DEFAULT_SERVICE, BlackBoxError, Lab, NoClientError, Pair
 from faultlab.lab.readiness import ReadinessTimeout, ServiceExited, ServiceStartError
-from faultlab.lab.services import Address, Command
+from faultlab.lab.services import Address, Command, Image
 
 __all__ = [
     "DEFAULT_SERVICE",
@@ -20,6 +21,7 @@ __all__ = [
     "BlackBoxError",
     "CallRecord",
     "Command",
+    "Image",
     "InstrumentedClient",
     "Lab",
     "NoClientError",

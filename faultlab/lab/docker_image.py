@@ -13,7 +13,12 @@ cannot be pulled. The same image is assembled instead, in two layers:
   package; rebuilt in about a second when the source changes.
 
 Both carry the label ``faultlab=1``. ``python -m faultlab.lab.docker_image``
-builds (or finds) the image and prints its tag.
+builds (or finds) the image and prints its tag; ``--base`` prints the base's tag.
+
+A user's own service image (``faultlab.Image``) can be built the same way, with no
+registry: :func:`ensure_base_image` gives a ``FROM`` with Python, and
+:func:`build_local` builds a Dockerfile and in-memory files into a tagged image
+(never pulling).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import sysconfig
 import tarfile
 import tempfile
 import tomllib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib.metadata import Distribution, PackageNotFoundError, distribution
 from pathlib import Path
@@ -46,6 +51,8 @@ __all__ = [
     "ImageBuildError",
     "app_key",
     "base_key",
+    "build_local",
+    "ensure_base_image",
     "ensure_local_image",
     "runtime_requirements",
 ]
@@ -331,6 +338,22 @@ def _has_image(client: Any, tag: str) -> bool:
     return True
 
 
+_base_tag: str | None = None
+"""The base tag this process found or built (collecting its files takes seconds)."""
+
+
+def ensure_base_image(client: Any, *, log: bool = False) -> str:
+    """Find or build the base image (this host's Python, no faultlab); return its tag.
+
+    A ``FROM`` for small local images (``/usr/local/bin/python3``, faultlab's runtime
+    dependencies installed), built without a registry; looked up once per process.
+    """
+    global _base_tag
+    if _base_tag is None or not _has_image(client, _base_tag):
+        _base_tag = _build_base(client, log)
+    return _base_tag
+
+
 def _build_base(client: Any, log: bool) -> str:
     entries = _collect_base()
     tag = f"{BASE_REPO}:{base_key(entries)}"
@@ -362,6 +385,45 @@ def _build_base(client: Any, log: bool) -> str:
     return tag
 
 
+def build_local(
+    client: Any,
+    tag: str,
+    dockerfile: str,
+    files: Mapping[str, bytes | Path] | None = None,
+    *,
+    labels: Mapping[str, str] | None = None,
+) -> str:
+    """Build ``dockerfile`` with ``files`` (context path -> bytes, or a host file) into
+    ``tag``, never pulling (its ``FROM`` must be local, e.g. :func:`ensure_base_image`).
+
+    The image carries ``labels`` (default: faultlab's, so ``sweep(images=True)`` removes
+    it). Returns ``tag``; raises :class:`ImageBuildError` with the engine's message.
+    """
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        for name, content in {"Dockerfile": dockerfile.encode(), **(files or {})}.items():
+            if isinstance(content, Path):
+                tar.add(content, arcname=name, recursive=False)
+                continue
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(content), 0o644
+            tar.addfile(info, io.BytesIO(content))
+    context.seek(0)
+    try:
+        client.images.build(
+            fileobj=context,
+            custom_context=True,
+            tag=tag,
+            rm=True,
+            forcerm=True,
+            pull=False,
+            labels=dict(IMAGE_LABELS if labels is None else labels),
+        )
+    except Exception as exc:
+        raise ImageBuildError(f"docker build of {tag} failed: {exc}") from exc
+    return tag
+
+
 def _build_app(client: Any, base: str, log: bool) -> str:
     tag = f"{APP_REPO}:{app_key(base)}"
     if _has_image(client, tag):
@@ -374,22 +436,11 @@ def _build_app(client: Any, base: str, log: bool) -> str:
         f"FROM {base}\nLABEL{labels}\n"
         f"COPY faultlab /usr/local/lib/{_PY}/site-packages/faultlab\n"
         f'RUN ["/usr/local/bin/{_PY}", "-c", "import faultlab.lab.serve_target"]\n'
-    ).encode()
-    context = io.BytesIO()
-    with tarfile.open(fileobj=context, mode="w") as tar:
-        info = tarfile.TarInfo("Dockerfile")
-        info.size = len(dockerfile)
-        tar.addfile(info, io.BytesIO(dockerfile))
-        for path in _package_files():
-            tar.add(path, arcname=f"faultlab/{path.relative_to(root)}", recursive=False)
-    context.seek(0)
-    try:
-        client.images.build(
-            fileobj=context, custom_context=True, tag=tag, rm=True, forcerm=True, pull=False
-        )
-    except Exception as exc:
-        raise ImageBuildError(f"docker build of {tag} failed: {exc}") from exc
-    return tag
+    )
+    files: dict[str, bytes | Path] = {
+        f"faultlab/{path.relative_to(root)}": path for path in _package_files()
+    }
+    return build_local(client, tag, dockerfile, files)
 
 
 def _prune(client: Any, repo: str, keep: int) -> None:
@@ -412,7 +463,7 @@ def ensure_local_image(client: Any, *, log: bool = True, keep: int = 3) -> str:
 
     Each source change makes a new small app layer: only the newest ``keep`` are kept.
     """
-    base = _build_base(client, log)
+    base = ensure_base_image(client, log=log)
     app = _build_app(client, base, log)
     client.images.get(app).tag(APP_REPO, "latest")
     _prune(client, APP_REPO, keep)
@@ -425,7 +476,12 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m faultlab.lab.docker_image",
         description="Build (or find) the faultlab image without a registry; print its tag.",
     )
-    parser.parse_args(argv)
+    parser.add_argument(
+        "--base",
+        action="store_true",
+        help="only the base (this host's Python, no faultlab): a FROM for your own images",
+    )
+    args = parser.parse_args(argv)
     try:
         docker = _sdk()
     except ImportError:
@@ -433,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         client = docker.from_env()
-        print(ensure_local_image(client))
+        print(ensure_base_image(client, log=True) if args.base else ensure_local_image(client))
     except (ImageBuildError, docker.errors.DockerException) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

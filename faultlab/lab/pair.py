@@ -60,7 +60,7 @@ class NoClientError(BlackBoxError):
     """``protocol="http"`` has no faultlab client: point your own client at ``pair.url``."""
 
 
-BlackBox = Command | Address
+BlackBox = Command | Address | Image
 
 
 def incompatibility(protocol: str, transport: str) -> str | None:
@@ -118,7 +118,7 @@ class Pair:
         self.journal = lab.journal
         self.client_timeout = client_timeout
         self.service = service
-        """The black-box service (a Command or an Address); None for a Python factory."""
+        """The black-box service (a Command, Address or Image); None for a Python factory."""
         self._client: InstrumentedClient | None = (
             None if self.protocol == HTTP else self.new_client()
         )
@@ -345,24 +345,20 @@ class Lab:
         toxics such as the slicer need that).
 
         ``service`` may be a black box: a :class:`~faultlab.lab.services.Command`
-        (faultlab runs it, whatever the backend) or an
-        :class:`~faultlab.lab.services.Address` (already running), over tcp; the pair
-        is ready when its declared check passes. ``protocol="http"`` is a plain HTTP
-        service: no faultlab client, point your own at :attr:`Pair.url`.
+        (faultlab runs it, whatever the backend), an
+        :class:`~faultlab.lab.services.Address` (already running) or an
+        :class:`~faultlab.lab.services.Image` (a local container image, always on the
+        Docker backend), over tcp; the pair is ready when its declared check passes.
+        ``protocol="http"`` is a plain HTTP service: no faultlab client, point your own at
+        :attr:`Pair.url`.
         """
         name = f"pair{next(self._names)}"
         scheme = transport.split("://", 1)[0]
-        if isinstance(service, Image):
-            raise BackendError(
-                f"Image services are not supported yet ({service}): run the container "
-                "yourself and pass faultlab.Address('host:port'), or a faultlab.Command "
-                "running `docker run`"
-            )
-        black_box = isinstance(service, Command | Address)
+        black_box = isinstance(service, Command | Address | Image)
         if protocol == HTTP and not black_box:
             raise BackendError(
                 "protocol 'http' is for black-box services (faultlab.Command, "
-                "faultlab.Address): a Python factory needs an RPC protocol"
+                "faultlab.Address, faultlab.Image): a Python factory needs an RPC protocol"
             )
         reason = incompatibility(protocol, scheme)
         if reason is not None:
@@ -372,12 +368,15 @@ class Lab:
                 f"a {type(service).__name__} service is reached over tcp, not {scheme}"
             )
         server: ServerHandle
-        if isinstance(service, Command | Address):  # started (or found) ready, or raises
-            server = (
-                CommandServer(service, self.journal)
-                if isinstance(service, Command)
-                else AddressServer(service, self.journal)
-            )
+        if isinstance(service, Command | Address | Image):  # started ready, or raises
+            if isinstance(service, Image):  # always a container, whatever the lab's backend
+                from faultlab.lab.backends.docker import ImageServer
+
+                server = ImageServer(service, self.journal)
+            elif isinstance(service, Command):
+                server = CommandServer(service, self.journal)
+            else:
+                server = AddressServer(service, self.journal)
             spec = ServerSpec(str(service), protocol, server.address, framing, dict(options or {}))
         else:
             address = transports.get(scheme).example_address(f"{name}-srv")
@@ -408,7 +407,7 @@ class Lab:
                 server,
                 proxy,
                 client_timeout or self.client_timeout,
-                service if isinstance(service, Command | Address) else None,
+                service if isinstance(service, Command | Address | Image) else None,
             )
             self._wait_ready(pair)
         except BaseException:
@@ -425,7 +424,9 @@ class Lab:
         Not for a black-box service: its handle waits for the declared readiness check
         when it starts and restarts (and a dead process fails at once, with its stderr).
         """
-        if isinstance(pair.server, CommandServer | AddressServer):
+        if isinstance(pair.server, CommandServer | AddressServer) or isinstance(
+            pair.service, Image
+        ):
             return
         deadline = time.monotonic() + READY_TIMEOUT
         last: BaseException | None = None

@@ -6,8 +6,9 @@ the proxy in front of it; ``Lab.pair(faultlab.Address("127.0.0.1:8080"), ...)``
 fronts a service that is already running. Both say when they are ready with a
 declared check (:mod:`faultlab.lab.readiness`, ``faultlab.ready``), never a sleep.
 
-:class:`Image` (a container image) is declared here but not wired into the Docker
-backend yet, so it is not exported from ``faultlab``.
+``Lab.pair(faultlab.Image("name:tag", port=8080), ...)`` runs a local container image as
+the service, always on the Docker backend
+(:class:`faultlab.lab.backends.docker.ImageServer`).
 """
 
 from __future__ import annotations
@@ -148,8 +149,16 @@ class Address:
 
 @dataclass(frozen=True)
 class Image:
-    """A container image serving on ``port`` (declared only: not wired into the Docker
-    backend yet, so ``Lab.pair`` refuses it and ``faultlab`` does not export it)."""
+    """A container image, present in the local Docker engine, serving TCP on ``port``.
+
+    ``Lab.pair(faultlab.Image("name:tag", port=8080), ...)`` runs it on the Docker backend
+    whatever the lab's default: a container of its own, on its own internal bridge
+    network, reached at ``tcp://<container ip>:<port>``, with ``env`` in its environment
+    and ``command`` (if given) instead of the image's CMD. It is ready when ``ready``
+    passes there (default: a TCP connect), within ``ready_timeout`` seconds; a graceful
+    stop (SIGTERM) may take ``stop_timeout`` seconds before the container is killed.
+    faultlab never pulls: build (or pull) the image first.
+    """
 
     image: str
     port: int
@@ -157,13 +166,35 @@ class Image:
     command: Sequence[str] | None = None
     ready: Ready = field(default_factory=tcp)
     ready_timeout: float = 60.0
+    stop_timeout: float = 10.0
 
     def __post_init__(self) -> None:
-        if not self.image:
+        if not isinstance(self.image, str) or not self.image.strip():
             raise InvalidService("Image needs an image name (name:tag)")
+        if isinstance(self.port, bool) or not isinstance(self.port, int):
+            raise InvalidService(f"Image port must be an int, got {self.port!r}")
         if not 0 < self.port < 65536:
             raise InvalidService(f"Image port must be 1-65535, got {self.port!r}")
+        if self.env is not None and not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in self.env.items()
+        ):
+            raise InvalidService(f"Image env must map str to str, got {self.env!r}")
+        if self.command is not None:
+            if isinstance(self.command, str | bytes):
+                raise InvalidService(
+                    f"Image command is a list of arguments, not a string: {self.command!r}"
+                )
+            if not all(isinstance(a, str) for a in self.command):
+                raise InvalidService(f"Image command must be a list of str, got {self.command!r}")
+            object.__setattr__(self, "command", tuple(self.command))
+        if self.ready_timeout <= 0:
+            raise InvalidService(f"ready_timeout must be positive, got {self.ready_timeout!r}")
+        object.__setattr__(self, "env", dict(self.env) if self.env is not None else None)
         object.__setattr__(self, "ready", as_check(self.ready))
+
+    @property
+    def check(self) -> ReadyCheck:
+        return as_check(self.ready)
 
     def __str__(self) -> str:
         return f"{self.image} (port {self.port})"

@@ -85,17 +85,18 @@ def test_the_public_api_architecture_names() -> None:
 
 
 def test_the_black_box_service_names() -> None:
-    """``faultlab.Command``, ``faultlab.Address`` and the ``faultlab.ready`` module are the
-    lab's; ``Image`` is declared but not wired into a backend, so not exported."""
+    """``faultlab.Command``, ``faultlab.Address``, ``faultlab.Image`` and the
+    ``faultlab.ready`` module are the lab's."""
     import faultlab.lab
     from faultlab.lab import readiness, services
 
     assert faultlab.Command is services.Command is faultlab.lab.Command
     assert faultlab.Address is services.Address is faultlab.lab.Address
+    assert faultlab.Image is services.Image is faultlab.lab.Image
     assert faultlab.ready is readiness is faultlab.lab.ready
-    assert {"Command", "Address", "ready"} <= set(dir(faultlab))
-    assert "Image" not in faultlab.__all__
-    assert "Image" not in faultlab.lab.__all__
+    assert {"Command", "Address", "Image", "ready"} <= set(dir(faultlab))
+    assert "Image" in faultlab.__all__
+    assert "Image" in faultlab.lab.__all__
 
 
 def test_import_faultlab_stays_cheap() -> None:

@@ -13,6 +13,11 @@ backend: it prints ``READY``, and writes its server events as JSON lines to a
 bind-mounted host directory; they are timed on the host's monotonic clock
 (containers share the kernel), so the lab's journal origin holds.
 
+A user's own image (``faultlab.Image``) runs the same way as an
+:class:`ImageServer`: the same network, faults and cleanup (both are a
+:class:`ContainerServer`), but the image's own program, ready when its declared
+check (:mod:`faultlab.lab.readiness`) passes at ``tcp://<bridge IP>:<port>``.
+
 Everything created carries ``faultlab=1`` and session/owner labels; close()
 removes it, and :func:`sweep` (run on the backend's first use) removes what a
 crashed run left behind.
@@ -23,6 +28,7 @@ from __future__ import annotations
 import importlib
 import ipaddress
 import itertools
+import math
 import os
 import random
 import shutil
@@ -48,13 +54,18 @@ from faultlab.lab.backends.base import (
     UnsupportedFault,
     register_backend,
 )
+from faultlab.lab.readiness import ServiceExited, ServiceStartError, wait_ready
+from faultlab.lab.services import Image
 
 __all__ = [
     "LABEL",
     "SUPPORTED_SCHEMES",
+    "ContainerServer",
     "DockerProxy",
     "DockerServer",
     "DockerUnavailable",
+    "ImageNotFound",
+    "ImageServer",
     "available",
     "docker_client",
     "labels",
@@ -71,12 +82,18 @@ PROXY_API_PORT = 8474
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10
 DEFAULT_SUBNETS = "10.213.0.0/16"
+TAIL_CHARS = 4000
+"""How much of a container's log an error message quotes."""
 
 Direction = Literal["both", "inbound", "outbound"]
 
 
 class DockerUnavailable(BackendError):
     """No docker SDK or no engine answering: Docker tests skip on this, never fail."""
+
+
+class ImageNotFound(BackendError):
+    """A ``faultlab.Image`` names an image the local engine does not have (never pulled)."""
 
 
 class _Session:
@@ -331,83 +348,65 @@ def _tail(data: bytes, limit: int = 2000) -> str:
     return data.decode(errors="replace")[-limit:]
 
 
-class DockerServer(ServerHandle):
-    """A Pair's server in a container, alone on its own bridge network."""
+class ContainerServer(ServerHandle):
+    """A server in a container, alone on its own internal bridge network at a fixed IP.
 
-    def __init__(self, spec: ServerSpec, journal: Journal) -> None:
-        scheme = spec.address.split("://", 1)[0]
-        if scheme not in SUPPORTED_SCHEMES:
-            raise BackendError(
-                f"the docker backend serves {', '.join(SUPPORTED_SCHEMES)}; not {scheme}://"
-            )
-        self.spec = spec
-        self.journal = journal
-        self.scheme = scheme
+    What every server container shares: its network, process faults (``docker pause``,
+    SIGKILL, SIGTERM then SIGKILL, restart on the same IP), partitions, journaled
+    ``process`` events (``target="server"``, ``container=<name>``) and cleanup (an
+    :class:`~faultlab._cleanup.Owner`: close, failure and interpreter exit remove the
+    container and the network). Subclasses create the container (:meth:`_create`) and
+    say when it is ready (:meth:`_wait_ready`).
+    """
+
+    scheme = "tcp"
+    stop_timeout: float = STOP_TIMEOUT
+
+    def __init__(self, journal: Journal) -> None:
         session = _current()
-        self.client = session.client()
-        image = session.image()
+        self.client = session.client()  # DockerUnavailable before anything is created
+        self.journal = journal
         self.name = f"faultlab-{session.id}-{next(session.names)}"
-        self.workdir = _workdirs() / self.name
-        self.events_path = self.workdir / "events.jsonl"
         self.network_id: str | None = None
         self.container_id: str | None = None
         self.ip: str | None = None
         self.subnet: ipaddress.IPv4Network | None = None
-        self.address = spec.address
-        self._read_offset = 0
-        self._ready_seen = 0
         self._paused = False
         self._partition: Direction | None = None
         self._closed = False
-        self._proxies: list[DockerProxy] = []
         self._owner = Owner(self._remove)
-        try:
-            self.workdir.mkdir(mode=0o700, parents=True)
-            self.network_id, self.subnet = _create_network(self.client, self.name)
-            self.ip = str(self.subnet[2])
-            inner = self._addresses()
-            self._create_container(image, inner)
-            self._start()
-        except BaseException:
-            self.close()
-            raise
 
     # setup
-    def _addresses(self) -> str:
-        """Set the host-side ``address``; return the address the server binds inside."""
-        if self.scheme in IP_SCHEMES:
-            port = urlsplit(self.spec.address).port or CONTAINER_PORT
-            self.address = f"{self.scheme}://{self.ip}:{port}"
-            return f"{self.scheme}://0.0.0.0:{port}"
-        path = self.spec.address.split("://", 1)[1]
-        self.address = f"{self.scheme}://{self.workdir / Path(path).name}"
-        return self.address
+    def _create_network(self) -> None:
+        """This server's own network; the container will have its third address."""
+        self.network_id, self.subnet = _create_network(self.client, self.name)
+        self.ip = str(self.subnet[2])
 
-    def _create_container(self, image: str, inner: str) -> None:
+    def _create(
+        self,
+        image: str,
+        command: Sequence[str] | None,
+        *,
+        environment: dict[str, str] | None = None,
+        binds: dict[str, dict[str, str]] | None = None,
+        extra_labels: dict[str, str] | None = None,
+        **options: Any,
+    ) -> None:
+        """Create (not start) the container on this server's network at its fixed IP."""
         api = self.client.api
-        cmd = self.spec.serve_command("python3", inner, str(self.events_path), self.journal.origin)
-        binds = {str(self.workdir): {"bind": str(self.workdir), "mode": "rw"}}
-        env = {"PYTHONUNBUFFERED": "1"}
-        extra = [p for p in os.environ.get("FAULTLAB_DOCKER_PYTHONPATH", "").split(":") if p]
-        for path in extra:
-            binds[path] = {"bind": path, "mode": "ro"}
-        if extra:
-            env["PYTHONPATH"] = ":".join(extra)
         host_config = api.create_host_config(binds=binds, network_mode=self.name)
         networking = api.create_networking_config(
             {self.name: api.create_endpoint_config(ipv4_address=self.ip)}
         )
         created = api.create_container(
             image,
-            cmd,
+            list(command) if command is not None else None,
             name=self.name,
-            labels=labels(**{"faultlab.role": "server"}),
-            # serve_target exits when its stdin closes: keep it open, unattached.
-            stdin_open=True,
-            user=f"{os.getuid()}:{os.getgid()}",
-            environment=env,
+            labels=labels(**{"faultlab.role": "server", **(extra_labels or {})}),
+            environment=environment,
             host_config=host_config,
             networking_config=networking,
+            **options,
         )
         self.container_id = str(created["Id"])
 
@@ -420,22 +419,11 @@ class DockerServer(ServerHandle):
             self._iptables("-I", self._partition)  # a new netns forgot the rule
 
     def _wait_ready(self) -> None:
-        """Wait for one more ``READY`` line in the container's stdout than seen before."""
-        api = self.client.api
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            count = api.logs(self.container_id, stdout=True, stderr=False).count(b"READY ")
-            if count > self._ready_seen:
-                self._ready_seen = count
-                return
-            if not self._inspect()["State"]["Running"]:
-                break
-            time.sleep(0.02)
-        err = api.logs(self.container_id, stdout=False, stderr=True)
-        raise BackendError(
-            f"server container {self.name} did not print READY within {START_TIMEOUT:g} s; "
-            f"stderr: {_tail(err)}"
-        )
+        """Return once the started container serves; raise BackendError if it cannot."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return f"server container {self.name}"
 
     def _inspect(self) -> dict[str, Any]:
         info: dict[str, Any] = self.client.api.inspect_container(self.container_id)
@@ -453,8 +441,7 @@ class DockerServer(ServerHandle):
         )
 
     def merge_events(self) -> None:
-        """Copy the container's new server events (bind-mounted JSONL) into the lab journal."""
-        self._read_offset = copy_appended(self.events_path, self._read_offset, self.journal)
+        """Copy events the container wrote for the lab's journal (none by default)."""
 
     # state
     @property
@@ -485,7 +472,7 @@ class DockerServer(ServerHandle):
     # process faults
     def pause(self) -> None:
         if not self.alive:
-            raise BackendError("cannot pause: the server container is not running")
+            raise BackendError(f"cannot pause: {self.describe()} is not running")
         with self._engine("pause"):
             self.client.api.pause(self.container_id)
         self._paused = True
@@ -515,14 +502,15 @@ class DockerServer(ServerHandle):
                 if self._paused:
                     self.client.api.unpause(self.container_id)
                     self._paused = False
-                self.client.api.stop(self.container_id, timeout=STOP_TIMEOUT)  # TERM, then KILL
+                # SIGTERM, then SIGKILL after the grace period (whole seconds for the engine)
+                self.client.api.stop(self.container_id, timeout=math.ceil(self.stop_timeout))
             self.merge_events()
             self._process_event("stop")
 
     def restart(self) -> None:
         """Start again on the same address (same IP and port) after kill, stop, or running."""
         if self.container_id is None:
-            raise BackendError("cannot restart: the server container was removed")
+            raise BackendError(f"cannot restart: {self.describe()} was removed")
         self.merge_events()
         with self._engine("restart"):
             if self.alive:
@@ -553,7 +541,7 @@ class DockerServer(ServerHandle):
                 )
         else:
             if not self.alive:
-                raise BackendError("a one-way partition needs a running server container")
+                raise BackendError(f"a one-way partition needs {self.describe()} running")
             self._iptables("-I", direction)
         self._partition = direction
         self._process_event("partition", direction=direction)
@@ -592,11 +580,9 @@ class DockerServer(ServerHandle):
 
     # teardown
     def _remove(self) -> None:
-        """Remove the container, the network and the work directory (idempotent, quiet)."""
+        """Remove the container and the network (idempotent, quiet)."""
         docker = _sdk()
         api = self.client.api
-        for proxy in self._proxies:
-            proxy.close()
         if self.container_id is not None:
             try:
                 api.remove_container(self.container_id, force=True, v=True)
@@ -609,19 +595,110 @@ class DockerServer(ServerHandle):
             except docker.errors.NotFound:
                 pass
             self.network_id = None
-        shutil.rmtree(self.workdir, ignore_errors=True)
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        self.merge_events()
         try:
-            self._remove()
-        except Exception as exc:
-            raise BackendError(f"cannot remove {self.name}: {exc}") from exc
+            self.merge_events()
         finally:
-            self._owner.forget()
+            try:
+                self._remove()
+            except Exception as exc:
+                raise BackendError(f"cannot remove {self.name}: {exc}") from exc
+            finally:
+                self._owner.forget()
+
+
+class DockerServer(ContainerServer):
+    """A Pair's server (a Python factory run by ``serve_target``) in faultlab's own image."""
+
+    def __init__(self, spec: ServerSpec, journal: Journal) -> None:
+        scheme = spec.address.split("://", 1)[0]
+        if scheme not in SUPPORTED_SCHEMES:
+            raise BackendError(
+                f"the docker backend serves {', '.join(SUPPORTED_SCHEMES)}; not {scheme}://"
+            )
+        self.spec = spec
+        self.scheme = scheme
+        self.address = spec.address
+        self._read_offset = 0
+        self._ready_seen = 0
+        self._proxies: list[DockerProxy] = []
+        super().__init__(journal)
+        self.workdir = _workdirs() / self.name
+        self.events_path = self.workdir / "events.jsonl"
+        try:
+            image = _current().image()
+            self.workdir.mkdir(mode=0o700, parents=True)
+            self._create_network()
+            inner = self._addresses()
+            self._create_container(image, inner)
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+
+    # setup
+    def _addresses(self) -> str:
+        """Set the host-side ``address``; return the address the server binds inside."""
+        if self.scheme in IP_SCHEMES:
+            port = urlsplit(self.spec.address).port or CONTAINER_PORT
+            self.address = f"{self.scheme}://{self.ip}:{port}"
+            return f"{self.scheme}://0.0.0.0:{port}"
+        path = self.spec.address.split("://", 1)[1]
+        self.address = f"{self.scheme}://{self.workdir / Path(path).name}"
+        return self.address
+
+    def _create_container(self, image: str, inner: str) -> None:
+        cmd = self.spec.serve_command("python3", inner, str(self.events_path), self.journal.origin)
+        binds = {str(self.workdir): {"bind": str(self.workdir), "mode": "rw"}}
+        env = {"PYTHONUNBUFFERED": "1"}
+        extra = [p for p in os.environ.get("FAULTLAB_DOCKER_PYTHONPATH", "").split(":") if p]
+        for path in extra:
+            binds[path] = {"bind": path, "mode": "ro"}
+        if extra:
+            env["PYTHONPATH"] = ":".join(extra)
+        self._create(
+            image,
+            cmd,
+            environment=env,
+            binds=binds,
+            # serve_target exits when its stdin closes: keep it open, unattached.
+            stdin_open=True,
+            user=f"{os.getuid()}:{os.getgid()}",
+        )
+
+    def _wait_ready(self) -> None:
+        """Wait for one more ``READY`` line in the container's stdout than seen before."""
+        api = self.client.api
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            count = api.logs(self.container_id, stdout=True, stderr=False).count(b"READY ")
+            if count > self._ready_seen:
+                self._ready_seen = count
+                return
+            if not self._inspect()["State"]["Running"]:
+                break
+            time.sleep(0.02)
+        err = api.logs(self.container_id, stdout=False, stderr=True)
+        raise BackendError(
+            f"server container {self.name} did not print READY within {START_TIMEOUT:g} s; "
+            f"stderr: {_tail(err)}"
+        )
+
+    def merge_events(self) -> None:
+        """Copy the container's new server events (bind-mounted JSONL) into the lab journal."""
+        self._read_offset = copy_appended(self.events_path, self._read_offset, self.journal)
+
+    # teardown
+    def _remove(self) -> None:
+        """Remove the proxies, the container, the network and the work directory."""
+        for proxy in self._proxies:
+            proxy.close()
+        super()._remove()
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
     def start_proxy(
         self, command: Sequence[str] | None = None, *, api_port: int = PROXY_API_PORT
@@ -640,6 +717,86 @@ class DockerServer(ServerHandle):
         )
         self._proxies.append(proxy)
         return proxy
+
+
+class ImageServer(ContainerServer):
+    """A user's own image (:class:`~faultlab.lab.services.Image`) as a Pair's server.
+
+    The container runs the image as built (its entrypoint, its user; ``command``, if
+    given, in place of its CMD), with ``env``, on its own internal network; faultlab reaches it at ``tcp://<ip>:<port>``
+    (its bridge IP, nothing published) and it is ready when the declared check passes
+    there. The image must be present locally: faultlab never pulls.
+    """
+
+    def __init__(self, service: Image, journal: Journal) -> None:
+        self.service = service
+        self.port = service.port
+        self.stop_timeout = service.stop_timeout
+        self.address = ""
+        super().__init__(journal)
+        try:
+            self._check_image()
+            self._create_network()
+            self.address = f"tcp://{self.ip}:{self.port}"
+            self._create(
+                service.image,
+                service.command,
+                environment=dict(service.env or {}),
+                extra_labels={"faultlab.image": service.image},
+            )
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _check_image(self) -> None:
+        docker = _sdk()
+        name = self.service.image
+        try:
+            self.client.images.get(name)
+        except docker.errors.ImageNotFound:
+            raise ImageNotFound(
+                f"image {name!r} is not present in the local Docker engine, and faultlab never "
+                f"pulls: build it first (docker build -t {name} .) or pull it yourself"
+            ) from None
+        except docker.errors.APIError as exc:
+            raise BackendError(f"cannot look up image {name!r}: {exc}") from exc
+
+    def describe(self) -> str:
+        return f"container {self.name} (image {self.service.image})"
+
+    def _wait_ready(self) -> None:
+        """The declared check at the container's address; an exited container fails at once.
+
+        Across a full partition (the container disconnected) nothing can be probed: a
+        restart then returns once the container runs.
+        """
+        if self._partition == "both":
+            if (error := self._exited()) is not None:
+                raise error
+            return
+        wait_ready(
+            self.service.check,
+            f"{self.ip}:{self.port}",
+            timeout=self.service.ready_timeout,
+            what=self.describe(),
+            exited=self._exited,
+        )
+
+    def _exited(self) -> ServiceStartError | None:
+        try:
+            state = self._inspect()["State"]
+        except _sdk().errors.DockerException as exc:
+            return ServiceStartError(f"{self.describe()} is gone: {exc}")
+        if state["Running"]:
+            return None
+        code = state.get("ExitCode")
+        error = f" ({state['Error']})" if state.get("Error") else ""
+        tail = self.logs()[-TAIL_CHARS:].strip() or "(empty)"
+        return ServiceExited(
+            f"{self.describe()} exited with code {code}{error} before it was ready; "
+            f"log tail (stdout and stderr):\n{tail}"
+        )
 
 
 class DockerProxy:
