@@ -25,7 +25,7 @@ from faultlab.lab import Lab
 from faultlab.lab.backends import docker as docker_backend
 from faultlab.lab.docker_image import build_local, ensure_base_image
 from faultlab.lab.pair import Pair
-from faultlab.lab.readiness import ServiceExited
+from faultlab.lab.readiness import ReadinessTimeout, ServiceExited
 from faultlab.lab.services import InvalidService
 from tests.docker.conftest import session_resources
 
@@ -251,6 +251,16 @@ def test_an_image_that_exits_gives_its_code_and_log_tail(lab: Lab) -> None:
     assert "boom: no config" in message
     assert TAG in message
     assert session_resources() == []  # the failed container and its network are gone
+
+
+def test_an_image_never_ready_times_out_and_is_removed(lab: Lab) -> None:
+    start = time.monotonic()
+    with pytest.raises(ReadinessTimeout) as info:
+        lab.pair(image(ready=faultlab.ready.http(status=204), ready_timeout=1), protocol="http")
+    assert time.monotonic() - start >= 1  # never before the declared timeout
+    assert "status=204" in str(info.value)
+    assert "answered 200" in str(info.value)  # the check's last failure
+    assert session_resources() == []
 
 
 def test_close_leaves_no_container_and_no_network(http_image: str) -> None:
