@@ -23,6 +23,7 @@ from faultlab.codecs.framing.base import (
 )
 from faultlab.codecs.framing.datagram import DatagramFramer
 from faultlab.codecs.framing.http import HttpFramer, HttpMessage
+from faultlab.codecs.framing.http_split import HttpFrame, HttpSplitter
 from faultlab.codecs.framing.lines import LinesFramer
 from faultlab.codecs.framing.msgpack_stream import MsgpackStreamFramer
 from faultlab.codecs.framing.prefixed import GrpcFramer, LengthPrefixFramer
@@ -36,8 +37,10 @@ __all__ = [
     "FrameEvent",
     "Framer",
     "GrpcFramer",
+    "HttpFrame",
     "HttpFramer",
     "HttpMessage",
+    "HttpSplitter",
     "LengthPrefixFramer",
     "LinesFramer",
     "MsgpackStreamFramer",
