@@ -101,6 +101,10 @@ class Attempt:
     """Seconds the response's ``Retry-After`` asked the client to wait (``None``: absent)."""
     connection: int | None = None
     """The proxy connection a wire attempt travelled on."""
+    end_exact: bool = True
+    """False when ``t_end`` is only an upper bound on when the client saw the failure: a
+    wire attempt the client gave up on ends when its close reaches the proxy, which can be
+    well after its timeout fired (a delay's lower bound cannot be judged from it)."""
 
     @property
     def failed(self) -> bool:
@@ -389,6 +393,7 @@ def _wire_attempt(start: dict[str, Any], end: dict[str, Any] | None, call: Any, 
         status=_int(end.get("status")) if end is not None and end.get("status") else None,
         retry_after=float(retry_after) if isinstance(retry_after, int | float) else None,
         connection=_int(start.get("connection")),
+        end_exact=end is None or end.get("error_kind") != wire.CLIENT_GAVE_UP,
     )
 
 

@@ -37,7 +37,7 @@ def check_fallback(source: Source | Timeline, policy: FallbackPolicy) -> Verdict
     """One verdict over F1 and F2; vacuous when no primary failed and no call was rejected."""
     tl = timeline(source)
     checks = fallback_checks(tl, policy)
-    ended = [c for c in tl.calls if c.end_event is not None]
+    ended = [c for c in tl.calls if c.end_event is not None and policy.covers(c.method)]
     exercised = [c for c in ended if c.rejected or (c.last is not None and c.last.failed)]
     vacuous = not exercised
     verdict = combine(ORACLE, checks, vacuous=vacuous)
@@ -65,7 +65,7 @@ def fallback_checks(source: Source | Timeline, policy: FallbackPolicy) -> list[V
 def _iff(tl: Timeline, policy: FallbackPolicy) -> Verdict:
     check = PropertyCheck(ORACLE, F1)
     for call in tl.calls:
-        if call.end_event is None:
+        if call.end_event is None or not policy.covers(call.method):
             continue
         used = fell_back(call, policy)
         last = call.last
@@ -117,7 +117,7 @@ def _iff(tl: Timeline, policy: FallbackPolicy) -> Verdict:
 def _once_and_last(tl: Timeline, policy: FallbackPolicy) -> Verdict:
     check = PropertyCheck(ORACLE, F2)
     for call in tl.calls:
-        if call.end_event is None or not fell_back(call, policy):
+        if call.end_event is None or not policy.covers(call.method) or not fell_back(call, policy):
             continue
         check.checked += 1
         if len(call.fallback_events) > 1:

@@ -1021,6 +1021,8 @@ class FallbackPolicy:
     the client does not journal a ``fallback`` event itself: a call whose
     returned value has the same ``repr`` is taken as a fallback.
     ``inner_attempts`` is the retry budget inside the fallback, if any (F2).
+    ``methods`` limits the policy to the calls of those methods (``None``: every call),
+    for a client that falls back on reads only.
     """
 
     eligible: frozenset[str] = DEFAULT_RETRY_ON
@@ -1029,12 +1031,19 @@ class FallbackPolicy:
     inner_attempts: int | None = None
     tolerance: Tolerance = DEFAULT_TOLERANCE
     name: str = ""
+    methods: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "eligible", frozenset(self.eligible))
+        if self.methods is not None:
+            object.__setattr__(self, "methods", frozenset(self.methods))
 
     def handles(self, kind: str | None) -> bool:
         return kind is not None and kind in self.eligible
+
+    def covers(self, method: str | None) -> bool:
+        """Does the policy speak for calls of ``method``?"""
+        return self.methods is None or method in self.methods
 
 
 # ---- deadline ----------------------------------------------------------------------------------

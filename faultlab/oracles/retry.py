@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from faultlab.journal.timeline import Attempt, Call, Source, Timeline, timeline
 from faultlab.oracles._common import PropertyCheck, evidence_for, secs
-from faultlab.oracles.policies import RetryPolicy
+from faultlab.oracles.policies import REJECTION_KINDS, RetryPolicy
 from faultlab.oracles.verdict import Verdict, combine
 
 __all__ = ["check_retry", "retry_checks"]
@@ -177,6 +177,8 @@ def _classification(tl: Timeline, calls: list[Call], policy: RetryPolicy) -> Ver
         wrapped = call.error_kind not in (last.error_kind, None)
         if last.source != "wire" and call.outcome == "error" and wrapped:
             continue
+        if call.outcome == "error" and call.error_kind in REJECTION_KINDS:
+            continue  # an open breaker stopped the retries: the breaker oracle's question
         n = len(call.attempts)
         if policy.max_attempts is not None and n >= policy.max_attempts:
             continue
@@ -270,6 +272,8 @@ def _lower_bound(tl: Timeline, calls: list[Call], policy: RetryPolicy) -> Verdic
     tol = policy.tolerance
     for call in calls:
         for attempt, gap in _gaps(call):
+            if not attempt.end_exact:
+                continue  # the client failed some time before the end we saw: no lower bound
             k = attempt.number
             check.checked += 1
             lo, _ = _wait_bounds(policy, attempt)

@@ -5,7 +5,8 @@
 - ``GET /health``: ``{"status": "ok"}``.
 - ``GET /items/{id}``: ``{"id": id, "name": "item-<id>"}``.
 - ``POST /orders`` (JSON body): a new order; with an ``Idempotency-Key`` header, the same
-  key answers the same order and is applied once. ``GET /orders``: every order applied.
+  key answers the same order and is applied once. ``GET /orders``: every order applied,
+  with the key it was applied under (the side effects an idempotency oracle counts).
 - ``GET /flaky?fail=N&key=K``: 503 with ``Retry-After: 1`` the first N times for key K,
   then 200 with the attempt number.
 
@@ -44,7 +45,12 @@ async def create_order(
     if idempotency_key is not None and idempotency_key in _by_key:
         return _by_key[idempotency_key]
     body = await request.json()
-    order = {"id": len(_orders) + 1, "item": body.get("item"), "qty": body.get("qty", 1)}
+    order = {
+        "id": len(_orders) + 1,
+        "item": body.get("item"),
+        "qty": body.get("qty", 1),
+        "key": idempotency_key,
+    }
     _orders.append(order)
     if idempotency_key is not None:
         _by_key[idempotency_key] = order
