@@ -75,7 +75,7 @@ def requests_client(
 ) -> Client:
     """A ``requests.Session`` with ``Retry`` mounted; GETs fall back to :data:`CACHED` on
     transient failures. ``declare`` overrides what the client *says* it does."""
-    allowed = frozenset({"GET", "POST"}) if keyed_posts else frozenset({"GET", "POST"})
+    allowed = frozenset({"GET", "POST"})  # POSTs are retried: each carries its key
     retry = Retry(
         total=total,
         connect=total,
@@ -243,7 +243,7 @@ def tenacity_breaker_client(
     )
 
     def fetch(request: urllib.request.Request) -> Any:
-        with urllib.request.urlopen(request, timeout=ATTEMPT_TIMEOUT) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=ATTEMPT_TIMEOUT) as response:
             return json.loads(response.read() or b"null")
 
     def guarded(request: urllib.request.Request) -> Any:

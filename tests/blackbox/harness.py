@@ -85,11 +85,10 @@ def plans(
 
 
 def fastapi_command() -> faultlab.Command:
+    argv = [sys.executable, "-m", "uvicorn", "tests.blackbox.services.fastapi_app:app"]
+    argv += ["--host", "{host}", "--port", "{port}", "--no-access-log", "--log-level", "warning"]
     return faultlab.Command(
-        [
-            sys.executable, "-m", "uvicorn", "tests.blackbox.services.fastapi_app:app",
-            "--host", "{host}", "--port", "{port}", "--no-access-log", "--log-level", "warning",
-        ],  # fmt: skip
+        argv,
         cwd=str(REPO),
         ready=faultlab.ready.http(path="/health", status=200),
     )
@@ -169,7 +168,10 @@ class Run:
 
 
 def run(
-    env: Env, make_client: Callable[[], Client], plan: FaultPlan, workload: Sequence[Step] = WORKLOAD
+    env: Env,
+    make_client: Callable[[], Client],
+    plan: FaultPlan,
+    workload: Sequence[Step] = WORKLOAD,
 ) -> Run:
     """A fresh client (a breaker's state must not leak between runs) runs the workload while
     ``plan`` is applied on the real clock; the journal excerpt and the orders applied."""
