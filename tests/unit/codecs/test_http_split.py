@@ -584,7 +584,12 @@ def message(draw: st.DrawFn, kind: Kind, last: bool) -> bytes:
     elif framing == "chunked":
         headers.insert(draw(st.integers(0, len(headers))), (b"Transfer-Encoding", b"chunked"))
     sep = draw(st.sampled_from([b": ", b":", b":  ", b":\t"]))
-    head = start + b"\r\n" + b"".join(n + sep + v + b"\r\n" for n, v in headers) + b"\r\n"
+    if draw(st.integers(0, 4)):
+        head = start + b"\r\n" + b"".join(n + sep + v + b"\r\n" for n, v in headers) + b"\r\n"
+    else:  # bare LF line ends here and there: both framers accept them in the head
+        eol = st.sampled_from([b"\r\n", b"\n"])
+        lines = [start, *(n + sep + v for n, v in headers), b""]
+        head = b"".join(line + draw(eol) for line in lines)
     return head + (draw(chunked_body(body)) if framing == "chunked" else body)
 
 
@@ -616,7 +621,8 @@ def test_splits_valid_streams_exactly_like_h11(kind: Kind, data: st.DataObject) 
     assert [(f.raw, f.body) for f in ours] == _h11_frames(kind, pieces)
     assert b"".join(f.raw for f in ours) == whole
     for frame in ours:  # the head we read is the one the cheap head reader reads
-        assert frame.info == parse_head(frame.raw)
+        if b"\n" not in frame.head.replace(b"\r\n", b""):  # it reads CRLF heads only
+            assert frame.info == parse_head(frame.raw)
 
 
 # -- Hypothesis: hostile input ------------------------------------------------------
