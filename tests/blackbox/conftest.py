@@ -16,3 +16,15 @@ def env(faultlab_seed: int) -> Iterator[Env]:
         yield made
     finally:
         made.lab.close()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The caught/total table of the wrong clients, with each one's shrunk plan and replay."""
+    from tests.blackbox.test_wrong_clients import CAUGHT, WRONG
+
+    if CAUGHT:
+        terminalreporter.write_sep(
+            "-", f"black-box wrong clients: {len(CAUGHT)}/{len(WRONG)} caught"
+        )
+        for line in CAUGHT:
+            terminalreporter.write_line(line)

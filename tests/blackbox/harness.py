@@ -69,6 +69,7 @@ def plans(
     min_faults: int = 1,
     duration: float = 1.0,
     shapes: dict[str, dict[str, Any]] | None = None,
+    min_duration: float = 0.3,
 ) -> Any:
     return fault_plans(
         max_faults,
@@ -80,7 +81,7 @@ def plans(
         shapes={**SHAPES, **(shapes or {})},
         toxicity=1.0,
         quantum=0.1,
-        min_duration=0.3,
+        min_duration=min_duration,
     )
 
 
