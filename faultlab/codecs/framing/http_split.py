@@ -282,15 +282,14 @@ class HttpSplitter(Framer[HttpFrame | bytes]):
         first = buf[skip]
         if first not in self._starts:
             raise MalformedFrame(f"http: a {self.kind[:-1]} cannot start with byte {first:#04x}")
-        found = _HEAD_END.search(buf, self._scan if self._scan > skip else skip)
+        limit = self.max_header_size  # the head must end by then: never search further
+        found = _HEAD_END.search(buf, self._scan if self._scan > skip else skip, limit)
         if found is None:
-            if size > self.max_header_size:
-                raise FrameTooLarge(f"http: head exceeds max_header_size {self.max_header_size}")
+            if size >= limit:
+                raise FrameTooLarge(f"http: head exceeds max_header_size {limit}")
             self._scan = max(skip, size - 2)
             return self._eof_event(True, "message head")
         head_size = found.end()
-        if head_size > self.max_header_size:
-            raise FrameTooLarge(f"http: head exceeds max_header_size {self.max_header_size}")
         self._scan = 0
         match = (_REQUEST_START if self._requests else _STATUS_START).match(buf, skip, head_size)
         if match is None:

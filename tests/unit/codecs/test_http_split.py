@@ -423,6 +423,17 @@ def test_a_head_above_max_header_size_is_too_large_even_before_it_ends() -> None
     refuse("requests", b"\r\n" * 100 + GET, FrameTooLarge, max_header_size=150)
 
 
+def test_max_header_size_counts_the_whole_head_and_is_inclusive() -> None:
+    assert frames("requests", GET, max_header_size=len(GET))[0].raw == GET
+    refuse("requests", GET, FrameTooLarge, max_header_size=len(GET) - 1)
+    splitter = HttpSplitter("requests", max_header_size=len(GET))
+    splitter.receive_data(GET[:-1])
+    assert splitter.next_frame() is NEED_DATA  # may still end in time
+    splitter.receive_data(b"X")
+    with pytest.raises(FrameTooLarge):  # cannot any more
+        splitter.next_frame()
+
+
 def test_a_declared_length_above_max_size_is_refused_before_the_body_arrives() -> None:
     splitter = HttpSplitter("requests", max_size=4)
     splitter.receive_data(_req(b"Content-Length: 5"))  # no body yet
