@@ -32,7 +32,8 @@ h11); a ``Content-Length`` that is not 1 to 20 ASCII digits; a request whose
 message; a chunk size that is not hex digits, a chunk line or chunk data not ended by
 CRLF; a header line without a colon or with whitespace before it (which also refuses
 obs-fold continuation lines, where h11 would unfold them); control characters in the head
-(but HTAB), a bare CR; a start line that is not ``METHOD SP target SP HTTP/1.x`` or
+(but HTAB), a bare CR; ``Content_Length`` or ``Transfer_Encoding`` (some servers read
+``_`` as ``-``); a start line that is not ``METHOD SP target SP HTTP/1.x`` or
 ``HTTP/1.x SP 3DIGIT [SP reason]``. All are :class:`MalformedFrame`. A head (or a chunk
 line, or a trailer section) above ``max_header_size`` and a body above ``max_size`` are
 :class:`FrameTooLarge`, raised as soon as the declared length is known (a Content-Length,
@@ -314,6 +315,10 @@ class HttpSplitter(Framer[HttpFrame | bytes]):
             or ("\t\n" in block)
         ):
             headers = _headers(pairs)  # a repeated name, or trailing whitespace
+        if "content_length" in headers or "transfer_encoding" in headers:
+            raise MalformedFrame(
+                "http: Content_Length or Transfer_Encoding (servers that map _ to -)"
+            )
         info: HttpHeadInfo = _new(HttpHeadInfo)  # HttpHeadInfo(...), faster
         if status:
             _set_method(info, None)

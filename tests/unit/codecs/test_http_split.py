@@ -373,6 +373,8 @@ CHUNKED = b"Transfer-Encoding: chunked"
         pytest.param(_req(CHUNKED, body=b"5\r\nhello\n0\r\n\r\n"), id="chunk-bare-lf"),
         pytest.param(_req(CHUNKED, body=b"3\r\nabc\r\n0\r\nbad trailer\r\n\r\n"), id="trailer"),
         pytest.param(_req(CHUNKED, body=b"3\r\nabc\r\n0\r\nX: 1\n\r\n\r\n"), id="trailer-lf"),
+        pytest.param(_req(b"Transfer_Encoding: chunked", body=b"0\r\n\r\n"), id="te-underscore"),
+        pytest.param(_req(b"content_length: 3", body=b"abc"), id="cl-underscore"),
         pytest.param(_req(b"NoColon"), id="no-colon"),
         pytest.param(_req(b"Content-Length : 3", body=b"abc"), id="space-before-colon"),
         pytest.param(_req(b"Content-Length\t: 3", body=b"abc"), id="tab-before-colon"),
@@ -536,6 +538,7 @@ def test_a_head_arriving_byte_by_byte_is_searched_once() -> None:
 
 TOKEN_CHARS = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 RESERVED = {"content-length", "transfer-encoding", "connection", "upgrade", "host", "expect"}
+RESERVED |= {name.replace("-", "_") for name in RESERVED}
 EXAMPLES = budget(ci=80, slow=5000)
 HOSTILE = budget(ci=150, slow=20000)
 SETTINGS = settings(
