@@ -42,6 +42,7 @@ __all__ = [
     "TOXIC_UPDATED",
     "UPSTREAM_FAILED",
     "VERDICT",
+    "WIRE_CLIENT_CLOSED",
     "WIRE_REQUEST",
     "WIRE_RESPONSE",
     "WIRE_UNANSWERED",
@@ -76,6 +77,7 @@ PROXY_DELETED = "proxy_deleted"
 WIRE_REQUEST = "wire_request"
 WIRE_RESPONSE = "wire_response"
 WIRE_UNANSWERED = "wire_unanswered"
+WIRE_CLIENT_CLOSED = "wire_client_closed"
 # ---- the test run ---------------------------------------------------------------------------
 MARK = "mark"
 TEST = "test"
@@ -131,6 +133,7 @@ KINDS: MappingProxyType[str, _F] = MappingProxyType(
             "injected",
         ),
         WIRE_UNANSWERED: ("proxy", "connection", "exchange", "error_kind", "error"),
+        WIRE_CLIENT_CLOSED: ("proxy", "connection", "answered"),
         MARK: ("proxy",),
         TEST: (
             "nodeid",

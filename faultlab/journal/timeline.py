@@ -475,7 +475,52 @@ def _wire_attempts(
             attempts.append(_wire_attempt(request, closed, owner, len(attempts) + 1))
         else:
             attempts.append(_wire_attempt(e, closing.get(ref), owner, len(attempts) + 1))
-    return {call: tuple(items) for call, items in assigned.items()}
+    closes = {
+        (str(e.get("proxy", "")), _hk(e.get("connection"))): float(e["t"])
+        for e in events
+        if e.get("kind") == ev.WIRE_CLIENT_CLOSED
+    }
+    return {
+        call: tuple(items if call is None else _late_answers(items, closes))
+        for call, items in assigned.items()
+    }
+
+
+LATE_ANSWER = 0.1
+"""Seconds: a response written at most this long before the client closed the connection,
+followed by another attempt of the same call, came after the client had given up."""
+
+
+def _late_answers(attempts: list[Attempt], closes: dict[tuple[str, Any], float]) -> list[Attempt]:
+    """A response the proxy wrote just before the client closed that connection and tried
+    again was not what the client got: its timeout fired first (the response raced it).
+    Such an attempt failed as a give-up, and its end is only an upper bound."""
+    found = list(attempts)
+    for i, attempt in enumerate(found[:-1]):
+        if attempt.t_end is None or attempt.outcome is None or attempt.connection is None:
+            continue
+        proxy = str(attempt.events[0].get("proxy", ""))
+        closed = closes.get((proxy, attempt.connection))
+        if closed is None or not 0.0 <= closed - attempt.t_end <= LATE_ANSWER:
+            continue
+        if found[i + 1].t_start < closed:
+            continue  # the next attempt began before the close: it was not a give-up
+        found[i] = replace(
+            attempt,
+            outcome="error",
+            error_kind=wire.CLIENT_GAVE_UP,
+            error=(
+                f"the response (HTTP {attempt.status}) came as the client gave up: it closed "
+                f"the connection {_ms(closed - attempt.t_end)} later and tried again"
+            ),
+            transient=True,
+            end_exact=False,
+        )
+    return found
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
 
 
 # ---- connections ---------------------------------------------------------------------------

@@ -223,11 +223,14 @@ class Pair:
         idempotent: bool = True,
         **kwargs: Any,
     ) -> Any:
-        """Run ``fn(client, *args, **kwargs)`` as one logical call; return its value."""
+        """Run ``fn(client, *args, **kwargs)`` as one logical call; return its value.
+
+        ``client`` is the pair's faultlab client, or ``None`` for ``protocol="http"`` (``fn``
+        then calls through its own client at :attr:`url`)."""
         with self.logical_call(
             label or getattr(fn, "__name__", ""), method=method, idempotent=idempotent, params=args
         ) as record:
-            value = fn(self.client, *args, **kwargs)
+            value = fn(self._client, *args, **kwargs)
             record.value = value
             return value
 

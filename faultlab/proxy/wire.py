@@ -20,7 +20,12 @@ from typing import TYPE_CHECKING, Any
 from faultlab.codecs.framing.http import HttpMessage
 from faultlab.codecs.framing.httpinfo import parse_head, retry_after_seconds
 from faultlab.journal import wire as wk
-from faultlab.journal.schema import WIRE_REQUEST, WIRE_RESPONSE, WIRE_UNANSWERED
+from faultlab.journal.schema import (
+    WIRE_CLIENT_CLOSED,
+    WIRE_REQUEST,
+    WIRE_RESPONSE,
+    WIRE_UNANSWERED,
+)
 from faultlab.rpc.base import get_protocol
 
 if TYPE_CHECKING:
@@ -142,8 +147,20 @@ class HttpExchanges:
         return info.kind, info.code, protocol.is_transient(info)
 
     def client_eof(self) -> None:
-        """The client closed its side: requests it still waits for were given up."""
+        """The client closed its side: requests it still waits for were given up.
+
+        The close itself is journaled too: a response written just before it may have come
+        after the client's timeout fired (the timeline decides, from what the client did
+        next)."""
+        if self.client_closed:
+            return
         self.client_closed = True
+        self.journal.record(
+            WIRE_CLIENT_CLOSED,
+            proxy=self.proxy,
+            connection=self.connection,
+            answered=self._count - len(self._pending),
+        )
         self._unanswered(wk.CLIENT_GAVE_UP, "the client closed the connection while waiting")
 
     def ended(self, *, reset: bool = False) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
@@ -11,15 +12,22 @@ from faultlab.suites._support import equivalent
 
 @pytest.mark.faultlab(target=True)
 def test_clean_proxy_changes_nothing(faultlab_pair: Any, faultlab_target: Any) -> None:
-    resilient = faultlab_target.resilient(faultlab_pair.client, faultlab_pair.journal)
-    with faultlab_pair.direct_client() as direct:
-        for probe in faultlab_target.probes:
+    target = faultlab_target
+    resilient = target.resilient_for(faultlab_pair)
+    direct = target.direct_for(faultlab_pair)
+    with contextlib.ExitStack() as stack:
+        if direct is None:
+            faultlab_direct = stack.enter_context(faultlab_pair.direct_client())
+        for probe in target.probes:
             through = faultlab_pair.run(
-                lambda _c, p=probe: faultlab_target.invoke(resilient, p), label=probe.method
+                lambda _c, p=probe: target.invoke(resilient, p), label=probe.method
             )
             if not probe.check_result:
                 continue
-            straight = direct.call(probe.method, *probe.args)
+            if direct is None:
+                straight = faultlab_direct.call(probe.method, *probe.args)
+            else:
+                straight = target.invoke(direct, probe)
             assert equivalent(through, straight), (
                 f"{probe.method}{probe.args}: {through!r} through the proxy, {straight!r} direct"
             )

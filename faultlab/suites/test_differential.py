@@ -7,8 +7,6 @@ from typing import Any
 
 import pytest
 
-from faultlab.suites._support import declared_transient, equivalent
-
 FAULTS = [
     {"type": "latency", "stream": "downstream", "latency": 15, "jitter": 5},
     {"type": "latency", "stream": "upstream", "latency": 15},
@@ -20,7 +18,7 @@ FAULTS = [
 
 
 def _run_probes(pair: Any, target: Any) -> list[tuple[str, Any]]:
-    resilient = target.resilient(pair.client, pair.journal)
+    resilient = target.resilient_for(pair)
     results: list[tuple[str, Any]] = []
     for probe in target.probes:
         if not probe.idempotent:
@@ -47,12 +45,12 @@ def test_faults_never_change_answers(
         clean, faulted, [p for p in faultlab_target.probes if p.idempotent], strict=True
     ):
         if kind == "error":
-            assert declared_transient(got), (
+            assert faultlab_target.is_transient(got), (
                 f"{probe.method}{probe.args} under {faultlab_fault['type']} raised "
                 f"{type(got).__name__}: {got}, which is not a declared transient error"
             )
         else:
-            assert equivalent(got, expected), (
+            assert faultlab_target.accepts(got, expected), (
                 f"{probe.method}{probe.args} under {faultlab_fault['type']} returned {got!r}, "
                 f"but {expected!r} without the fault: a wrong answer"
             )

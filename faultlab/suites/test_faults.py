@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from faultlab.suites._support import declared_transient, mark, since
+from faultlab.suites._support import mark, since
 
 LATENCY = [
     {"type": "latency", "stream": "downstream", "latency": 50},
@@ -34,7 +34,7 @@ def _apply(pair: Any, fault: dict[str, Any]) -> None:
 def _calls(pair: Any, target: Any, *, with_side_effects: bool, limit: int | None = None) -> None:
     """One logical call per probe (``limit``: only the first few, for faults that make every
     call wait out its deadline)."""
-    resilient = target.resilient(pair.client, pair.journal)
+    resilient = target.resilient_for(pair)
     probes = [p for p in target.probes if p.idempotent or with_side_effects]
     for probe in probes[:limit]:
         try:
@@ -45,7 +45,7 @@ def _calls(pair: Any, target: Any, *, with_side_effects: bool, limit: int | None
                 idempotent=probe.idempotent,
             )
         except Exception as exc:
-            assert declared_transient(exc), (
+            assert target.is_transient(exc), (
                 f"{probe.method} raised {type(exc).__name__}: {exc}: not a declared transient error"
             )
 
@@ -76,14 +76,15 @@ def test_latency_respects_retry_and_deadline(
 def test_disconnects_never_duplicate_side_effects(
     faultlab_pair: Any, faultlab_target: Any, faultlab_fault: dict[str, Any], faultlab_check: Any
 ) -> None:
-    if not faultlab_target.effects_method:
+    if faultlab_target.effects is None and (
+        not faultlab_target.effects_method or faultlab_target.connect is not None
+    ):
         pytest.skip("the target exposes no side-effect record")
     start = mark(faultlab_pair)
     _apply(faultlab_pair, faultlab_fault)
     _calls(faultlab_pair, faultlab_target, with_side_effects=True)
     faultlab_pair.clear_faults()
-    with faultlab_pair.direct_client() as direct:
-        effects = direct.call(faultlab_target.effects_method)
+    effects = faultlab_target.read_effects(faultlab_pair)
     events = since(faultlab_pair, start)
     from faultlab.oracles import check_idempotency, check_retry
 
@@ -114,7 +115,7 @@ def test_breaker_opens_isolates_and_recovers(
 
     breaker = _policy(faultlab_target, "breaker")
     start = mark(faultlab_pair)
-    resilient = faultlab_target.resilient(faultlab_pair.client, faultlab_pair.journal)
+    resilient = faultlab_target.resilient_for(faultlab_pair)
     probe = next(p for p in faultlab_target.probes if p.idempotent)
     faultlab_pair.proxy.add_toxic("reset_peer", stream="upstream", timeout=0)
     for _ in range(breaker.fail_max + 3):
@@ -123,7 +124,7 @@ def test_breaker_opens_isolates_and_recovers(
                 lambda _c: faultlab_target.invoke(resilient, probe), method=probe.method
             )
         except Exception as exc:
-            assert declared_transient(exc), repr(exc)
+            assert faultlab_target.is_transient(exc), repr(exc)
     faultlab_pair.clear_faults()
     time.sleep(breaker.reset_timeout * 1.2)
     for _ in range(3):

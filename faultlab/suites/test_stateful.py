@@ -19,8 +19,6 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from faultlab.suites._support import declared_transient, equivalent
-
 FAULTS = st.sampled_from(
     [
         ("latency", "downstream", {"latency": 10}),
@@ -46,7 +44,7 @@ def test_calls_faults_and_healing(faultlab_pair: Any, faultlab_target: Any) -> N
         def __init__(self) -> None:
             super().__init__()
             pair.clear_faults()
-            self.resilient = target.resilient(pair.client, pair.journal)
+            self.resilient = target.resilient_for(pair)
             self.faults = 0
 
         @rule(probe=st.sampled_from(checked) if checked else st.nothing())
@@ -54,16 +52,16 @@ def test_calls_faults_and_healing(faultlab_pair: Any, faultlab_target: Any) -> N
             try:
                 got = pair.run(lambda _c: target.invoke(self.resilient, probe))
             except Exception as exc:
-                assert declared_transient(exc), f"{probe.method}: undeclared {exc!r}"
+                assert target.is_transient(exc), f"{probe.method}: undeclared {exc!r}"
                 return
-            assert equivalent(got, probe.expected), f"{probe.method} gave {got!r}"
+            assert target.accepts(got, probe.expected), f"{probe.method} gave {got!r}"
 
         @rule(probe=st.sampled_from(side_effects) if side_effects else st.nothing())
         def side_effect(self, probe: Any) -> None:
             try:
                 pair.run(lambda _c: target.invoke(self.resilient, probe))
             except Exception as exc:
-                assert declared_transient(exc), f"{probe.method}: undeclared {exc!r}"
+                assert target.is_transient(exc), f"{probe.method}: undeclared {exc!r}"
 
         @rule(fault=FAULTS)
         def inject(self, fault: tuple[str, str, dict[str, Any]]) -> None:
@@ -78,10 +76,9 @@ def test_calls_faults_and_healing(faultlab_pair: Any, faultlab_target: Any) -> N
 
         @invariant()
         def each_key_at_most_once(self) -> None:
-            if not side_effects or not target.effects_method:
+            effects = target.read_effects(pair) if side_effects else None
+            if effects is None:
                 return
-            with pair.direct_client() as direct:
-                effects = direct.call(target.effects_method)
             keys = Counter(e.get("key") for e in effects if e.get("key") is not None)
             duplicated = {k: n for k, n in keys.items() if n > 1}
             assert not duplicated, f"side effects applied more than once per key: {duplicated}"
