@@ -106,16 +106,24 @@ class Env:
         return self.pair.url
 
     def orders(self) -> list[dict[str, Any]]:
-        """Orders the service applied, asked directly (bypassing the proxy)."""
+        """Orders the service applied, asked directly (bypassing the proxy); none when the
+        service keeps no orders."""
         response = httpx.get(f"{self.pair.server_url}/orders", timeout=5)
+        if response.status_code == 404:
+            return []
         response.raise_for_status()
         orders: list[dict[str, Any]] = response.json()
         return orders
 
 
-def make_env(seed: int) -> Env:
+def make_env(seed: int, service: Any = None) -> Env:
+    """A lab and a pair fronting ``service`` (default: the FastAPI app as a Command)."""
     lab = Lab(seed=seed)
-    pair = lab.pair(fastapi_command(), protocol="http")
+    try:
+        pair = lab.pair(service if service is not None else fastapi_command(), protocol="http")
+    except BaseException:
+        lab.close()
+        raise
     return Env(lab, pair)
 
 
@@ -137,6 +145,10 @@ WORKLOAD: tuple[Step, ...] = (
     Step("get 4", "GET /items", lambda c, base: c.get_item(base, 4)),
     Step("get 5", "GET /items", lambda c, base: c.get_item(base, 5)),
 )
+GET_WORKLOAD: tuple[Step, ...] = tuple(
+    Step(f"get {n}", "GET /items", lambda c, base, n=n: c.get_item(base, n)) for n in range(1, 8)
+)
+"""For services with no orders (the Node server)."""
 BREAKER_WORKLOAD: tuple[Step, ...] = WORKLOAD + tuple(
     Step(f"get {n}", "GET /items", lambda c, base, n=n: c.get_item(base, n)) for n in range(6, 12)
 )
