@@ -34,11 +34,12 @@ CRLF; a header line without a colon or with whitespace before it (which also ref
 obs-fold continuation lines, where h11 would unfold them); control characters in the head
 (but HTAB), a bare CR; ``Content_Length`` or ``Transfer_Encoding`` (some servers read
 ``_`` as ``-``); a start line that is not ``METHOD SP target SP HTTP/1.x`` or
-``HTTP/1.x SP 3DIGIT [SP reason]``. All are :class:`MalformedFrame`. A head (or a chunk
-line, or a trailer section) above ``max_header_size`` and a body above ``max_size`` are
-:class:`FrameTooLarge`, raised as soon as the declared length is known (a Content-Length,
-each chunk size added to the total) or, to EOF, once the bytes received pass it. EOF
-inside a message is :class:`TruncatedFrame`, EOF between messages ``CLOSED``.
+``HTTP/1.x SP 3DIGIT [SP reason]`` with a status of 100 or more. All are
+:class:`MalformedFrame`. A head (or a chunk line, or a trailer section) above
+``max_header_size`` and a body above ``max_size`` are :class:`FrameTooLarge`, raised as
+soon as the declared length is known (a Content-Length, each chunk size added to the
+total) or, to EOF, once the bytes received pass it. EOF inside a message is
+:class:`TruncatedFrame`, EOF between messages ``CLOSED``.
 
 Line endings: in the head a bare LF ends a line as CRLF does (RFC 9112 §2.2 allows it,
 h11 does the same: the head ends at ``\\n\\r?\\n``), because a server either does the
@@ -100,7 +101,7 @@ _TOKEN = rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+"
 _TEXT = rb"[\t\x20-\x7e\x80-\xff]"
 """A byte of a field value or reason phrase: no control character but HTAB."""
 _REQUEST_LINE = rb"(" + _TOKEN + rb") ([\x21-\x7e\x80-\xff]+) HTTP/1\.([01])\r?\n"
-_STATUS_LINE = rb"HTTP/1\.([01]) ([0-9]{3})(?: " + _TEXT + rb"*)?\r?\n"
+_STATUS_LINE = rb"HTTP/1\.([01]) ([1-9][0-9][0-9])(?: " + _TEXT + rb"*)?\r?\n"
 _REQUEST_START = re.compile(_REQUEST_LINE)
 _STATUS_START = re.compile(_STATUS_LINE)
 _FIELD = re.compile(rf"^({_TOKEN.decode()}):[ \t]*({_TEXT.decode()}*)\r?\n", re.MULTILINE)
@@ -320,16 +321,16 @@ class HttpSplitter(Framer[HttpFrame | bytes]):
                 "http: Content_Length or Transfer_Encoding (servers that map _ to -)"
             )
         info: HttpHeadInfo = _new(HttpHeadInfo)  # HttpHeadInfo(...), faster
-        if status:
-            _set_method(info, None)
-            _set_target(info, None)
-            _set_status(info, status)
-            self._switch = status == 101
-        else:
+        if self._requests:
             _set_method(info, method)
             _set_target(info, match[2].decode("latin-1"))
             _set_status(info, None)
             self._switch = method == "CONNECT" or "upgrade" in headers
+        else:
+            _set_method(info, None)
+            _set_target(info, None)
+            _set_status(info, status)
+            self._switch = status == 101
         _set_headers(info, headers)
         _set_head_size(info, head_size)
         if "transfer-encoding" in headers:

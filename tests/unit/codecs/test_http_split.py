@@ -404,6 +404,8 @@ def test_requests_that_would_desync_are_malformed(data: bytes) -> None:
         pytest.param(b"HTTP/1.1 20 OK\r\n\r\n", id="short-status"),
         pytest.param(b"HTTP/1.1 2000 OK\r\n\r\n", id="long-status"),
         pytest.param(b"HTTP/1.1 OK\r\n\r\n", id="no-status"),
+        pytest.param(b"HTTP/1.1 000 OK\r\n\r\n", id="status-000"),
+        pytest.param(b"HTTP/1.1 099\r\n\r\n", id="status-099"),
         pytest.param(b"HTTP/1.1 200 O\x00K\r\n\r\n", id="nul-reason"),
         pytest.param(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", id="2x"),
         pytest.param(b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", id="1.0"),
