@@ -69,16 +69,21 @@ def logical_call(
     idempotent: bool = True,
     params: Any = None,
     proxy: str | None = None,
+    idempotency_key: str | None = None,
+    request_id: str | None = None,
 ) -> Iterator[CallRecord]:
     """Journal one logical call around the block; attempts inside belong to it.
 
     ``proxy`` (a proxy's name) goes into ``call_start``, so attempts a black-box client
-    made through that proxy (its ``wire_*`` events) can be told apart from another pair's.
+    made through that proxy (its ``wire_*`` events) can be told apart from another pair's;
+    ``idempotency_key`` / ``request_id`` (the ``Idempotency-Key`` / ``X-Request-Id`` the
+    client sends) tell concurrent calls' exchanges apart.
     """
     with _ids_lock:
         call_id = next(_ids)
     record = CallRecord(call_id, label, journal)
-    extra: dict[str, Any] = {} if proxy is None else {"proxy": proxy}
+    given = {"proxy": proxy, "idempotency_key": idempotency_key, "request_id": request_id}
+    extra: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     journal.record(
         ev.CALL_START,
         call=call_id,

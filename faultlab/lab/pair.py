@@ -203,7 +203,11 @@ class Pair:
         method: str | None = None,
         idempotent: bool = True,
         params: Any = None,
+        idempotency_key: str | None = None,
+        request_id: str | None = None,
     ) -> Iterator[CallRecord]:
+        """One logical call around the block: the attempts inside (journaled by faultlab's
+        client, or seen on this pair's proxy for your own client) belong to it."""
         with logical_call(
             self.journal,
             label,
@@ -211,6 +215,8 @@ class Pair:
             idempotent=idempotent,
             params=params,
             proxy=self.name,
+            idempotency_key=idempotency_key,
+            request_id=request_id,
         ) as record:
             yield record
 
