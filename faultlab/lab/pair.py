@@ -47,7 +47,7 @@ __all__ = [
 DEFAULT_SERVICE = "faultlab.examples.calc:Calc"
 HTTP = "http"
 """The protocol of a plain HTTP black-box service: no faultlab client, an HTTP-framed proxy."""
-PROXY_FRAMINGS = ("length-prefix", "lines", "msgpack-stream")
+PROXY_FRAMINGS = ("length-prefix", "lines", "msgpack-stream", "http")
 READY_TIMEOUT = 15.0
 
 

@@ -304,3 +304,22 @@ def test_without_http_framing_nothing_is_journaled_per_exchange(
     requests.get(f"http://{proxy.listen}/items/6", timeout=5)
     assert journal.events(kinds=["wire_request", "wire_response"]) == []
     assert server.hits == ["/items/6"]
+
+
+@pytest.mark.parametrize("protocol", ["jsonrpc", "xmlrpc", "rest"])
+def test_a_pair_over_http_answers_rpc_error_and_journals_it(protocol: str) -> None:
+    """Protocols carried over HTTP get HTTP framing on a pair's proxy by default, so
+    ``rpc_error`` works on ``faultlab_pair`` (it used to be refused as a raw byte relay)."""
+    from faultlab import Lab
+    from faultlab.rpc.errors import InvalidParams
+
+    with Lab(seed=SEED) as lab:
+        pair = lab.pair(protocol=protocol)
+        pair.proxy.add_toxic("rpc_error", stream="upstream", kind="invalid_params", nth=1)
+        with pytest.raises(InvalidParams):
+            pair.run(lambda c: c.add(1, 2))
+        assert pair.run(lambda c: c.add(1, 2)) == 3
+        responses = pair.events(kinds=["wire_response"])
+    assert responses[-2]["injected"] is True
+    assert responses[-1]["injected"] is False
+    assert responses[-1]["status"] == 200
