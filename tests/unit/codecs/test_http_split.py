@@ -644,10 +644,41 @@ def test_splits_valid_streams_exactly_like_h11(kind: Kind, data: st.DataObject) 
 # -- Hypothesis: hostile input ------------------------------------------------------
 
 
+ODD_STARTS = [
+    b"GET / HTTP/1.1", b"CONNECT a:1 HTTP/1.1", b"POST / HTTP/1.0", b"GET / HTTP/1.2",
+    b"GET /  HTTP/1.1", b"HTTP/1.1 200 OK", b"HTTP/1.1 101 Switching", b"HTTP/1.1 000",
+    b"HTTP/1.1 100 Continue", b"HTTP/1.1 204 No", b"HTTP/1.1 304", b"HTTP/1.0 200 OK",
+    b"HTTP/1.1 999 X", b"HTTP/1.1 1000",
+]  # fmt: skip
+ODD_FIELDS = st.sampled_from([
+    b"Content-Length: 5", b"Content-Length: 0", b"Content-Length: 5, 5", b"Content-Length: 5,6",
+    b"Content-Length: -1", b"Content-Length: 0x5", b"Content-Length: ", b"Content-Length:05",
+    b"Transfer-Encoding: chunked", b"Transfer-Encoding: gzip, chunked", b"Transfer-Encoding: gzip",
+    b"Transfer-Encoding: chunked, gzip", b"Transfer-Encoding: ,chunked", b"Upgrade: websocket",
+    b"Transfer-Encoding: CHUNKED", b" Transfer-Encoding: chunked", b"X: y", b"X:\ty \t",
+    b"Transfer_Encoding: chunked", b"Content-Length : 5",
+])  # fmt: skip
+ODD_BODIES = st.sampled_from([
+    b"", b"hello", b"5\r\nhello\r\n0\r\n\r\n", b"5;x\r\nhello\r\n0\r\nT: 1\r\n\r\n",
+    b"0\r\n\r\n", b"5\nhello\n0\n\n", b"zz\r\n", b"5\r\nhelloXX", b"\r\n",
+])  # fmt: skip
+
+
+@st.composite
+def odd_message(draw: st.DrawFn) -> bytes:
+    """A message built from framing headers, start lines and bodies good and bad."""
+    start = draw(st.sampled_from(ODD_STARTS))
+    fields = draw(st.lists(ODD_FIELDS, max_size=4))
+    eol = draw(st.sampled_from([b"\r\n", b"\n"]))
+    return start + eol + b"".join(f + eol for f in fields) + eol + draw(ODD_BODIES)
+
+
 @st.composite
 def hostile(draw: st.DrawFn, kind: Kind) -> tuple[bytes, list[bytes]]:
-    """A valid stream mutated (bytes flipped, inserted, deleted, CR/LF moved), or noise."""
-    if draw(st.booleans()):
+    """A valid stream mutated (bytes flipped, inserted, deleted, CR/LF moved), messages
+    made of odd framing headers, or noise."""
+    how = draw(st.sampled_from(["mutated", "odd", "noise"]))
+    if how == "mutated":
         data = bytearray(draw(stream(kind))[0])
         for _ in range(draw(st.integers(1, 4))):
             where = draw(st.integers(0, len(data)))
@@ -660,6 +691,8 @@ def hostile(draw: st.DrawFn, kind: Kind) -> tuple[bytes, list[bytes]]:
             else:
                 del data[where : where + draw(st.integers(1, 8))]
         raw = bytes(data)
+    elif how == "odd":
+        raw = b"".join(draw(st.lists(odd_message(), min_size=1, max_size=4)))
     else:
         raw = draw(st.binary(max_size=400))
     return raw, draw(chunked(raw, max_chunks=20))
