@@ -258,20 +258,17 @@ class HttpSplitter(Framer[HttpFrame | bytes]):
             return self._read_head()
         if state == _LENGTH:
             if len(self._buf) < self._stop:
-                return self._eof_event(True, "message body")
+                return self._end(True, "message body")
             return self._take(self._stop)
         if state == _PASSTHROUGH:
             if self._buf:
                 chunk = bytes(self._buf)
                 self._buf.clear()
                 return chunk
-            return self._eof_event(False)
+            return self._end(False)
         if state == _TO_EOF:
             return self._read_to_eof()
         return self._read_chunked()
-
-    def _eof_event(self, partial: bool, what: str = "message") -> FrameEvent:
-        return Framer._end(self, partial, what)
 
     def _read_head(self) -> HttpFrame | bytes | FrameEvent:
         buf = self._buf
@@ -280,7 +277,7 @@ class HttpSplitter(Framer[HttpFrame | bytes]):
         if buf[0] in _CRLF:
             skip = self._skip_blank_lines()
             if skip == size:  # only blank lines so far
-                return self._eof_event(False)
+                return self._end(False)
         first = buf[skip]
         if first not in self._starts:
             raise MalformedFrame(f"http: a {self.kind[:-1]} cannot start with byte {first:#04x}")
@@ -290,7 +287,7 @@ class HttpSplitter(Framer[HttpFrame | bytes]):
             if size >= limit:
                 raise FrameTooLarge(f"http: head exceeds max_header_size {limit}")
             self._scan = max(skip, size - 2)
-            return self._eof_event(True, "message head")
+            return self._end(True, "message head")
         head_size = found.end()
         self._scan = 0
         match = (_REQUEST_START if self._requests else _STATUS_START).match(buf, skip, head_size)
@@ -370,7 +367,7 @@ class HttpSplitter(Framer[HttpFrame | bytes]):
             self._info = info
             self._stop = end
             self._state = _LENGTH
-            return self._eof_event(True, "message body")
+            return self._end(True, "message body")
         self._info = info
         if length == -1:
             self._pos = self._scan = head_size
@@ -465,7 +462,7 @@ class HttpSplitter(Framer[HttpFrame | bytes]):
                         raise FrameTooLarge("http: chunk-size line exceeds max_header_size")
                     self._scan = have - 1 if have - 1 > pos else pos
                     self._pos = pos
-                    return self._eof_event(True, "chunked body")
+                    return self._end(True, "chunked body")
                 match = _CHUNK_LINE.fullmatch(buf, pos, nl)
                 if match is None:
                     raise MalformedFrame(f"http: bad chunk-size line {bytes(buf[pos:nl])[:64]!r}")
@@ -488,7 +485,7 @@ class HttpSplitter(Framer[HttpFrame | bytes]):
                 self._pos = pos
                 self._stop = end
                 self._state = _CHUNK_DATA
-                return self._eof_event(True, "chunked body")
+                return self._end(True, "chunked body")
             if buf[end] != 13 or buf[end + 1] != 10:
                 raise MalformedFrame("http: chunk data not followed by CRLF")
             spans.append((pos, end))
@@ -502,7 +499,7 @@ class HttpSplitter(Framer[HttpFrame | bytes]):
         if len(buf) < pos + 2:
             if len(buf) > pos and buf[pos] != 13 and buf[pos] not in _TOKEN_START:
                 raise MalformedFrame("http: bad trailer section")
-            return self._eof_event(True, "chunked body")
+            return self._end(True, "chunked body")
         if buf[pos : pos + 2] == b"\r\n":
             return self._take(pos + 2, trailers=())
         end = buf.find(b"\r\n\r\n", max(pos, self._scan))
@@ -510,7 +507,7 @@ class HttpSplitter(Framer[HttpFrame | bytes]):
             if len(buf) - pos > self.max_header_size:
                 raise FrameTooLarge("http: trailer section exceeds max_header_size")
             self._scan = max(pos, len(buf) - 3)
-            return self._eof_event(True, "chunked body")
+            return self._end(True, "chunked body")
         section = bytes(buf[pos : end + 2])
         if _TRAILER_LINES.fullmatch(section) is None:
             raise MalformedFrame(f"http: bad trailer line in {section[:80]!r}")
