@@ -23,10 +23,11 @@ if TYPE_CHECKING:
 
 SEED_HELP = "session seed for every random fault decision (default: random, printed)"
 MARKER = (
-    "faultlab(transports=None, protocols=None, faults=None, backend=None, target=False): run "
-    "the test over the transport x protocol x fault matrix; it receives the faultlab_pair "
-    "fixture (and faultlab_fault); transports/protocols default to --faultlab-transports/"
-    "-protocols, or with target=True to the --faultlab-target's own (narrowed by the options)"
+    "faultlab(transports=None, protocols=None, faults=None, backend=None, target=False, "
+    "proxy_framing='auto'): run the test over the transport x protocol x fault matrix; it "
+    "receives the faultlab_pair fixture (and faultlab_fault); transports/protocols default to "
+    "--faultlab-transports/-protocols, or with target=True to the --faultlab-target's own "
+    "(narrowed by the options); proxy_framing None makes the pair's proxy a raw byte relay"
 )
 DEFAULT_TARGET = "faultlab.examples.target:calc"
 _seed_key = pytest.StashKey[int]()
@@ -126,7 +127,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     marker = metafunc.definition.get_closest_marker("faultlab")
     if marker is None:
         return
-    allowed = {"transports", "protocols", "faults", "backend", "target"}
+    allowed = {"transports", "protocols", "faults", "backend", "target", "proxy_framing"}
     unknown = set(marker.kwargs) - allowed
     if unknown or marker.args:
         raise pytest.UsageError(
@@ -322,12 +323,17 @@ def faultlab_pair(
     service = DEFAULT_SERVICE_REF
     if marker is not None and marker.kwargs.get("target"):
         service = _target(request.config).service
-    key = (faultlab_protocol, faultlab_transport, backend, service)
+    proxy_framing = marker.kwargs.get("proxy_framing", "auto") if marker else "auto"
+    key = (faultlab_protocol, faultlab_transport, backend, service, proxy_framing)
     pair = _faultlab_pairs.pop(key, None)
     if pair is None:
         _evict(_faultlab_pairs, faultlab_transport)
         pair = faultlab_lab.pair(
-            service, protocol=faultlab_protocol, transport=faultlab_transport, backend=backend
+            service,
+            protocol=faultlab_protocol,
+            transport=faultlab_transport,
+            backend=backend,
+            proxy_framing=proxy_framing,
         )
     _faultlab_pairs[key] = pair  # most recently used last
     request.node.stash[_pair_key] = pair

@@ -96,6 +96,24 @@ def _proxy_framing(protocol: str, transport: str, framing: str | None) -> str | 
     return chosen if chosen in PROXY_FRAMINGS else None
 
 
+def _framing_reason(protocol: str, transport: str, framing: str) -> str | None:
+    """Why a proxy with ``framing`` could not cut this protocol's traffic (a refusal when
+    the pair is made, never a hang at the first call), or ``None``."""
+    if transports.get(transport).capabilities.kind == "message":
+        return "a message transport carries whole messages already: no framing applies"
+    if transport == "tls":
+        return "the proxy passes TLS through and sees encrypted records, not frames"
+    if protocol == HTTP:
+        return None if framing == "http" else "a plain HTTP service is framed with 'http'"
+    if framing not in PROXY_FRAMINGS:
+        return f"the pair's proxy frames with one of {', '.join(PROXY_FRAMINGS)}"
+    framings = get_protocol(protocol).framings
+    if framing not in framings:
+        carried = ", ".join(framings) if framings else "its library's own (bytes only)"
+        return f"{protocol} is framed with {carried}"
+    return None
+
+
 class Pair:
     """Server + proxy + client, sharing the lab's journal."""
 
@@ -350,8 +368,9 @@ class Lab:
         """Start a server, a proxy in front of it and a client through the proxy.
 
         ``proxy_framing="auto"`` lets the proxy decode the protocol's frames (so
-        frame-aware toxics work); ``None`` keeps it a raw byte relay (byte-level
-        toxics such as the slicer need that).
+        frame-aware toxics work, and HTTP exchanges are journaled); ``None`` keeps it a
+        raw byte relay (byte-level toxics such as the slicer need that); a framing named
+        explicitly must be able to cut the protocol's traffic, or the pair is refused.
 
         ``service`` may be a black box: a :class:`~faultlab.lab.services.Command`
         (faultlab runs it, whatever the backend), an
@@ -372,6 +391,13 @@ class Lab:
         reason = incompatibility(protocol, scheme)
         if reason is not None:
             raise BackendError(f"cannot pair {protocol} with {scheme}: {reason}")
+        if proxy_framing not in ("auto", None):
+            reason = _framing_reason(protocol, scheme, proxy_framing)
+            if reason is not None:
+                raise BackendError(
+                    f"proxy_framing={proxy_framing!r} cannot decode {protocol} over {scheme}: "
+                    f"{reason} (use 'auto', or None for a raw byte relay)"
+                )
         if black_box and scheme != "tcp":
             raise BackendError(
                 f"a {type(service).__name__} service is reached over tcp, not {scheme}"

@@ -323,3 +323,25 @@ def test_a_pair_over_http_answers_rpc_error_and_journals_it(protocol: str) -> No
     assert responses[-2]["injected"] is True
     assert responses[-1]["injected"] is False
     assert responses[-1]["status"] == 200
+
+
+@pytest.mark.parametrize(
+    ("protocol", "framing", "why"),
+    [
+        ("binrpc", "http", "binrpc is framed with length-prefix"),
+        ("jsonrpc", "msgpack-stream", "jsonrpc is framed with http, lines, length-prefix"),
+        ("grpc", "http", "grpc is framed with its library's own"),
+    ],
+)
+def test_a_framing_that_cannot_decode_the_traffic_is_refused_up_front(
+    protocol: str, framing: str, why: str
+) -> None:
+    from faultlab import Lab
+    from faultlab.lab.backends.base import BackendError
+
+    with Lab(seed=SEED) as lab:
+        started = time.monotonic()
+        with pytest.raises(BackendError, match=why):
+            lab.pair(protocol=protocol, proxy_framing=framing)
+        assert time.monotonic() - started < 5  # refused, not discovered as a hang
+        assert lab.pairs == []
