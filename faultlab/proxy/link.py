@@ -27,7 +27,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from faultlab._seed import derive
-from faultlab.codecs.framing import HttpFramer, HttpMessage, get_framer
+from faultlab.codecs.framing import HttpMessage, get_framer
+from faultlab.codecs.framing.http_split import HttpFrame, HttpSplitter
+from faultlab.codecs.framing.httpinfo import parse_head
 from faultlab.errors import RemoteProtocolError
 from faultlab.proxy.endpoints import Endpoint, Sink
 from faultlab.toxics.base import Chunk, Toxic, ToxicContext
@@ -89,12 +91,13 @@ class Link:
         self._framer = get_framer(framing) if framing else None
         self._out_framer = get_framer(framing) if framing else None
         if framing == "http":
-            # A link sees one direction only: a one-way h11 parser per direction, and
-            # frames travel as their wire bytes (toxics see whole HTTP messages).
-            self._framer = HttpFramer(
-                "server" if direction == "upstream" else "client", one_way=True
-            )
+            # A link sees one direction only: a splitter per direction cuts whole messages,
+            # and frames travel as their exact wire bytes (toxics see whole HTTP messages).
+            self._framer = HttpSplitter("requests" if direction == "upstream" else "responses")
             self._out_framer = None
+        self._splits_http = isinstance(self._framer, HttpSplitter)
+        self._ahead = 0
+        """Bytes forwarded before the splitter returned the message they belong to."""
         self.frames = bool(framing) or conn.message_based
 
     # chain management
@@ -173,6 +176,11 @@ class Link:
             return
         self.bytes_in += len(data)
         if self._framer is not None:
+            if self._splits_http and self._direct():
+                # Nothing acts on this link: forward first, split and journal after, so
+                # observing costs the client nothing while the server works.
+                self.sink.write(data)
+                self._ahead += len(data)
             self._framer.receive_data(data)
             self._drain_framer()
             return
@@ -193,19 +201,49 @@ class Link:
                 )
                 self.conn.close()
                 return
-            if isinstance(frame, HttpMessage):
-                data = frame.raw or self._framer.frame(frame)
+            if isinstance(frame, HttpFrame):
+                if self._ahead:
+                    self._forwarded(frame)
+                    continue
                 exchanges = self.conn.exchanges
                 if exchanges is not None and self.direction == "upstream":
-                    exchanges.request(frame, len(data))
-                self._accept(data, True, frame)
+                    exchanges.request(frame)
+                self._accept(frame.raw, True, frame)
+                continue
+            if isinstance(frame, HttpMessage):
+                self._accept(frame.raw or self._framer.frame(frame), True, frame)
                 continue
             if not isinstance(frame, bytes):
                 return
-            self._accept(frame, True)
+            if self._ahead:  # passthrough after an upgrade, forwarded already
+                sent = min(self._ahead, len(frame))
+                self._ahead -= sent
+                frame = frame[sent:]
+                if not frame:
+                    continue
+            # after an HTTP upgrade the splitter passes raw bytes: not frames any more
+            self._accept(frame, not self._splits_http)
 
-    def _accept(self, data: bytes, frame: bool, parsed: Any = None) -> None:
-        chunk = Chunk(data, self.loop.time(), self.index, frame, parsed)
+    def _forwarded(self, frame: HttpFrame) -> None:
+        """A message whose bytes went out before it was split (all, or its first part if a
+        toxic arrived meanwhile: the rest goes through the chain as plain bytes)."""
+        sent = min(self._ahead, len(frame.raw))
+        self._ahead -= sent
+        if sent == len(frame.raw):
+            self._count_chunk(sent)
+        exchanges = self.conn.exchanges
+        if self.direction == "upstream":
+            if exchanges is not None:
+                exchanges.request(frame)
+            self._expect_answer(frame.info.method)
+        elif exchanges is not None:
+            exchanges.response(frame.raw, frame, injected=False)
+        if sent < len(frame.raw):
+            self._accept(frame.raw[sent:], False)
+
+    def _count_chunk(self, size: int) -> int:
+        """The next chunk index (journaled when the proxy records chunks)."""
+        index = self.index
         self.index += 1
         proxy = self.conn.proxy
         if proxy.record_chunks:
@@ -214,9 +252,13 @@ class Link:
                 proxy=proxy.name,
                 connection=self.conn.ordinal,
                 direction=self.direction,
-                index=chunk.index,
-                size=len(data),
+                index=index,
+                size=size,
             )
+        return index
+
+    def _accept(self, data: bytes, frame: bool, parsed: Any = None) -> None:
+        chunk = Chunk(data, self.loop.time(), self._count_chunk(len(data)), frame, parsed)
         if self._direct():
             self._write(chunk)  # fast path
             return
@@ -273,13 +315,33 @@ class Link:
 
     # output to the sink
     def _write(self, chunk: Chunk) -> None:
-        exchanges = self.conn.exchanges
-        if exchanges is not None and self.direction == "downstream" and chunk.frame:
-            exchanges.response(chunk.data, chunk.parsed, injected=chunk.index < 0)
+        if self.framing == "http" and chunk.frame:
+            if self.direction == "downstream":
+                exchanges = self.conn.exchanges
+                if exchanges is not None:
+                    exchanges.response(chunk.data, chunk.parsed, injected=chunk.index < 0)
+            else:
+                self._answered_by_server(chunk)
         if self._out_framer is not None:
             self.sink.write(self._out_framer.frame(chunk.data))
         else:
             self.sink.write(chunk.data)
+
+    def _answered_by_server(self, chunk: Chunk) -> None:
+        """A request goes to the server: its answer, in order, is the response splitter's
+        next (so a HEAD's answer has no body, a CONNECT's 2xx opens a tunnel)."""
+        parsed = chunk.parsed
+        if isinstance(parsed, HttpFrame) and parsed.raw is chunk.data:
+            method = parsed.info.method
+        else:
+            head = parse_head(chunk.data)
+            method = head.method if head is not None else None
+        self._expect_answer(method)
+
+    def _expect_answer(self, method: str | None) -> None:
+        other = self.conn.links.get("downstream")
+        if method and other is not None and isinstance(other._framer, HttpSplitter):
+            other._framer.answering(method)
 
     def _finish(self) -> None:
         if not self.done:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from faultlab.codecs.framing.http import HttpMessage
+from faultlab.codecs.framing.http_split import HttpFrame
 from faultlab.codecs.framing.httpinfo import parse_head, retry_after_seconds
 from faultlab.journal import wire as wk
 from faultlab.journal.schema import (
@@ -27,6 +27,7 @@ from faultlab.journal.schema import (
     WIRE_UNANSWERED,
 )
 from faultlab.rpc.base import get_protocol
+from faultlab.rpc.frames import parse_http
 
 if TYPE_CHECKING:
     from faultlab.journal import Journal
@@ -71,26 +72,27 @@ class HttpExchanges:
                 found[key] = f"{found[key]}, {text}" if key in found else text
         return found
 
-    def request(self, message: HttpMessage, size: int) -> None:
+    def request(self, frame: HttpFrame) -> None:
         """A whole request arrived from the client."""
-        head = message.head
-        method = getattr(head, "method", b"").decode("latin-1")
-        target = getattr(head, "target", b"").decode("latin-1")
+        info = frame.info
         exchange = self._count
         self._count += 1
         self._pending.append(exchange)
+        given = info.headers
         fields: dict[str, Any] = {
             "proxy": self.proxy,
             "connection": self.connection,
             "exchange": exchange,
-            "method": method,
-            "target": target,
-            "headers": self._pick(head.headers),
-            "size": size,
+            "method": info.method,
+            "target": info.target,
+            "headers": {k: given[k] for k in self.headers if k in given},
+            "size": len(frame.raw),
         }
-        if self.protocol is not None and message.body:
+        protocol = self.protocol
+        if protocol is not None and frame.body:
             try:
-                decoded = self.protocol.decode_frame(message.body, request=True, http=message)
+                http = parse_http(frame.raw, True) if protocol.needs_http else None
+                decoded = protocol.decode_frame(frame.body, request=True, http=http)
             except Exception:  # a hostile body must never break the relay
                 decoded = None
             if decoded is not None and decoded.items:
@@ -100,19 +102,16 @@ class HttpExchanges:
         self.journal.record(WIRE_REQUEST, **fields)
 
     def response(self, data: bytes, parsed: Any, *, injected: bool) -> None:
-        """A whole response was written to the client (``parsed``: the framer's message)."""
-        message = parsed if isinstance(parsed, HttpMessage) and parsed.raw is data else None
-        if message is not None:
-            status = getattr(message.head, "status_code", None)
-            headers = self._pick(message.head.headers)
-        else:
-            info = parse_head(data)
-            if info is None:
-                return  # not an HTTP response (a corrupting toxic): the client gets garbage
-            status = info.status
-            headers = {k: v for k, v in info.headers.items() if k in self.headers}
+        """A whole response was written to the client (``parsed``: the splitter's frame)."""
+        frame = parsed if isinstance(parsed, HttpFrame) and parsed.raw is data else None
+        info = frame.info if frame is not None else parse_head(data)
+        if info is None:
+            return  # not an HTTP response (a corrupting toxic): the client gets garbage
+        status = info.status
         if status is None or status < 200:
             return  # 1xx is not the answer
+        given = info.headers
+        headers = {k: given[k] for k in self.headers if k in given}
         exchange = self._pending.popleft() if self._pending else None
         fields: dict[str, Any] = {
             "proxy": self.proxy,
@@ -123,22 +122,28 @@ class HttpExchanges:
             "size": len(data),
             "injected": injected,
         }
-        retry_after = retry_after_seconds(headers.get("retry-after"))
-        if retry_after is not None:
-            fields["retry_after"] = retry_after
+        if "retry-after" in headers:
+            retry_after = retry_after_seconds(headers["retry-after"])
+            if retry_after is not None:
+                fields["retry_after"] = retry_after
         if self.protocol is not None and status < 400:
-            error = self._rpc_error(data)
+            error = self._rpc_error(data, frame)
             if error is not None:
                 fields["rpc_error"] = error[0]
                 fields["rpc_code"] = error[1]
                 fields["transient"] = error[2]
         self.journal.record(WIRE_RESPONSE, **fields)
 
-    def _rpc_error(self, data: bytes) -> tuple[str, int | None, bool] | None:
+    def _rpc_error(
+        self, data: bytes, frame: HttpFrame | None
+    ) -> tuple[str, int | None, bool] | None:
         protocol = self.protocol
         assert protocol is not None
         try:
-            message = protocol.read_frame(data, request=False, http=True)
+            if frame is not None and not protocol.needs_http:
+                message = protocol.decode_frame(frame.body, request=False)
+            else:
+                message = protocol.read_frame(data, request=False, http=True)
             info = None if message is None else protocol.reply_error(message)
         except Exception:  # a hostile body must never break the relay
             return None

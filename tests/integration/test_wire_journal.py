@@ -60,6 +60,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     do_GET = _answer
     do_POST = _answer
 
+    def do_HEAD(self) -> None:
+        self.server.hits.append(self.path)  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "12")  # what a GET would carry; no body follows
+        self.end_headers()
+
     def log_message(self, *args: Any) -> None:
         pass
 
@@ -345,3 +352,21 @@ def test_a_framing_that_cannot_decode_the_traffic_is_refused_up_front(
             lab.pair(protocol=protocol, proxy_framing=framing)
         assert time.monotonic() - started < 5  # refused, not discovered as a hang
         assert lab.pairs == []
+
+
+def test_a_head_request_passes_through_and_its_answer_has_no_body(
+    server: Any, engine: ProxyEngine, journal: Journal
+) -> None:
+    """A response to HEAD carries a Content-Length but no body: the proxy knows which
+    request it answers, so it neither waits for a body nor swallows the next response."""
+    _, url = _proxy(engine, server)
+
+    with requests.Session() as session:
+        head = session.head(url + "/items/7", timeout=5)
+        after = session.get(url + "/items/8", timeout=5)
+    assert head.status_code == 200
+    assert head.headers["Content-Length"] == "12"
+    assert after.json() == {"ok": True}
+    resps = _wait_for(journal, "wire_response", 2)
+    assert [r["status"] for r in resps] == [200, 200]
+    assert journal.events(kinds=["wire_unanswered", "framing_error"]) == []

@@ -82,6 +82,7 @@ splitter is 12 to 14 times as fast on whole messages, 8 times on chunked ones.
 from __future__ import annotations
 
 import re
+from collections import deque
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -215,6 +216,14 @@ class HttpSplitter(Framer[HttpFrame | bytes]):
         self._spans: list[tuple[int, int]] = []  # chunked: where each chunk's data lies
         self._switch = False  # passthrough after the current message
         self._skipped = 0  # bytes of blank lines known to start the buffer
+        self._methods: deque[str] = deque()  # responses: the methods of requests sent
+
+    def answering(self, method: str) -> None:
+        """Responses splitter: a request with ``method`` went to the server, so one final
+        response answers it, in order. A proxy says so for every request it forwards; then
+        a response to ``HEAD`` has no body and a 2xx to ``CONNECT`` opens a tunnel
+        (passthrough), which the responses alone cannot tell."""
+        self._methods.append(method)
 
     @property
     def passthrough(self) -> bool:
@@ -331,7 +340,11 @@ class HttpSplitter(Framer[HttpFrame | bytes]):
             self._switch = status == 101
         _set_headers(info, headers)
         _set_head_size(info, head_size)
-        if "transfer-encoding" in headers:
+        answered = self._methods.popleft() if self._methods and status >= 200 else None
+        if answered == "HEAD" or (answered == "CONNECT" and status < 300):
+            length = 0  # a HEAD's answer has no body; a CONNECT's 2xx opens a tunnel
+            self._switch = self._switch or answered == "CONNECT"
+        elif "transfer-encoding" in headers:
             length = self._body_length(headers, status, http10)
         elif "content-length" in headers:
             value = headers["content-length"]
