@@ -18,10 +18,11 @@ Message length (RFC 9112 §6.3):
   EOF and the frame completes at EOF (not an error). An informational response (1xx but
   101) is a frame of its own.
 * A response to ``HEAD`` has no body whatever its headers say, and a 2xx response to
-  ``CONNECT`` starts a tunnel: a splitter that sees only the responses cannot know either
-  (the one-way h11 framer has the same limit). Such a response with a ``Content-Length``
-  or ``chunked`` would wait for a body that never comes (or take the next response as
-  its body); one without waits for EOF.
+  ``CONNECT`` starts a tunnel: the responses alone cannot tell, so whoever sees the
+  requests calls :meth:`HttpSplitter.answering` with each request's method as it goes to
+  the server (the proxy does). Without that hint such a response with a
+  ``Content-Length`` or ``chunked`` would wait for a body that never comes (or take the
+  next response as its body); one without would wait for EOF.
 
 Refused, because a proxy that splits differently from the server desyncs from it
 (request smuggling): ``Content-Length`` together with ``Transfer-Encoding``; repeated
