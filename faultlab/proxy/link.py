@@ -207,7 +207,7 @@ class Link:
                     continue
                 exchanges = self.conn.exchanges
                 if exchanges is not None and self.direction == "upstream":
-                    exchanges.request(frame)
+                    exchanges.request(frame.raw, frame)
                 self._accept(frame.raw, True, frame)
                 continue
             if isinstance(frame, HttpMessage):
@@ -221,8 +221,13 @@ class Link:
                 frame = frame[sent:]
                 if not frame:
                     continue
-            # after an HTTP upgrade the splitter passes raw bytes: not frames any more
-            self._accept(frame, not self._splits_http)
+            if self._splits_http:  # after an HTTP upgrade: raw bytes, not frames any more
+                self._accept(frame, False)
+                continue
+            exchanges = self.conn.exchanges
+            if exchanges is not None and self.direction == "upstream":
+                exchanges.request(frame, None)
+            self._accept(frame, True)
 
     def _forwarded(self, frame: HttpFrame) -> None:
         """A message whose bytes went out before it was split (all, or its first part if a
@@ -234,7 +239,7 @@ class Link:
         exchanges = self.conn.exchanges
         if self.direction == "upstream":
             if exchanges is not None:
-                exchanges.request(frame)
+                exchanges.request(frame.raw, frame)
             self._expect_answer(frame.info.method)
         elif exchanges is not None:
             exchanges.response(frame.raw, frame, injected=False)
@@ -315,12 +320,12 @@ class Link:
 
     # output to the sink
     def _write(self, chunk: Chunk) -> None:
-        if self.framing == "http" and chunk.frame:
+        if chunk.frame and self.framing is not None:
             if self.direction == "downstream":
                 exchanges = self.conn.exchanges
                 if exchanges is not None:
                     exchanges.response(chunk.data, chunk.parsed, injected=chunk.index < 0)
-            else:
+            elif self._splits_http:
                 self._answered_by_server(chunk)
         if self._out_framer is not None:
             self.sink.write(self._out_framer.frame(chunk.data))

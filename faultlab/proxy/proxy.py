@@ -23,7 +23,13 @@ from faultlab.errors import AddressError, FaultlabError, TransportError
 from faultlab.journal import Journal
 from faultlab.proxy.endpoints import BridgeEndpoint, Endpoint, SocketEndpoint
 from faultlab.proxy.link import Link
-from faultlab.proxy.wire import DEFAULT_WIRE_HEADERS, HttpExchanges
+from faultlab.proxy.wire import (
+    DEFAULT_WIRE_HEADERS,
+    RPC_STREAM_FRAMINGS,
+    Exchanges,
+    HttpExchanges,
+    RpcExchanges,
+)
 from faultlab.toxics.base import InvalidToxic, Toxic, get_toxic_class
 
 __all__ = [
@@ -120,8 +126,8 @@ class Connection:
     links: dict[str, Link] = field(default_factory=dict)
     message_based: bool = False
     closed: bool = False
-    exchanges: HttpExchanges | None = None
-    """The HTTP exchanges journaled on this connection (HTTP framing only)."""
+    exchanges: Exchanges | None = None
+    """The exchanges journaled on this connection (HTTP framing, or an RPC stream)."""
 
     def link_finished(self, link: Link) -> None:
         if all(each.done for each in self.links.values()):
@@ -429,6 +435,8 @@ class Proxy:
             conn.exchanges = HttpExchanges(
                 self.journal, self.name, ordinal, protocol=self.protocol, headers=self.wire_headers
             )
+        elif framing in RPC_STREAM_FRAMINGS and self.protocol and self.journal_wire:
+            conn.exchanges = RpcExchanges(self.journal, self.name, ordinal, protocol=self.protocol)
         up = Link(conn, "upstream", client, server, framing)
         down = Link(conn, "downstream", server, client, framing)
         conn.links = {"upstream": up, "downstream": down}

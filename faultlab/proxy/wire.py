@@ -1,4 +1,4 @@
-"""The HTTP exchanges of one proxied connection, journaled as the client saw them.
+"""The exchanges of one proxied connection, journaled as the client saw them.
 
 Why: a black-box client (``requests`` with urllib3's ``Retry``, httpx with stamina) journals
 nothing, yet its retries are on the wire. With HTTP framing the proxy already cuts each
@@ -8,12 +8,16 @@ whether the server sent it or a toxic answered), so a delayed or injected respon
 as the client got it. A request still unanswered when the client closes its side (it gave
 up), or when the connection ends, is closed by ``wire_unanswered`` with the reason's kind
 (:mod:`faultlab.journal.wire`). HTTP/1.1 answers requests in order, so the Nth response on a
-connection answers its Nth request. :mod:`faultlab.journal.timeline` turns these events into
+connection answers its Nth request. Newline-delimited JSON-RPC and msgpack-RPC streams (a
+proxy with ``lines`` or ``msgpack-stream`` framing and the protocol declared) get the same
+events, a response matched to its request by the RPC id (``rpc_method``, ``rpc_id``,
+``rpc_error``; no HTTP status). :mod:`faultlab.journal.timeline` turns these events into
 attempts of logical calls.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -32,16 +36,25 @@ from faultlab.rpc.frames import parse_http
 if TYPE_CHECKING:
     from faultlab.journal import Journal
 
-__all__ = ["DEFAULT_WIRE_HEADERS", "HttpExchanges"]
+__all__ = [
+    "DEFAULT_WIRE_HEADERS",
+    "RPC_STREAM_FRAMINGS",
+    "Exchanges",
+    "HttpExchanges",
+    "RpcExchanges",
+]
 
 
 DEFAULT_WIRE_HEADERS = ("idempotency-key", "retry-after", "traceparent", "x-request-id")
 """Headers resilience depends on, journaled when present (credentials never are)."""
 _NEVER = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
+RPC_STREAM_FRAMINGS = ("lines", "msgpack-stream")
+"""Framings whose RPC exchanges are journaled when the proxy declares its protocol."""
 
 
-class HttpExchanges:
-    """Pairs a connection's requests with its responses and journals both."""
+class Exchanges(ABC):
+    """Pairs a connection's requests with their responses and journals both (the shared
+    part: numbering, give-ups and ends; subclasses read one kind of frame)."""
 
     def __init__(
         self,
@@ -62,22 +75,68 @@ class HttpExchanges:
         self._count = 0
         self.client_closed = False
 
-    def _pick(self, pairs: Any) -> dict[str, str]:
-        wanted = self.headers
-        found: dict[str, str] = {}
-        for name, value in pairs:
-            key = name.decode("latin-1").lower() if isinstance(name, bytes) else name.lower()
-            if key in wanted:
-                text = value.decode("latin-1") if isinstance(value, bytes) else value
-                found[key] = f"{found[key]}, {text}" if key in found else text
-        return found
+    @abstractmethod
+    def request(self, data: bytes, parsed: Any) -> None:
+        """A whole request arrived from the client (``parsed``: the framer's frame)."""
 
-    def request(self, frame: HttpFrame) -> None:
-        """A whole request arrived from the client."""
-        info = frame.info
+    @abstractmethod
+    def response(self, data: bytes, parsed: Any, *, injected: bool) -> None:
+        """A whole response was written to the client."""
+
+    def _next_exchange(self) -> int:
         exchange = self._count
         self._count += 1
         self._pending.append(exchange)
+        return exchange
+
+    def client_eof(self) -> None:
+        """The client closed its side: requests it still waits for were given up.
+
+        The close itself is journaled too: a response written just before it may have come
+        after the client's timeout fired (the timeline decides, from what the client did
+        next)."""
+        if self.client_closed:
+            return
+        self.client_closed = True
+        self.journal.record(
+            WIRE_CLIENT_CLOSED,
+            proxy=self.proxy,
+            connection=self.connection,
+            answered=self._count - len(self._pending),
+        )
+        self._unanswered(wk.CLIENT_GAVE_UP, "the client closed the connection while waiting")
+
+    def ended(self, *, reset: bool = False) -> None:
+        """The connection is gone: whatever is still unanswered never will be."""
+        if reset:
+            self._unanswered(wk.RESET, "the connection was reset")
+        else:
+            self._unanswered(
+                wk.CLOSED_WITHOUT_RESPONSE, "the connection closed before the response"
+            )
+
+    def _unanswered(self, kind: str, why: str) -> None:
+        while self._pending:
+            self.journal.record(
+                WIRE_UNANSWERED,
+                proxy=self.proxy,
+                connection=self.connection,
+                exchange=self._pending.popleft(),
+                error_kind=kind,
+                error=why,
+            )
+
+
+class HttpExchanges(Exchanges):
+    """HTTP/1.1: the Nth response on a connection answers its Nth request."""
+
+    def request(self, data: bytes, parsed: Any) -> None:
+        """A whole request arrived from the client (``parsed``: the splitter's frame)."""
+        frame = parsed if isinstance(parsed, HttpFrame) else None
+        if frame is None:
+            return
+        info = frame.info
+        exchange = self._next_exchange()
         given = info.headers
         fields: dict[str, Any] = {
             "proxy": self.proxy,
@@ -151,39 +210,79 @@ class HttpExchanges:
             return None
         return info.kind, info.code, protocol.is_transient(info)
 
-    def client_eof(self) -> None:
-        """The client closed its side: requests it still waits for were given up.
 
-        The close itself is journaled too: a response written just before it may have come
-        after the client's timeout fired (the timeline decides, from what the client did
-        next)."""
-        if self.client_closed:
+class RpcExchanges(Exchanges):
+    """JSON-RPC or msgpack-RPC on a byte stream: a response answers the request with its id
+    (requests may be answered out of order); a notification expects no response."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._by_id: dict[Any, int] = {}
+
+    def request(self, data: bytes, parsed: Any) -> None:
+        protocol = self.protocol
+        if protocol is None:
             return
-        self.client_closed = True
-        self.journal.record(
-            WIRE_CLIENT_CLOSED,
-            proxy=self.proxy,
-            connection=self.connection,
-            answered=self._count - len(self._pending),
-        )
-        self._unanswered(wk.CLIENT_GAVE_UP, "the client closed the connection while waiting")
+        try:
+            message = protocol.read_frame(data, request=True)
+        except Exception:  # a hostile frame must never break the relay
+            message = None
+        if message is None or not message.items:
+            return
+        fields: dict[str, Any] = {
+            "proxy": self.proxy,
+            "connection": self.connection,
+            "method": None,
+            "target": None,
+            "headers": {},
+            "size": len(data),
+            "rpc_method": message.method,
+        }
+        if message.kind == "notification":
+            self.journal.record(WIRE_REQUEST, exchange=None, notification=True, **fields)
+            return
+        exchange = self._next_exchange()
+        for item in message.items:
+            if not item.notification and _hashable(item.id):
+                self._by_id[item.id] = exchange
+        rpc_id = message.id
+        fields["rpc_id"] = rpc_id if isinstance(rpc_id, int | str) else None
+        self.journal.record(WIRE_REQUEST, exchange=exchange, **fields)
 
-    def ended(self, *, reset: bool = False) -> None:
-        """The connection is gone: whatever is still unanswered never will be."""
-        if reset:
-            self._unanswered(wk.RESET, "the connection was reset")
-        else:
-            self._unanswered(
-                wk.CLOSED_WITHOUT_RESPONSE, "the connection closed before the response"
-            )
+    def response(self, data: bytes, parsed: Any, *, injected: bool) -> None:
+        protocol = self.protocol
+        if protocol is None:
+            return
+        try:
+            message = protocol.read_frame(data, request=False)
+            info = None if message is None else protocol.reply_error(message)
+        except Exception:  # a hostile frame must never break the relay
+            return
+        if message is None:
+            return
+        exchange = None
+        for item in message.items:
+            if _hashable(item.id) and item.id in self._by_id:
+                exchange = self._by_id.pop(item.id)
+        if exchange is None and self._pending:
+            exchange = self._pending[0]  # no id we know: the oldest still waiting
+        if exchange is not None and exchange in self._pending:
+            self._pending.remove(exchange)
+        fields: dict[str, Any] = {
+            "proxy": self.proxy,
+            "connection": self.connection,
+            "exchange": exchange,
+            "status": None,
+            "headers": {},
+            "size": len(data),
+            "injected": injected,
+        }
+        if info is not None:
+            fields["rpc_error"] = info.kind
+            fields["rpc_code"] = info.code
+            fields["transient"] = protocol.is_transient(info)
+        self.journal.record(WIRE_RESPONSE, **fields)
 
-    def _unanswered(self, kind: str, why: str) -> None:
-        while self._pending:
-            self.journal.record(
-                WIRE_UNANSWERED,
-                proxy=self.proxy,
-                connection=self.connection,
-                exchange=self._pending.popleft(),
-                error_kind=kind,
-                error=why,
-            )
+
+def _hashable(value: Any) -> bool:
+    return isinstance(value, int | str | float | bytes) and not isinstance(value, bool)

@@ -370,3 +370,44 @@ def test_a_head_request_passes_through_and_its_answer_has_no_body(
     resps = _wait_for(journal, "wire_response", 2)
     assert [r["status"] for r in resps] == [200, 200]
     assert journal.events(kinds=["wire_unanswered", "framing_error"]) == []
+
+
+@pytest.mark.parametrize(
+    ("protocol", "framing"), [("jsonrpc", "lines"), ("msgpackrpc", "msgpack-stream")]
+)
+def test_rpc_streams_are_journaled_by_id(protocol: str, framing: str, journal: Journal) -> None:
+    """A black-box client speaking newline-delimited JSON-RPC (or msgpack-RPC) over a raw
+    socket: each request and its response by id, an injected error read with the protocol,
+    a notification expecting nothing."""
+    from faultlab.examples.calc import Calc
+    from faultlab.rpc.errors import InvalidParams
+
+    wire = get_protocol(protocol)
+    srv = wire.serve(Calc(), address="tcp://127.0.0.1:0", framing=framing)
+    try:
+        with ProxyEngine(seed=SEED, journal=journal) as eng:
+            upstream = srv.address.removeprefix("tcp://")
+            proxy = eng.create("rpc", upstream=upstream, framing=framing, protocol=protocol)
+            proxy.add_toxic("rpc_error", stream="upstream", kind="invalid_params", nth=2)
+            with (
+                logical_call(journal, "add twice"),
+                wire.connect(f"tcp://{proxy.listen}", framing=framing, timeout=5) as client,
+            ):
+                assert client.call("add", 1, 2) == 3
+                with pytest.raises(InvalidParams):
+                    client.call("add", 2, 2)
+            _wait_for(journal, "wire_response", 2)
+    finally:
+        srv.close()
+    reqs = journal.events(kinds=["wire_request"])
+    resps = journal.events(kinds=["wire_response"])
+    assert [r["rpc_method"] for r in reqs] == ["add", "add"]
+    assert [r["exchange"] for r in resps] == [r["exchange"] for r in reqs]
+    assert resps[0].get("rpc_error") is None
+    assert resps[1]["rpc_error"] == "invalid_params"
+    assert resps[1]["injected"] is True
+    (call,) = timeline(journal).calls
+    assert [(a.ok, a.error_kind) for a in call.attempts] == [
+        (True, None),
+        (False, "invalid_params"),
+    ]
