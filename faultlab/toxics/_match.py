@@ -32,7 +32,7 @@ from typing import Any
 from faultlab.codecs.framing.httpinfo import HttpHeadInfo
 from faultlab.toxics import _rpcwire as wire
 from faultlab.toxics._common import SCOPES, count
-from faultlab.toxics.base import Attr, InvalidToxic, ToxicContext
+from faultlab.toxics.base import Attr, Chunk, InvalidToxic, ToxicContext
 
 __all__ = [
     "HTTP_MATCHES",
@@ -334,3 +334,26 @@ class RequestMatcher:
         """Count one more match (per connection or proxy) and say whether to act on it."""
         n = count(ctx, self.scope, self.key)
         return self.decide(n), n
+
+    def select(
+        self,
+        ctx: ToxicContext,
+        chunk: Chunk,
+        head: HttpHeadInfo | None,
+        rpc_method: str | Iterable[str] | None,
+        fields: dict[str, Any],
+        numbered: tuple[str, ...] = (),
+    ) -> int | None:
+        """The match number to act on, or ``None`` after journaling why this request passes
+        (a criterion that excludes it, or the selection that skips it: that record carries
+        the match number as ``match`` and as each of ``numbered``)."""
+        reason = self.mismatch(head, rpc_method)
+        if reason is not None:
+            ctx.record("pass", chunk, reason=reason, **fields)
+            return None
+        fire, n = self.fire(ctx)
+        if not fire:
+            extra = dict.fromkeys(numbered, n)
+            ctx.record("pass", chunk, reason=self.selection, match=n, **extra, **fields)
+            return None
+        return n

@@ -125,14 +125,8 @@ class FailFirst(Toxic):
         methods = None
         if message is not None and message.request:
             methods = [item.method or "" for item in message.items]
-        reason = matcher.mismatch(head, methods)
-        if reason is not None:
-            ctx.record("pass", chunk, reason=reason, **fields)
-            await emit(chunk)
-            return
-        fire, n = matcher.fire(ctx)
-        if not fire:
-            ctx.record("pass", chunk, reason=matcher.selection, request=n, match=n, **fields)
+        n = matcher.select(ctx, chunk, head, methods, fields, numbered=("request",))
+        if n is None:
             await emit(chunk)
             return
         if mode == "error":

@@ -235,14 +235,8 @@ class HttpError(Toxic):
         if self.matcher.needs_rpc:
             methods = rpc_methods(ctx.protocol, chunk.data, http=True)
             fields["rpc_method"] = methods[0] if methods else None
-        reason = self.matcher.mismatch(head, methods)
-        if reason is not None:
-            ctx.record("pass", chunk, reason=reason, **fields)
-            await emit(chunk)
-            return
-        fire, n = self.matcher.fire(ctx)
-        if not fire:
-            ctx.record("pass", chunk, reason=self.matcher.selection, match=n, **fields)
+        n = self.matcher.select(ctx, chunk, head, methods, fields)
+        if n is None:
             await emit(chunk)
             return
         close, connection = _connection(chunk.data, head)

@@ -171,14 +171,8 @@ class RpcErrorToxic(Toxic):
         fields = http_fields(head)
         methods = [item.method or "" for item in message.items]
         fields["method"] = methods[0] or None
-        reason = self.matcher.mismatch(head, methods if message.request else None)
-        if reason is not None:
-            ctx.record("pass", chunk, reason=reason, **fields)
-            await emit(chunk)
-            return
-        fire, n = self.matcher.fire(ctx)
-        if not fire:
-            ctx.record("pass", chunk, reason=self.matcher.selection, match=n, **fields)
+        n = self.matcher.select(ctx, chunk, head, methods if message.request else None, fields)
+        if n is None:
             await emit(chunk)
             return
         await inject_error(ctx, attrs, message, chunk, emit, match=n, **fields)
