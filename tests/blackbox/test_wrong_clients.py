@@ -21,22 +21,24 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, Phase, find, settings
+from hypothesis import Phase, find, settings
 
 from faultlab.oracles import Verdict
 from faultlab.strategies import Choice, FaultPlan, minimize
 from tests.blackbox import clients
 from tests.blackbox.clients import Client
-from tests.blackbox.harness import BREAKER_WORKLOAD, WORKLOAD, Env, Step, plans, run, verdicts
-
-SEARCH = settings(
-    max_examples=15,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-    phases=[Phase.generate, Phase.shrink],
+from tests.blackbox.harness import (
+    BLACKBOX,
+    BREAKER_WORKLOAD,
+    WORKLOAD,
+    Env,
+    Step,
+    plans,
+    run,
+    verdicts,
 )
+
+SEARCH = settings(BLACKBOX, max_examples=15, phases=[Phase.generate, Phase.shrink])
 UNAVAILABLE = {"http_error": {"status": Choice((503,)), "retry_after": Choice((0,))}}
 BAD_REQUEST = {"http_error": {"status": Choice((400,)), "retry_after": Choice((0,))}}
 RETRY_AFTER = {"http_error": {"status": Choice((503,)), "retry_after": Choice((1,))}}
