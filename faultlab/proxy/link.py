@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from faultlab._seed import derive
-from faultlab.codecs.framing import HttpMessage, get_framer
+from faultlab.codecs.framing import Framer, get_framer
 from faultlab.codecs.framing.http_split import HttpFrame, HttpSplitter
 from faultlab.codecs.framing.httpinfo import parse_head
 from faultlab.errors import RemoteProtocolError
@@ -88,13 +88,15 @@ class Link:
         self.done = False
         self.framing = framing
         self.opened_at = self.loop.time()
-        self._framer = get_framer(framing) if framing else None
-        self._out_framer = get_framer(framing) if framing else None
+        self._framer: Framer[Any] | None = None
+        self._out_framer: Framer[Any] | None = None
         if framing == "http":
             # A link sees one direction only: a splitter per direction cuts whole messages,
             # and frames travel as their exact wire bytes (toxics see whole HTTP messages).
             self._framer = HttpSplitter("requests" if direction == "upstream" else "responses")
-            self._out_framer = None
+        elif framing:
+            self._framer = get_framer(framing)
+            self._out_framer = get_framer(framing)
         self._splits_http = isinstance(self._framer, HttpSplitter)
         self._ahead = 0
         """Bytes forwarded before the splitter returned the message they belong to."""
@@ -209,9 +211,6 @@ class Link:
                 if exchanges is not None and self.direction == "upstream":
                     exchanges.request(frame.raw, frame)
                 self._accept(frame.raw, True, frame)
-                continue
-            if isinstance(frame, HttpMessage):
-                self._accept(frame.raw or self._framer.frame(frame), True, frame)
                 continue
             if not isinstance(frame, bytes):
                 return
