@@ -220,6 +220,24 @@ def _urllib_transient(exc: BaseException) -> bool:
     return isinstance(exc, urllib.error.URLError | ConnectionError | TimeoutError | OSError)
 
 
+def _breaker(fail_max: int, reset_timeout: float) -> pybreaker.CircuitBreaker:
+    """4xx is the caller's fault: it does not count against the service."""
+    return pybreaker.CircuitBreaker(
+        fail_max=fail_max,
+        reset_timeout=reset_timeout,
+        exclude=[lambda e: isinstance(e, urllib.error.HTTPError) and e.code < 500],
+    )
+
+
+def _retrying(retry_if: Callable[[BaseException], bool]) -> tenacity.Retrying:
+    return tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(3),
+        wait=tenacity.wait_exponential(multiplier=0.05, max=0.2),
+        retry=tenacity.retry_if_exception(retry_if),
+        reraise=True,
+    )
+
+
 def tenacity_breaker_client(
     *,
     fail_max: int = 3,
@@ -230,17 +248,8 @@ def tenacity_breaker_client(
 ) -> Client:
     """``urllib.request`` behind a pybreaker breaker (4xx excluded: the caller's fault),
     retried by tenacity; a rejected call is not retried."""
-    breaker = pybreaker.CircuitBreaker(
-        fail_max=fail_max,
-        reset_timeout=reset_timeout,
-        exclude=[lambda e: isinstance(e, urllib.error.HTTPError) and e.code < 500],
-    )
-    retrying = tenacity.Retrying(
-        stop=tenacity.stop_after_attempt(3),
-        wait=tenacity.wait_exponential(multiplier=0.05, max=0.2),
-        retry=tenacity.retry_if_exception(retry_if),
-        reraise=True,
-    )
+    breaker = _breaker(fail_max, reset_timeout)
+    retrying = _retrying(retry_if)
 
     def fetch(request: urllib.request.Request) -> Any:
         with urllib.request.urlopen(request, timeout=ATTEMPT_TIMEOUT) as response:
@@ -261,16 +270,7 @@ def tenacity_breaker_client(
         )
         return guarded(request)
 
-    said = pybreaker.CircuitBreaker(
-        fail_max=declared_fail_max,
-        reset_timeout=reset_timeout,
-        exclude=[lambda e: isinstance(e, urllib.error.HTTPError) and e.code < 500],
-    )
-    said_retrying = tenacity.Retrying(
-        stop=tenacity.stop_after_attempt(3),
-        wait=tenacity.wait_exponential(multiplier=0.05, max=0.2),
-        retry=tenacity.retry_if_exception(_urllib_transient),
-    )
+    said, said_retrying = _breaker(declared_fail_max, reset_timeout), _retrying(_urllib_transient)
     policies: dict[str, Any] = {
         "retry": RetryPolicy.from_tenacity(
             said_retrying,
