@@ -34,7 +34,7 @@ from faultlab.strategies import Choice, FaultPlan, Num, fault_plans
 from tests.blackbox.clients import Client
 
 REPO = Path(__file__).resolve().parents[2]
-THINK = 0.1
+THINK = 0.05
 """Seconds between two calls, so the workload spans the plan's window."""
 CALL_BUDGET = 6.0
 """No call of the workload may block longer than this (a client with no timeout under a
@@ -67,7 +67,7 @@ def plans(
     allow: Sequence[str] = TOXICS,
     max_faults: int = 2,
     min_faults: int = 1,
-    duration: float = 1.0,
+    duration: float = 0.8,
     shapes: dict[str, dict[str, Any]] | None = None,
     min_duration: float = 0.3,
 ) -> Any:

@@ -39,9 +39,17 @@ from tests.blackbox.harness import (
 )
 
 SEARCH = settings(BLACKBOX, max_examples=15, phases=[Phase.generate, Phase.shrink])
-UNAVAILABLE = {"http_error": {"status": Choice((503,)), "retry_after": Choice((0,))}}
-BAD_REQUEST = {"http_error": {"status": Choice((400,)), "retry_after": Choice((0,))}}
-RETRY_AFTER = {"http_error": {"status": Choice((503,)), "retry_after": Choice((1,))}}
+EVERY_REQUEST = {"every": Choice((1,)), "scope": Choice(("connection",))}
+"""The search varies when and how long a fault acts, not which requests it skips."""
+UNAVAILABLE = {
+    "http_error": {"status": Choice((503,)), "retry_after": Choice((0,)), **EVERY_REQUEST}
+}
+BAD_REQUEST = {
+    "http_error": {"status": Choice((400,)), "retry_after": Choice((0,)), **EVERY_REQUEST}
+}
+RETRY_AFTER = {
+    "http_error": {"status": Choice((503,)), "retry_after": Choice((1,)), **EVERY_REQUEST}
+}
 CAUGHT: list[str] = []
 """One line per caught variant, printed at the end (the table of the session note)."""
 
@@ -55,7 +63,7 @@ class Wrong:
     allow: tuple[str, ...] = ("http_error",)
     shapes: dict[str, dict[str, Any]] = field(default_factory=lambda: UNAVAILABLE)
     workload: tuple[Step, ...] = WORKLOAD
-    duration: float = 1.0
+    duration: float = 0.8
     min_duration: float = 0.3
 
 
