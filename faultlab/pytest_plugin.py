@@ -470,16 +470,12 @@ def _proxy_labels(server: Any, before: set[str]) -> dict[str, Any]:
     made = sorted(set(server.list_proxies()) - before)
     if not made:
         return {}
-    handle = server.proxy(made[0])
-    labels: dict[str, Any] = {}
+    info = server.proxy(made[0]).info()  # faultlab's engine, or any Toxiproxy
+    labels: dict[str, Any] = {"protocol": info.get("protocol") or info.get("framing")}
     try:
-        labels["transport"] = transports.parse_address(to_uri(handle.listen)).scheme
+        labels["transport"] = transports.parse_address(to_uri(str(info["listen"]))).scheme
     except Exception:  # a label must never fail the report
         pass
-    inner = getattr(handle, "_proxy", None)
-    if callable(inner):
-        proxy = server.run(inner) if hasattr(server, "run") else None
-        labels["protocol"] = getattr(proxy, "protocol", None) or getattr(proxy, "framing", None)
     return labels
 
 

@@ -190,10 +190,6 @@ def proxy_json(proxy: Proxy) -> dict[str, Any]:
     }
     # faultlab-only keys (clients ignore unknown keys); absent on a plain TCP proxy
     out.update((k, v) for k, v in data.items() if k not in out and k != "toxics")
-    for key in ("framing", "protocol"):
-        value = getattr(proxy, key, None)
-        if value is not None:
-            out[key] = value
     out["toxics"] = [toxic_json(e) for e in proxy.toxic_list()]
     return out
 

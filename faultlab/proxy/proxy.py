@@ -237,13 +237,19 @@ class Proxy:
 
     # ---- JSON view -------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
-        return {
+        """Toxiproxy's view, plus faultlab's ``framing`` and ``protocol`` when set."""
+        view: dict[str, Any] = {
             "name": self.name,
             "listen": toxiproxy_address(self.listen),
             "upstream": toxiproxy_address(self.upstream),
             "enabled": self.enabled,
-            "toxics": [e.to_json() for e in self.toxic_list()],
         }
+        if self.framing is not None:
+            view["framing"] = self.framing
+        if self.protocol is not None:
+            view["protocol"] = self.protocol
+        view["toxics"] = [e.to_json() for e in self.toxic_list()]
+        return view
 
     def held_bytes(self) -> dict[int, int]:
         """Bytes each live connection holds in the proxy (the backpressure bound's witness)."""
