@@ -37,6 +37,7 @@ import subprocess
 import threading
 import time
 import uuid
+from abc import abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -418,9 +419,9 @@ class ContainerServer(ServerHandle):
         if self._partition in ("inbound", "outbound"):
             self._iptables("-I", self._partition)  # a new netns forgot the rule
 
+    @abstractmethod
     def _wait_ready(self) -> None:
         """Return once the started container serves; raise BackendError if it cannot."""
-        raise NotImplementedError
 
     def describe(self) -> str:
         return f"server container {self.name}"
