@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from hypothesis import HealthCheck, Phase, settings
 
 import faultlab
 from faultlab.lab import Lab, Pair
@@ -32,6 +31,7 @@ from faultlab.oracles import (
 )
 from faultlab.strategies import Choice, FaultPlan, Num, fault_plans
 from tests.blackbox.clients import Client
+from tests.quality.harness import QUALITY
 
 REPO = Path(__file__).resolve().parents[2]
 THINK = 0.05
@@ -40,14 +40,8 @@ CALL_BUDGET = 6.0
 """No call of the workload may block longer than this (a client with no timeout under a
 black hole): the runner removes the fault by then and the call returns."""
 
-BLACKBOX = settings(
-    max_examples=20,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-    phases=[Phase.explicit, Phase.generate, Phase.shrink],
-)
+BLACKBOX = QUALITY
+"""The quality corpus's settings: 20 derandomized examples, no deadline, shrinking on."""
 
 SHAPES: dict[str, dict[str, Any]] = {
     "http_error": {
