@@ -48,6 +48,9 @@ __all__ = [
 DEFAULT_WIRE_HEADERS = ("idempotency-key", "retry-after", "traceparent", "x-request-id")
 """Headers resilience depends on, journaled when present (credentials never are)."""
 _NEVER = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
+MAX_PENDING = 10_000
+"""Requests one connection may have waiting for an answer before the oldest is no longer
+tracked (a client that pipelines without end must not grow the proxy)."""
 RPC_STREAM_FRAMINGS = ("lines", "msgpack-stream")
 """Framings whose RPC exchanges are journaled when the proxy declares its protocol."""
 
@@ -69,8 +72,8 @@ class Exchanges(ABC):
         self.proxy = proxy
         self.connection = connection
         self.headers = tuple(h.lower() for h in headers if h.lower() not in _NEVER)
-        readable = protocol is not None and get_protocol(protocol).frames_readable
-        self.protocol = get_protocol(protocol) if readable and protocol else None
+        found = get_protocol(protocol) if protocol else None
+        self.protocol = found if found is not None and found.frames_readable else None
         self._pending: deque[int] = deque()
         self._count = 0
         self.client_closed = False
@@ -86,6 +89,8 @@ class Exchanges(ABC):
     def _next_exchange(self) -> int:
         exchange = self._count
         self._count += 1
+        if len(self._pending) >= MAX_PENDING:
+            self._pending.popleft()  # no longer tracked: its attempt stays "never finished"
         self._pending.append(exchange)
         return exchange
 
@@ -244,6 +249,8 @@ class RpcExchanges(Exchanges):
         exchange = self._next_exchange()
         for item in message.items:
             if not item.notification and _hashable(item.id):
+                if len(self._by_id) >= MAX_PENDING:
+                    del self._by_id[next(iter(self._by_id))]  # the oldest id waiting
                 self._by_id[item.id] = exchange
         rpc_id = message.id
         fields["rpc_id"] = rpc_id if isinstance(rpc_id, int | str) else None

@@ -411,3 +411,19 @@ def test_rpc_streams_are_journaled_by_id(protocol: str, framing: str, journal: J
         (True, None),
         (False, "invalid_params"),
     ]
+
+
+def test_the_requests_waiting_on_one_connection_are_bounded(journal: Journal) -> None:
+    """A client that pipelines without end grows no table in the proxy: past the bound the
+    oldest waiting request is no longer tracked (its attempt stays unfinished)."""
+    from faultlab.codecs.framing.http_split import HttpSplitter
+    from faultlab.proxy import wire
+
+    exchanges = wire.HttpExchanges(journal, "p", 0, protocol=None)
+    splitter = HttpSplitter("requests")
+    splitter.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    frame = splitter.next_frame()
+    for _ in range(wire.MAX_PENDING + 5):
+        exchanges.request(frame.raw, frame)  # type: ignore[union-attr]
+    assert len(exchanges._pending) == wire.MAX_PENDING
+    assert exchanges._pending[0] == 5
