@@ -29,7 +29,6 @@ __all__ = [
     "UNREACHABLE",
     "WIRE_FAILURE_KINDS",
     "http_kind",
-    "http_status_of",
     "is_transient_status",
 ]
 
@@ -51,14 +50,6 @@ WIRE_FAILURE_KINDS = frozenset({CLIENT_GAVE_UP, CLOSED_WITHOUT_RESPONSE, RESET, 
 def http_kind(status: int) -> str:
     """``503`` -> ``"http_503"``: the kind of an HTTP error status."""
     return f"{HTTP_KIND_PREFIX}{int(status)}"
-
-
-def http_status_of(kind: str | None) -> int | None:
-    """``"http_503"`` -> ``503``; ``None`` for any other kind."""
-    if not kind or not kind.startswith(HTTP_KIND_PREFIX):
-        return None
-    digits = kind[len(HTTP_KIND_PREFIX) :]
-    return int(digits) if digits.isdigit() else None
 
 
 def is_transient_status(status: int) -> bool:
