@@ -128,10 +128,16 @@ def _mapping_children(
         yield f"{len(x)} keys != {len(y)} keys" + (f" (e.g. {_short(extra[0])})" if extra else "")
         return
     y_keys = {_hashable_id(k): k for k in y}
+    used: set[int] = set()
     for kx, vx in x.items():
         ky = y_keys.get(_hashable_id(kx), _MISSING)
         if ky is _MISSING:
-            ky = next((k for k in y if same(kx, k)), _MISSING)
+            # keys that never equal themselves (NaN): pair each with an unused same key,
+            # preferring one whose value is the same too
+            alike = [k for k in y if id(k) not in used and same(kx, k)]
+            ky = next((k for k in alike if same(vx, y[k])), alike[0] if alike else _MISSING)
+        if ky is not _MISSING:
+            used.add(id(ky))
         if ky is _MISSING or not same(kx, ky):
             yield f"key {_short(kx)} ({type(kx).__name__}) has no same counterpart"
             return

@@ -1,10 +1,13 @@
 """Fallback oracle: the fallback value iff the primary failed in a handled way (§4.2 F1, F2).
 
 The primary outcome of a logical call is its last attempt (after the inner
-retries); a call with no attempt was rejected by a breaker. A call counts as
-having fallen back if it journaled a ``fallback`` event, ended with outcome
-``"fallback"``, or returned a value whose ``repr`` is the declared fallback
-value's.
+retries); a call with no attempt was rejected by a breaker (or answered from
+a cache). A call counts as having fallen back if it journaled a ``fallback``
+event, ended with outcome ``"fallback"``, returned a value whose ``repr`` is
+the declared fallback value's, or, read from the wire, returned a value
+although its last attempt failed or it made none: the value cannot have come
+from the service, so it came from a fallback (a cache, a default), whatever
+it is.
 """
 
 from __future__ import annotations
@@ -15,22 +18,56 @@ from faultlab.oracles._common import PropertyCheck, evidence_for, secs
 from faultlab.oracles.policies import NOT_SET, FallbackPolicy
 from faultlab.oracles.verdict import Verdict, combine
 
-__all__ = ["check_fallback", "fallback_checks", "fell_back"]
+__all__ = ["check_fallback", "fallback_checks", "fallback_reason", "fell_back"]
 
 ORACLE = "fallback"
 F1 = "F1 fallback iff handled failure"
 F2 = "F2 once and last"
 
 
-def fell_back(call: Call, policy: FallbackPolicy) -> bool:
-    """Did the caller get the fallback rather than the primary outcome?"""
-    if call.outcome == "fallback" or call.fallback_events:
-        return True
-    return (
-        policy.value is not NOT_SET
-        and call.outcome == "value"
+def fallback_reason(call: Call, policy: FallbackPolicy | None = None) -> str | None:
+    """Why the caller is taken to have got a fallback (``None``: it got the primary outcome)."""
+    if call.fallback_events:
+        return "the client journaled a fallback"
+    if call.outcome == "fallback":
+        return "the call ended as a fallback"
+    if call.outcome != "value":
+        return None
+    if (
+        policy is not None
+        and policy.value is not NOT_SET
         and call.value == short_repr(policy.value)
-    )
+    ):
+        return "it returned the declared fallback value"
+    last = call.last
+    if last is None:
+        return "it returned a value without a single request reaching the service"
+    if last.failed:
+        return (
+            f"it returned a value although its last attempt failed with "
+            f"{last.error_kind or last.error!r}"
+        )
+    return None
+
+
+def fell_back(call: Call, policy: FallbackPolicy | None = None) -> bool:
+    """Did the caller get a fallback rather than the primary outcome?"""
+    return fallback_reason(call, policy) is not None
+
+
+def _got(call: Call) -> str:
+    """What the caller got, in words."""
+    if call.outcome in ("value", "fallback"):
+        return f"the value {call.value}" if call.value is not None else "a value"
+    if call.outcome == "error":
+        return f"the error {call.error_kind or call.error or 'with no description'}"
+    return "nothing (the call never ended)" if call.end_event is None else str(call.outcome)
+
+
+def _eligible(policy: FallbackPolicy) -> str:
+    kinds = sorted(policy.eligible)
+    shown = ", ".join(kinds[:6]) + (", ..." if len(kinds) > 6 else "")
+    return f"the fallback handles {shown}" if kinds else "the fallback handles no error"
 
 
 def check_fallback(source: Source | Timeline, policy: FallbackPolicy) -> Verdict:
@@ -73,15 +110,17 @@ def _iff(tl: Timeline, policy: FallbackPolicy) -> Verdict:
             check.checked += 1
             if policy.on_reject and not used:
                 check.fail(
-                    f"{call.name} was rejected without reaching the server and ended with "
-                    f"{call.error_kind or call.error!r} instead of the fallback",
+                    f"{call.name} made no request (a breaker rejected it, or the client gave up "
+                    f"before sending) and the caller got {_got(call)} instead of the fallback, "
+                    f"which the policy says covers calls that reach no service",
                     evidence_for(tl, call),
                     call=call.id,
                 )
             elif not policy.on_reject and used:
                 check.fail(
-                    f"{call.name} was rejected and got the fallback, but the policy's fallback "
-                    f"does not cover rejections",
+                    f"{call.name} made no request and the caller got {_got(call)} as a "
+                    f"fallback ({fallback_reason(call, policy)}), but the policy's fallback does "
+                    f"not cover rejected calls",
                     evidence_for(tl, call),
                     call=call.id,
                 )
@@ -91,22 +130,25 @@ def _iff(tl: Timeline, policy: FallbackPolicy) -> Verdict:
         check.checked += 1
         if last.ok and used:
             check.fail(
-                f"{call.name}: attempt {last.number} succeeded, yet the caller got the "
-                f"fallback ({call.value}); a successful result must never be replaced",
+                f"{call.name}: attempt {last.number} succeeded, yet the caller got "
+                f"{_got(call)} as a fallback ({fallback_reason(call, policy)}); a successful "
+                f"result must never be replaced",
                 evidence_for(tl, call),
                 call=call.id,
             )
         elif last.failed and policy.handles(last.error_kind) and not used:
             check.fail(
-                f"{call.name} failed with {last.error_kind!r}, which the fallback handles, "
-                f"but the caller got the error {call.error_kind or call.error!r}",
+                f"{call.name}: its last attempt failed with {last.error_kind!r}, which is "
+                f"eligible ({_eligible(policy)}), but the caller got {_got(call)} instead "
+                f"of the fallback",
                 evidence_for(tl, call),
                 call=call.id,
             )
         elif last.failed and not policy.handles(last.error_kind) and used:
             check.fail(
-                f"{call.name} failed with {last.error_kind!r}, which the fallback must not "
-                f"handle, yet the caller got the fallback ({call.value}): the error was masked",
+                f"{call.name}: its last attempt failed with {last.error_kind!r}, which is not "
+                f"eligible ({_eligible(policy)}), yet the caller got {_got(call)} as a "
+                f"fallback ({fallback_reason(call, policy)}): the error was masked",
                 evidence_for(tl, call),
                 call=call.id,
                 error_kind=last.error_kind,

@@ -10,6 +10,9 @@ Side effects come from, in order of preference: ``side_effect`` events, the
 ``effects`` list the service reports (``pair.server_effects()``), or the
 server's ``server_request`` events (an ``ok`` request of a non-idempotent
 method is an effect unless its key was already applied: the server dedups).
+A key is read from whatever carried it: the server's record (header, metadata
+or a key parameter), else the key the client or the wire saw on the attempt
+the request answered.
 The checks run in the order I3, I2, I1 so the root cause is the one named.
 """
 
@@ -171,7 +174,7 @@ def _effects(
     for e in tl.of_kind(ev.SERVER_REQUEST):
         if e.get("method") not in methods or e.get("outcome") != "ok":
             continue
-        key = e.get("idempotency_key")
+        key = e.get("idempotency_key") or _key_of_attempt_at(calls, e)
         if key is not None:
             if key in applied:
                 continue  # the server replayed its stored result: no new effect
@@ -227,6 +230,24 @@ def _one_effect(
                 effects=len(items),
             )
     return check.verdict()
+
+
+def _key_of_attempt_at(calls: list[Call], event: Mapping[str, Any]) -> str | None:
+    """The key the client sent with the attempt this server request answered, when the
+    server did not journal one (a header it does not read, a key in positional params):
+    the key is read from whatever carried it, as the client or the wire saw it."""
+    t = event.get("t")
+    if not isinstance(t, int | float):
+        return None
+    method = event.get("method")
+    keys = {
+        a.key
+        for c in calls
+        if c.method in (None, method)
+        for a in c.attempts
+        if a.key and a.t_start <= t <= (a.t_end if a.t_end is not None else float("inf"))
+    }
+    return keys.pop() if len(keys) == 1 else None
 
 
 def _call_at(calls: list[Call], method: str | None, t: float) -> Call | None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -542,6 +542,20 @@ class RetryPolicy:
         if self.idempotent_methods is not None and method is not None:
             return method in self.idempotent_methods
         return declared is not False
+
+    def gate_allows(
+        self, method: str | None, declared: bool | None, attempts: Sequence[Attempt]
+    ) -> bool:
+        """R11: may a call that made ``attempts`` be sent once more?
+
+        Always for an idempotent call, or after a failure proving the request
+        never left (``not_sent_kinds``); a non-idempotent one only with
+        ``require_key`` and a key on every attempt so far."""
+        if self.is_idempotent(method, declared) or not attempts:
+            return True
+        if attempts[-1].error_kind in self.not_sent_kinds:
+            return True
+        return self.require_key and all(a.key for a in attempts)
 
     def describe(self) -> str:
         attempts = "unbounded" if self.max_attempts is None else f"{self.max_attempts}"

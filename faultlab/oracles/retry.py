@@ -172,6 +172,8 @@ def _classification(tl: Timeline, calls: list[Call], policy: RetryPolicy) -> Ver
             continue  # no request was read (server unreachable): its method, so its fate, unknown
         if not policy.may_retry(last):
             continue
+        if not policy.gate_allows(call.method, call.idempotent, call.attempts):
+            continue  # R11 forbids another send of this non-idempotent call: not retrying is right
         # something else ended the call (a breaker, a wrapper): not our question; but a wire
         # attempt's kind is never the caller's exception class (requests' RetryError)
         wrapped = call.error_kind not in (last.error_kind, None)

@@ -107,6 +107,18 @@ class RpcServer:
             self.on_request(request, response)
         return response
 
+    def _keyed_dispatch(self, key: str | None) -> Callable[[Request], Response]:
+        """Dispatch with the ``Idempotency-Key`` header carried into each request's metadata
+        (HTTP puts the key beside the body, where the protocol's decoder cannot see it)."""
+        if not key:
+            return self._dispatch
+
+        def dispatch(request: Request) -> Response:
+            request.meta.setdefault("idempotency_key", key)
+            return self._dispatch(request)
+
+        return dispatch
+
     def _accept_loop(self) -> None:
         while not self._closed.is_set():
             try:
@@ -193,9 +205,10 @@ class RpcServer:
                 return
             if request is None:
                 return
+            key = request.headers.get("idempotency-key")
             try:
                 reply = self.protocol.handle_http(
-                    request.method, request.target, request.body, self._dispatch
+                    request.method, request.target, request.body, self._keyed_dispatch(key)
                 )
             except Exception as exc:  # a bug in the protocol: answer, then give up
                 self.internal_errors.append(exc)

@@ -132,6 +132,7 @@ class Service:
             if method is None:
                 raise MethodNotFound(f"no method {request.method!r} in service {self.name!r}")
             bound = method.bind(request.params)
+            _carry_key(method, bound, request)
             try:
                 result = method.function(*bound.args, **bound.kwargs)
             except RpcError:
@@ -145,6 +146,29 @@ class Service:
         except BaseException as exc:  # pragma: no cover - defensive: never kill the server
             return Response(request.id, error=ErrorInfo.from_exception(InternalError(repr(exc))))
         return Response(request.id, result=result)
+
+
+KEY_PARAMETERS = ("idempotency_key", "key")
+"""Parameter names through which a non-idempotent method receives its idempotency key."""
+
+
+def _carry_key(method: Method, bound: inspect.BoundArguments, request: Request) -> None:
+    """One idempotency key, whatever carried it: the request's metadata (an
+    ``Idempotency-Key`` header, binrpc meta) fills a non-idempotent method's key
+    parameter left unset, and a key given as a parameter is recorded in the
+    metadata, so the method can dedup and the journal names the key either way."""
+    if method.idempotent:
+        return
+    for name in KEY_PARAMETERS:
+        if name not in method.signature.parameters:
+            continue
+        given = bound.arguments.get(name)
+        carried = request.meta.get("idempotency_key")
+        if given is None and isinstance(carried, str) and carried:
+            bound.arguments[name] = carried
+        elif isinstance(given, str) and given and not carried:
+            request.meta["idempotency_key"] = given
+        return
 
 
 def non_idempotent(fn: Callable[..., Any]) -> Callable[..., Any]:
