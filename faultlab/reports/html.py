@@ -1,4 +1,5 @@
-"""The self-contained HTML report: one file, inline CSS and SVG, opens offline, no JS.
+"""The self-contained HTML report: one file, inline CSS and SVG, opens offline, no JS
+(the matrix's filter is CSS radio buttons).
 
 Plots are drawn with matplotlib's SVG backend (never pyplot, so the user's backend is left
 alone) with a fixed hash salt per figure and no date, and the page is rendered with jinja2 from
@@ -37,7 +38,9 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
+    "CALL_COLORS",
     "COLORS",
+    "FALLBACK",
     "MAX_LATENCY_CELLS",
     "MAX_TIMELINES",
     "ReportDependencyError",
@@ -55,6 +58,9 @@ COLORS = {
     NOT_TRIGGERED: "#8893a7",
     SKIPPED: "#c9ced6",
 }
+FALLBACK = "#d99a00"
+"""Amber: a call answered by a fallback (the caller got a value, not the primary's)."""
+CALL_COLORS = {"ok": COLORS[PASSED], "fallback": FALLBACK, "error": COLORS[FAILED]}
 CLEAN = "#3d7cc9"
 FAULTED = "#ef7d32"
 TOXIC_SHADE = "#d64541"
@@ -63,6 +69,8 @@ PROCESS_SHADE = "#8a5cc2"
 MAX_TIMELINES = 40
 #: At most this many cells are drawn in the latency plot (the table below it lists every cell).
 MAX_LATENCY_CELLS = 60
+#: At most this many calls are listed per failing case (the counts cover them all).
+MAX_CALL_ROWS = 60
 _MAX_POINTS = 400
 _FONT = ["DejaVu Sans", "Liberation Sans", "sans-serif"]
 
@@ -252,7 +260,7 @@ def timeline_svg(case: TestCase, index: int) -> str:
             else:
                 points.setdefault((s.lane, s.status), []).append(x)
         for (lane, status), ranges in sorted(bars.items()):
-            color = COLORS[PASSED] if status == "ok" else COLORS[FAILED]
+            color = CALL_COLORS.get(status, COLORS[FAILED])
             ax.broken_barh(
                 ranges, (ypos[lane] - 0.28, 0.56), facecolors=color + "aa", edgecolors=color
             )
@@ -276,6 +284,8 @@ def timeline_svg(case: TestCase, index: int) -> str:
             Line2D([], [], marker="X", lw=0, color=TOXIC_SHADE, label="fault decision"),
             Patch(color=TOXIC_SHADE, alpha=0.15, label="toxic active"),
         ]
+        if any(span.status == "fallback" for span in case.timeline):
+            handles.insert(1, Patch(color=FALLBACK, alpha=0.7, label="fallback"))
         if any(w.kind == "process" for w in case.fault_windows) or "process" in lanes:
             handles.append(Patch(color=PROCESS_SHADE, alpha=0.2, label="process fault"))
         ax.legend(
@@ -372,7 +382,10 @@ def render_html(model: RunModel) -> str:
         statuses=STATUSES,
         colors=COLORS,
         symbols=SYMBOLS,
-        matrix=model.matrix(),
+        matrix=model.matrix().by_status(),
+        rank={s: i for i, s in enumerate(STATUSES)},
+        call_colors=CALL_COLORS,
+        max_calls=MAX_CALL_ROWS,
         latency_plot=latency_svg(model),
         latency_rows=_latency_rows(model),
         max_latency_cells=MAX_LATENCY_CELLS,

@@ -34,6 +34,7 @@ def case_properties(case: TestCase) -> list[tuple[str, str]]:
         ("faultlab_status", case.status),
         ("faultlab_triggered", "true" if case.triggered else "false"),
         ("faultlab_verdicts", case.verdict_summary()),
+        ("faultlab_calls", case.call_summary()),
         ("faultlab_plan", _json(case.plan)),
         ("faultlab_replay", case.replay),
     ]

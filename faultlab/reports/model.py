@@ -32,9 +32,10 @@ from faultlab.journal.fileformat import (  # re-exported: older code imports the
     validate,
     write_journal,
 )
-from faultlab.journal.timeline import Attempt, FaultWindow, Index, acted, index
+from faultlab.journal.timeline import Attempt, Call, FaultWindow, Index, acted, index, timeline
 
 __all__ = [
+    "CALL_RESULTS",
     "FAILED",
     "NOT_TRIGGERED",
     "PASSED",
@@ -43,6 +44,7 @@ __all__ = [
     "STATUSES",
     "SYMBOLS",
     "VACUOUS",
+    "CallRecord",
     "Cell",
     "FaultWindow",
     "JournalError",
@@ -55,11 +57,14 @@ __all__ = [
     "UnsupportedSchemaError",
     "VerdictRecord",
     "build_model",
+    "call_record",
     "dump_journal",
     "environment",
+    "fallback_evidence",
     "fault_label",
     "load_journal",
     "quantile",
+    "rank",
     "validate",
     "write_journal",
 ]
@@ -73,6 +78,52 @@ SKIPPED = "skipped"
 STATUSES = (FAILED, VACUOUS, NOT_TRIGGERED, PASSED, SKIPPED)
 #: One glyph per status, so the matrix reads without colour too.
 SYMBOLS = {PASSED: "✓", FAILED: "✗", VACUOUS: "∅", NOT_TRIGGERED: "○", SKIPPED: "↷"}
+
+
+def rank(status: str) -> int:
+    """A status's place in :data:`STATUSES` (0: failed, the worst; unknown ones last)."""
+    return STATUSES.index(status) if status in STATUSES else len(STATUSES)
+
+
+#: What a logical call's caller got: the primary's value, a fallback, an error, or nothing
+#: yet (the call did not end inside the test).
+CALL_OK = "ok"
+CALL_FALLBACK = "fallback"
+CALL_ERROR = "error"
+CALL_UNFINISHED = "unfinished"
+CALL_RESULTS = (CALL_OK, CALL_FALLBACK, CALL_ERROR, CALL_UNFINISHED)
+
+
+def fallback_evidence(call: Call, *, faults_active: bool) -> str | None:
+    """Why the caller of ``call`` got a fallback rather than the primary outcome, or ``None``.
+
+    The report's one definition of "answered by a fallback" (every view draws a call through
+    it). It accepts the evidence the fallback oracle reads from the journal
+    (:func:`faultlab.oracles.fallback.fell_back`, minus the declared fallback value, which a
+    journal does not carry): a ``fallback`` event for the call, a ``call_end`` whose outcome
+    is ``"fallback"``; and what the wire says: a value returned although the call's last
+    attempt failed (the primary cannot have produced it), or a value returned without any
+    attempt while faults were acting (``faults_active``: a breaker or a cache answered for
+    the failing primary; without faults a call that needs no attempt is a plain cache hit).
+    """
+    if call.fallback_events:
+        reason = call.fallback_events[0].get("reason")
+        return f"fallback event ({reason})" if reason else "fallback event"
+    if call.outcome == "fallback":
+        return 'the call ended with outcome "fallback"'
+    if call.outcome != "value":
+        return None
+    last = call.last
+    if last is not None:
+        if last.failed:
+            return (
+                f"a value although its last attempt (#{last.number}) failed with "
+                f"{last.error_kind or last.error or 'an error'}"
+            )
+        return None
+    if faults_active:
+        return "a value without any attempt while faults were acting"
+    return None
 
 
 # ---- the model -----------------------------------------------------------------------------
@@ -109,8 +160,53 @@ class Span:
     label: str
     start: float
     end: float | None
-    status: str  # "ok" | "error" | "fault" | "info"
+    status: str  # "ok" | "fallback" | "error" | "fault" | "info"
     detail: str = ""
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One logical call of a test as the report draws it: what its caller got, and why."""
+
+    call: Any
+    method: str
+    t_start: float
+    t_end: float | None
+    attempts: int
+    result: str
+    """One of :data:`CALL_RESULTS`; ``fallback`` per :func:`fallback_evidence`."""
+    got: str
+    """What the caller got: the value, the error, or ``-``."""
+    why: str = ""
+    """For a fallback, the evidence (:func:`fallback_evidence`)."""
+
+    @property
+    def label(self) -> str:
+        return f"call {self.call} {self.method}".strip()
+
+
+def call_record(call: Call, *, faults_active: bool) -> CallRecord:
+    """A :class:`CallRecord` of one journaled call (see :func:`fallback_evidence`)."""
+    why = fallback_evidence(call, faults_active=faults_active)
+    if call.end_event is None:
+        result, got = CALL_UNFINISHED, "did not finish"
+    elif why is not None:
+        result, got = CALL_FALLBACK, str(call.value if call.value is not None else "-")
+    elif call.outcome == "value":
+        result, got = CALL_OK, str(call.value if call.value is not None else "-")
+    else:
+        result = CALL_ERROR
+        got = str(call.error_kind or call.error or call.outcome or "error")
+    return CallRecord(
+        call=call.id,
+        method=str(call.method or call.label or ""),
+        t_start=call.t_start,
+        t_end=call.t_end,
+        attempts=len(call.attempts),
+        result=result,
+        got=got,
+        why=why or "",
+    )
 
 
 @dataclass(frozen=True)
@@ -140,6 +236,19 @@ class TestCase:
     plan: Any
     replay: str
     message: str
+    calls: tuple[CallRecord, ...] = ()
+    """Every logical call journaled inside the test, with what its caller got."""
+
+    @property
+    def call_counts(self) -> dict[str, int]:
+        """Calls per result (ok, fallback, error, unfinished), only those present."""
+        c = Counter(r.result for r in self.calls)
+        return {k: c[k] for k in CALL_RESULTS if c[k]}
+
+    def call_summary(self) -> str:
+        """``4 ok, 2 fallback`` (or ``no calls``): one line for tables and the terminal."""
+        counts = self.call_counts
+        return ", ".join(f"{n} {k}" for k, n in counts.items()) or "no calls"
 
     @property
     def cell_key(self) -> tuple[str, str, str]:
@@ -218,6 +327,40 @@ class Matrix:
 
     def get(self, row: tuple[str, str], fault: str) -> Cell | None:
         return self.cells.get((row[0], row[1], fault))
+
+    def row_status(self, row: tuple[str, str]) -> str:
+        """The worst status of the row's cells."""
+        return _worst(c.status for f in self.faults if (c := self.get(row, f)) is not None)
+
+    def fault_status(self, fault: str) -> str:
+        """The worst status of the column's cells."""
+        return _worst(c.status for row in self.rows if (c := self.get(row, fault)) is not None)
+
+    def by_status(self) -> Matrix:
+        """The same cells with the rows and columns holding failures first, then vacuous,
+        then not triggered, passed and skipped ones (worst cell first, then the number of
+        cells that bad, then the original order: the clean baseline first among equals)."""
+
+        def row_key(item: tuple[int, tuple[str, str]]) -> tuple[int, int, int]:
+            i, row = item
+            statuses = [c.status for f in self.faults if (c := self.get(row, f)) is not None]
+            worst = _worst(statuses)
+            return (rank(worst), -statuses.count(worst), i)
+
+        def fault_key(item: tuple[int, str]) -> tuple[int, int, int]:
+            i, fault = item
+            statuses = [c.status for r in self.rows if (c := self.get(r, fault)) is not None]
+            worst = _worst(statuses)
+            return (rank(worst), -statuses.count(worst), i)
+
+        rows = tuple(r for _, r in sorted(enumerate(self.rows), key=row_key))
+        faults = tuple(f for _, f in sorted(enumerate(self.faults), key=fault_key))
+        return Matrix(rows, faults, self.cells)
+
+
+def _worst(statuses: Iterable[str]) -> str:
+    present = set(statuses)
+    return next((s for s in STATUSES if s in present), SKIPPED)
 
 
 @dataclass(frozen=True)
@@ -298,6 +441,7 @@ class RunModel:
                     "outcome": c.outcome,
                     "duration": round(c.duration, 6),
                     "verdicts": c.verdict_summary(),
+                    "calls": c.call_counts,
                     "triggered": c.triggered,
                     "plan": c.plan,
                     "replay": c.replay,
@@ -473,6 +617,7 @@ def _case(
             sorted({(win.type or win.name) if win.kind == "toxic" else win.name for win in windows})
         )
     nodeid = str(test.get("nodeid", ""))
+    calls = _calls(w, start, end)
     test_seed = test.get("seed")
     case_seed = test_seed if isinstance(test_seed, int) else seed
     replay = test.get("replay")
@@ -496,37 +641,45 @@ def _case(
         fault_events=n_fault_events,
         latency=tuple(samples),
         fault_windows=windows,
-        timeline=_timeline(w, start, end) if status == FAILED else (),
+        timeline=_timeline(w, start, end, calls) if status == FAILED else (),
         plan=test.get("plan"),
         replay=str(replay) if replay else f"pytest '{nodeid}' --faultlab-seed={case_seed}",
         message=str(test.get("message") or ""),
+        calls=calls,
     )
     return case, used
 
 
-def _timeline(w: Index, start: float, end: float) -> tuple[Span, ...]:
+def _calls(w: Index, start: float, end: float) -> tuple[CallRecord, ...]:
+    """The logical calls journaled in ``[start, end]``, read as the oracles read them
+    (:func:`~faultlab.journal.timeline.timeline`: wire attempts stand in for the attempts of
+    an uninstrumented client), each with what its caller got."""
+    records = []
+    for call in timeline(w.between(start, end)).calls:
+        if call.start_event.get("seq") == -1:
+            continue  # the stand-in for an excerpt without calls, not a call of the test
+        until = call.t_end if call.t_end is not None else end
+        records.append(call_record(call, faults_active=w.acted_between(start, until)))
+    return tuple(records)
+
+
+def _timeline(
+    w: Index, start: float, end: float, calls: Sequence[CallRecord] = ()
+) -> tuple[Span, ...]:
     """Calls, attempts, faults, server and process events of one failing test, in order."""
     spans: list[Span] = []
+    for rec in calls[:MAX_TIMELINE_SPANS]:
+        detail = f"{rec.result}: {rec.got}" + (f" ({rec.why})" if rec.why else "")
+        status = rec.result if rec.result in ("ok", "fallback") else "error"
+        until = rec.t_end if rec.t_end is not None else end
+        spans.append(Span("calls", rec.label, rec.t_start, until, status, detail))
     opened: dict[tuple[str, str], dict[str, Any]] = {}
     for e in w.between(start, end):
+        if len(spans) >= MAX_TIMELINE_SPANS:
+            break
         kind, t = e["kind"], float(e["t"])
-        if kind in (ev.CALL_START, ev.ATTEMPT_START):
+        if kind == ev.ATTEMPT_START:
             opened[(kind, repr((e.get("call"), e.get("attempt"))))] = e
-        elif kind == ev.CALL_END:
-            s = opened.pop((ev.CALL_START, repr((e.get("call"), None))), None)
-            method = (s or {}).get("method") or (s or {}).get("label") or ""
-            ok = e.get("outcome") in ("value", "fallback")
-            detail = str(e.get("error") or e.get("value") or e.get("outcome") or "")
-            spans.append(
-                Span(
-                    "calls",
-                    f"call {e.get('call')} {method}".strip(),
-                    float(s["t"]) if s else max(start, t - _num(e.get("duration"), 0.0)),
-                    t,
-                    "ok" if ok else "error",
-                    f"{e.get('outcome')}: {detail}",
-                )
-            )
         elif kind == ev.ATTEMPT_END:
             s = opened.pop((ev.ATTEMPT_START, repr((e.get("call"), e.get("attempt")))), None)
             ok = e.get("outcome") == "ok"
@@ -577,11 +730,8 @@ def _timeline(w: Index, start: float, end: float) -> tuple[Span, ...]:
                     "breaker", label, t, None, "info", str(e.get("label") or e.get("reason") or "")
                 )
             )
-        if len(spans) >= MAX_TIMELINE_SPANS:
-            break
-    for (kind, _), s in opened.items():  # started but never ended inside the window
-        lane = "calls" if kind == ev.CALL_START else "attempts"
-        label = f"call {s.get('call')}" + (f" #{s.get('attempt')}" if lane == "attempts" else "")
-        spans.append(Span(lane, label, float(s["t"]), end, "error", "did not finish"))
+    for s in opened.values():  # started but never ended inside the window
+        label = f"call {s.get('call')} #{s.get('attempt')}"
+        spans.append(Span("attempts", label, float(s["t"]), end, "error", "did not finish"))
     spans.sort(key=lambda s: (s.start, s.lane, s.label))
     return tuple(spans)

@@ -35,7 +35,14 @@ from faultlab.reports.model import (
     RunModel,
 )
 
-__all__ = ["STYLES", "RunProgress", "print_summary", "run_progress", "summary_renderable"]
+__all__ = [
+    "CALL_STYLES",
+    "STYLES",
+    "RunProgress",
+    "print_summary",
+    "run_progress",
+    "summary_renderable",
+]
 
 STYLES = {
     PASSED: "bold green",
@@ -44,6 +51,8 @@ STYLES = {
     NOT_TRIGGERED: "bold bright_black",
     SKIPPED: "dim",
 }
+#: How each call result is drawn (a fallback is amber, never the green of "ok").
+CALL_STYLES = {"ok": "green", "fallback": "bold dark_orange", "error": "red", "unfinished": "dim"}
 #: Failing cases listed in full; the rest are counted (the HTML report has them all).
 MAX_FAILING = 20
 
@@ -61,7 +70,7 @@ def _counts_line(model: RunModel) -> Text:
 
 
 def _matrix_table(model: RunModel) -> Table | None:
-    matrix = model.matrix()
+    matrix = model.matrix().by_status()  # failing rows and columns first
     if not matrix.rows:
         return None
     table = Table(title="transport x protocol x fault", title_justify="left")
@@ -93,6 +102,17 @@ def _failing(model: RunModel) -> Text | None:
         text.append(f"{SYMBOLS[FAILED]} ", style=STYLES[FAILED])
         text.append(case.nodeid + "\n")
         text.append(f"    {case.reason}\n", style="dim")
+        if case.calls:
+            text.append("    calls: ")
+            for i, (result, n) in enumerate(case.call_counts.items()):
+                if i:
+                    text.append(", ")
+                text.append(f"{n} {result}", style=CALL_STYLES.get(result, ""))
+            text.append("\n")
+            first = next((r for r in case.calls if r.result == "fallback"), None)
+            if first is not None:
+                line = f"    {first.label}: fallback, got {first.got} ({first.why})\n"
+                text.append(line, style=CALL_STYLES["fallback"])
         text.append("    replay: ")
         text.append(case.replay + "\n", style="cyan")
     if len(failing) > MAX_FAILING:
