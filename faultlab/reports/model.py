@@ -33,6 +33,7 @@ from faultlab.journal.fileformat import (  # re-exported: older code imports the
     write_journal,
 )
 from faultlab.journal.timeline import Attempt, Call, FaultWindow, Index, acted, index, timeline
+from faultlab.oracles.fallback import fallback_reason
 
 __all__ = [
     "CALL_RESULTS",
@@ -98,32 +99,23 @@ def fallback_evidence(call: Call, *, faults_active: bool) -> str | None:
     """Why the caller of ``call`` got a fallback rather than the primary outcome, or ``None``.
 
     The report's one definition of "answered by a fallback" (every view draws a call through
-    it). It accepts the evidence the fallback oracle reads from the journal
-    (:func:`faultlab.oracles.fallback.fell_back`, minus the declared fallback value, which a
-    journal does not carry): a ``fallback`` event for the call, a ``call_end`` whose outcome
-    is ``"fallback"``; and what the wire says: a value returned although the call's last
-    attempt failed (the primary cannot have produced it), or a value returned without any
-    attempt while faults were acting (``faults_active``: a breaker or a cache answered for
-    the failing primary; without faults a call that needs no attempt is a plain cache hit).
+    it). It is the fallback oracle's (:func:`faultlab.oracles.fallback.fallback_reason`
+    without a policy, since a journal does not carry the declared fallback value): a
+    ``fallback`` event for the call, a ``call_end`` whose outcome is ``"fallback"``, a value
+    returned although the call's last attempt failed (the primary cannot have produced it),
+    or a value returned without any attempt. The report adds one condition to the last: a
+    fault must have acted (``faults_active``), since on a clean run a call that needs no
+    attempt is the client's own cache answering, not a fallback for a failing primary.
     """
+    reason = fallback_reason(call)
+    if reason is None:
+        return None
     if call.fallback_events:
-        reason = call.fallback_events[0].get("reason")
-        return f"fallback event ({reason})" if reason else "fallback event"
-    if call.outcome == "fallback":
-        return 'the call ended with outcome "fallback"'
-    if call.outcome != "value":
+        why = call.fallback_events[0].get("reason")
+        return f"{reason} ({why})" if why else reason
+    if call.outcome == "value" and not call.attempts and not faults_active:
         return None
-    last = call.last
-    if last is not None:
-        if last.failed:
-            return (
-                f"a value although its last attempt (#{last.number}) failed with "
-                f"{last.error_kind or last.error or 'an error'}"
-            )
-        return None
-    if faults_active:
-        return "a value without any attempt while faults were acting"
-    return None
+    return reason
 
 
 # ---- the model -----------------------------------------------------------------------------

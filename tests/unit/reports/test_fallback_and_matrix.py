@@ -134,9 +134,10 @@ def test_each_kind_of_evidence_makes_a_fallback(fallback_model: RunModel) -> Non
     got = {r.call: r.got for r in case.calls}
     assert got[4] == "'stale'"  # what the caller got, not "ok"
     why = {r.call: r.why for r in case.calls}
-    assert why[3] == "fallback event (cache)"
-    assert "last attempt (#2) failed with connection_reset" in why[4]
-    assert "without any attempt" in why[5]
+    assert why[3] == "the client journaled a fallback (cache)"
+    assert why[2] == "the call ended as a fallback"
+    assert "last attempt failed with 'connection_reset'" in why[4]
+    assert "without a single request" in why[5]
     assert why[1] == why[6] == ""
     assert case.call_counts == {"ok": 1, "fallback": 4, "error": 1}
 
