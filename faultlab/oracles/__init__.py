@@ -29,6 +29,7 @@ from faultlab.oracles.policies import (
     Chain,
     Combined,
     DeadlinePolicy,
+    Decorrelated,
     Exponential,
     FallbackPolicy,
     Fixed,
@@ -43,7 +44,7 @@ from faultlab.oracles.policies import (
     kinds_of,
     non_idempotent_methods,
 )
-from faultlab.oracles.retry import check_retry, retry_checks
+from faultlab.oracles.retry import check_backoff_distribution, check_retry, retry_checks
 from faultlab.oracles.roundtrip import check_roundtrip, check_roundtrip_pair, check_roundtrip_pairs
 from faultlab.oracles.verdict import OracleFailure, Verdict, combine, format_evidence
 
@@ -63,6 +64,7 @@ __all__ = [
     "ClockJournal",
     "Combined",
     "DeadlinePolicy",
+    "Decorrelated",
     "Exponential",
     "FallbackPolicy",
     "Fixed",
@@ -78,6 +80,7 @@ __all__ = [
     "VirtualClock",
     "Wait",
     "breaker_checks",
+    "check_backoff_distribution",
     "check_breaker",
     "check_deadline",
     "check_fallback",

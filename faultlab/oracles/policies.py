@@ -30,6 +30,7 @@ import faultlab.codecs.errors  # noqa: F401  (registers the protocol error subcl
 from faultlab.errors import RemoteProtocolError, TransportError
 from faultlab.journal.wire import http_kind
 from faultlab.oracles._samples import WIRE_TRANSPORT_KINDS, Sample, library_samples
+from faultlab.oracles.stats import ALPHA, MIN_SAMPLES, Uniform
 from faultlab.rpc.errors import KINDS, error_for
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ __all__ = [
     "Chain",
     "Combined",
     "DeadlinePolicy",
+    "Decorrelated",
     "Exponential",
     "FallbackPolicy",
     "Fixed",
@@ -147,6 +149,11 @@ class Wait(ABC):
     def describe(self) -> str:
         return repr(self)
 
+    def distribution(self, k: int, previous: float | None = None) -> Uniform | None:
+        """How the k-th wait is drawn, given the previous wait (decorrelated jitter needs
+        it); ``None`` when not declared (then only the bounds are checked)."""
+        return None
+
 
 def _clamp(value: float, lo: float, hi: float) -> float:
     return max(lo, min(value, hi))
@@ -168,6 +175,9 @@ class Fixed(Wait):
     def bounds(self, k: int) -> tuple[float, float]:
         return (self.seconds, self.seconds)
 
+    def distribution(self, k: int, previous: float | None = None) -> Uniform | None:
+        return Uniform(self.seconds, self.seconds)
+
     def describe(self) -> str:
         return f"fixed {self.seconds:g} s"
 
@@ -178,7 +188,8 @@ class Exponential(Wait):
 
     ``jitter`` adds ``U(0, jitter)`` before the cap (stamina, tenacity
     ``wait_exponential_jitter``); ``full_jitter`` draws ``U(min, value)``
-    (tenacity ``wait_random_exponential``, AWS full jitter).
+    (tenacity ``wait_random_exponential``, AWS full jitter); ``equal_jitter``
+    draws ``value/2 + U(0, value/2)`` (AWS equal jitter).
     """
 
     initial: float
@@ -187,6 +198,11 @@ class Exponential(Wait):
     min: float = 0.0
     jitter: float = 0.0
     full_jitter: bool = False
+    equal_jitter: bool = False
+
+    def __post_init__(self) -> None:
+        if self.full_jitter and self.equal_jitter:
+            raise ValueError("Exponential: full_jitter and equal_jitter exclude each other")
 
     def _raw(self, k: int) -> float:
         if self.initial == 0:
@@ -199,7 +215,17 @@ class Exponential(Wait):
         value = _clamp(raw, lo_clamp, self.max)
         if self.full_jitter:
             return (min(lo_clamp, value), value)
+        if self.equal_jitter:
+            return (value / 2, value)
         return (value, _clamp(raw + self.jitter, lo_clamp, self.max))
+
+    def distribution(self, k: int, previous: float | None = None) -> Uniform | None:
+        lo, hi = self.bounds(k)
+        if self.full_jitter or self.equal_jitter or not math.isfinite(hi):
+            return Uniform(lo, hi)
+        floor = max(0.0, self.min)
+        raw = self._raw(k)
+        return Uniform(raw, raw + self.jitter, floor=floor, ceil=max(floor, self.max))
 
     def describe(self) -> str:
         text = f"exponential {self.initial:g} s x{self.multiplier:g}"
@@ -209,6 +235,8 @@ class Exponential(Wait):
             text += f", at least {self.min:g} s"
         if self.full_jitter:
             text += ", full jitter"
+        elif self.equal_jitter:
+            text += ", equal jitter"
         elif self.jitter:
             text += f" + U(0, {self.jitter:g}) s jitter"
         return text
@@ -223,6 +251,9 @@ class RandomWait(Wait):
 
     def bounds(self, k: int) -> tuple[float, float]:
         return (self.lower, self.upper)
+
+    def distribution(self, k: int, previous: float | None = None) -> Uniform | None:
+        return Uniform(self.lower, self.upper)
 
     def describe(self) -> str:
         return f"random {self.lower:g}..{self.upper:g} s"
@@ -240,6 +271,10 @@ class Incrementing(Wait):
         value = _clamp(self.start + self.increment * (k - 1), 0.0, self.max)
         return (value, value)
 
+    def distribution(self, k: int, previous: float | None = None) -> Uniform | None:
+        value = self.bounds(k)[0]
+        return Uniform(value, value)
+
 
 @dataclass(frozen=True)
 class Combined(Wait):
@@ -250,6 +285,20 @@ class Combined(Wait):
     def bounds(self, k: int) -> tuple[float, float]:
         lows, highs = zip(*(p.bounds(k) for p in self.parts), strict=True)
         return (sum(lows), sum(highs))
+
+    def distribution(self, k: int, previous: float | None = None) -> Uniform | None:
+        """A fixed part shifts a random one; a sum of two random parts is not uniform (None)."""
+        parts = [p.distribution(k) for p in self.parts]
+        if any(d is None for d in parts):
+            return None
+        known = [d for d in parts if d is not None]
+        random = [d for d in known if not d.degenerate]
+        if len(random) > 1 or any(math.isfinite(d.floor) or math.isfinite(d.ceil) for d in random):
+            return None
+        shift = sum(d.low for d in known if d.degenerate)
+        if not random:
+            return Uniform(shift, shift)
+        return Uniform(random[0].low + shift, random[0].high + shift)
 
     def describe(self) -> str:
         return " + ".join(p.describe() for p in self.parts)
@@ -263,6 +312,9 @@ class Chain(Wait):
 
     def bounds(self, k: int) -> tuple[float, float]:
         return self.waits[min(k, len(self.waits)) - 1].bounds(k)
+
+    def distribution(self, k: int, previous: float | None = None) -> Uniform | None:
+        return self.waits[min(k, len(self.waits)) - 1].distribution(k, previous)
 
 
 @dataclass(frozen=True)
@@ -302,6 +354,13 @@ class Urllib3Backoff(Wait):
         hi = max(0.0, min(self.max, value + self.jitter))
         return (lo, hi)
 
+    def distribution(self, k: int, previous: float | None = None) -> Uniform | None:
+        lo, _ = self.bounds(k)
+        if k <= 1 or not self.jitter:
+            return Uniform(lo, lo)
+        value = self.factor * _power(2.0, k - 1) if self.factor else 0.0
+        return Uniform(value, value + self.jitter, floor=0.0, ceil=max(0.0, self.max))
+
     def describe(self) -> str:
         if not self.factor and not self.jitter:
             return "urllib3 backoff of 0 s"
@@ -311,6 +370,35 @@ class Urllib3Backoff(Wait):
         if math.isfinite(self.max):
             text += f", up to {self.max:g} s"
         return text
+
+
+@dataclass(frozen=True)
+class Decorrelated(Wait):
+    """Decorrelated jitter (AWS): ``min(cap, U(base, multiplier * previous))``, the first
+    previous wait being ``base``. Each wait depends on the one before, so its distribution
+    is known only given it; the bounds are ``[base, cap]``.
+    """
+
+    base: float
+    cap: float = math.inf
+    multiplier: float = 3.0
+
+    def __post_init__(self) -> None:
+        if self.base < 0 or self.multiplier < 1 or self.cap < self.base:
+            raise ValueError("Decorrelated: need 0 <= base <= cap and multiplier >= 1")
+
+    def bounds(self, k: int) -> tuple[float, float]:
+        return (self.base, self.cap)
+
+    def distribution(self, k: int, previous: float | None = None) -> Uniform | None:
+        if k > 1 and previous is None:
+            return None
+        before = self.base if k <= 1 or previous is None else max(self.base, previous)
+        return Uniform(self.base, self.multiplier * before, ceil=self.cap)
+
+    def describe(self) -> str:
+        text = f"decorrelated jitter from {self.base:g} s x{self.multiplier:g}"
+        return text + (f" up to {self.cap:g} s" if math.isfinite(self.cap) else "")
 
 
 UNKNOWN_WAIT = Bounds(lambda k: 0.0, lambda k: math.inf, "unknown wait (not checked)")
@@ -464,6 +552,11 @@ class RetryPolicy:
     least that long, capped at ``retry_after_max`` (R9). ``retry_budgets`` are
     per-kind retry counters: ``((kinds, n), ...)`` allows at most n retries
     after failures of those kinds (urllib3's ``read`` and ``status``).
+
+    A random wait is also checked as a distribution (R6): once at least
+    ``min_samples`` randomised waits were measured, a Kolmogorov-Smirnov band
+    test at significance ``alpha`` says whether they follow the declared
+    jitter and growth (see :mod:`faultlab.oracles.stats`).
     """
 
     max_attempts: int | None = 3
@@ -482,8 +575,14 @@ class RetryPolicy:
     retry_after_statuses: frozenset[int] = RETRY_AFTER_STATUSES
     retry_after_max: float = math.inf
     retry_budgets: tuple[tuple[frozenset[str], int], ...] = ()
+    alpha: float = ALPHA
+    min_samples: int = MIN_SAMPLES
 
     def __post_init__(self) -> None:
+        if not 0.0 < self.alpha < 1.0:
+            raise ValueError("alpha is a significance level and must be in (0, 1)")
+        if self.min_samples < 1:
+            raise ValueError("min_samples must be >= 1")
         if self.max_attempts is not None and self.max_attempts < 1:
             raise ValueError("max_attempts counts total attempts and must be >= 1 (or None)")
         for attr in ("retry_on", "non_idempotent", "not_sent_kinds", "retry_after_statuses"):

@@ -9,21 +9,25 @@ loose (``eps_late`` plus a ratio), as the reference prescribes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 from faultlab.journal.timeline import Attempt, Call, Source, Timeline, timeline
 from faultlab.oracles._common import PropertyCheck, evidence_for, secs
 from faultlab.oracles.policies import REJECTION_KINDS, RetryPolicy
+from faultlab.oracles.stats import BandSample, band_ks, min_samples_for
 from faultlab.oracles.verdict import Verdict, combine
 
-__all__ = ["check_retry", "retry_checks"]
+__all__ = ["check_backoff_distribution", "check_retry", "delay_samples", "retry_checks"]
 
 ORACLE = "retry"
+R0 = "R0 first attempt not delayed"
 R1 = "R1 attempt bound"
 R2 = "R2 no retry after success"
 R3 = "R3 classification"
 R4 = "R4 delay lower bound"
 R5 = "R5 delay upper bound"
+R6 = "R6 delay distribution"
 R8 = "R8 time budget"
 R9 = "R9 Retry-After honoured"
 R11 = "R11 idempotency gate"
@@ -31,7 +35,7 @@ R16 = "R16 no trailing sleep"
 
 
 def check_retry(source: Source | Timeline, policy: RetryPolicy) -> Verdict:
-    """One verdict over R1 R2 R3 R4 R5 R8 R11 R16 (and R9 when the policy honours
+    """One verdict over R0 R1 R2 R3 R4 R5 R6 R8 R11 R16 (and R9 when the policy honours
     ``Retry-After``), named after the first property that failed.
 
     Vacuous when no attempt failed with a retryable error: the retry path
@@ -72,11 +76,13 @@ def retry_checks(source: Source | Timeline, policy: RetryPolicy) -> list[Verdict
     tl = timeline(source)
     calls = [c for c in tl.calls if c.attempts]
     checks = [
+        _first_attempt(tl, calls, policy),
         _attempt_bound(tl, calls, policy),
         _after_success(tl, calls),
         _classification(tl, calls, policy),
         _lower_bound(tl, calls, policy),
         _upper_bound(tl, calls, policy),
+        _distribution(tl, policy, delay_samples(tl, policy)),
         _budget(tl, calls, policy),
     ]
     if policy.respect_retry_after:
@@ -438,3 +444,153 @@ def _trailing_sleep(tl: Timeline, calls: list[Call], policy: RetryPolicy) -> Ver
                 lag=lag,
             )
     return check.verdict()
+
+
+# ---- R0: no wait before the first attempt --------------------------------------------------
+def _first_attempt(tl: Timeline, calls: list[Call], policy: RetryPolicy) -> Verdict:
+    """R0: a retry policy waits between attempts, never before the first one.
+
+    Judged on calls the caller marked (a ``logical_call`` window), from the call's start to
+    its first attempt, when no fault acted in between (a slow link delays the request)."""
+    check = PropertyCheck(ORACLE, R0)
+    tol = policy.tolerance
+    for call in calls:
+        first = call.attempts[0]
+        if call.start_event.get("seq") == -1 or first.number > 1:
+            continue  # no caller-marked start, or the first attempt was not seen
+        if tl.faults_between(call.t_start, first.t_start):
+            continue
+        check.checked += 1
+        delay = first.t_start - call.t_start
+        if delay > tol.late(0.0):
+            check.fail(
+                f"{call.name}: its first attempt started {secs(delay)} after the call did, "
+                f"with no fault in between; a retry policy waits between attempts, never "
+                f"before the first (at most {secs(tol.late(0.0))} of slack)",
+                evidence_for(tl, call),
+                call=call.id,
+                delay=delay,
+            )
+    if check.checked == 0:
+        check.vacuous_reason = "R0: no marked call reached its first attempt untouched by faults"
+    return check.verdict()
+
+
+# ---- R6: the waits, pooled, follow the declared distribution --------------------------------
+def delay_samples(source: Source | Timeline, policy: RetryPolicy) -> list[tuple[Call, BandSample]]:
+    """Every measured wait whose declared distribution is random, with the interval its
+    probability transform lies in given the policy's timing tolerance.
+
+    Left out: waits after a give-up seen late (``end_exact`` false), after a
+    ``Retry-After`` the policy honours (the server chose the wait), after a
+    success, and those a time budget may have shortened."""
+    tl = timeline(source)
+    tol = policy.tolerance
+    found: list[tuple[Call, BandSample]] = []
+    for call in tl.calls:
+        if not call.attempts:
+            continue
+        t0 = call.attempts[0].t_start
+        previous: float | None = None
+        for attempt, gap in _gaps(call):
+            before, previous = previous, gap
+            k = attempt.number
+            if not attempt.failed or not attempt.end_exact or attempt.t_end is None:
+                continue
+            if policy.retry_after_wait(attempt) is not None:
+                continue
+            if policy.deadline is not None:
+                _, hi = policy.wait.bounds(k)
+                if attempt.t_end - t0 + hi + tol.eps_late >= policy.deadline:
+                    continue  # the budget may cut this wait short
+            prev_low = None if before is None else _true_low(before, policy)
+            prev_high = None if before is None else before + tol.eps_early
+            narrow = policy.wait.distribution(k, prev_low)
+            wide = policy.wait.distribution(k, prev_high)
+            if narrow is None or wide is None or narrow.degenerate:
+                continue
+            u_high = narrow.cdf(gap + tol.eps_early)
+            u_low = wide.cdf(_true_low(gap, policy), left=True)
+            found.append((call, BandSample(k, gap, min(u_low, u_high), u_high, narrow)))
+    return found
+
+
+def _true_low(gap: float, policy: RetryPolicy) -> float:
+    """The shortest wait the client may have slept to measure ``gap``: ``eps_late`` of
+    processing and scheduling on top. (Not the ratio R5 adds for one late outlier: a KS test
+    shrugs off a few outliers, and the ratio would blind it to waits stuck at the cap.)"""
+    return max(0.0, gap - policy.tolerance.eps_late)
+
+
+def _distribution(
+    tl: Timeline, policy: RetryPolicy, samples: list[tuple[Call, BandSample]]
+) -> Verdict:
+    check = PropertyCheck(ORACLE, R6)
+    needed = max(policy.min_samples, min_samples_for(policy.alpha))
+    if len(samples) < needed:
+        check.vacuous_reason = (
+            f"R6: {len(samples)} randomised wait(s) measured; the distribution test needs at "
+            f"least {needed} (alpha {policy.alpha:g})"
+            if samples or _is_random(policy)
+            else "R6: the declared wait is not random; R4 and R5 bound every wait exactly"
+        )
+        return check.verdict()
+    check.checked = len(samples)
+    result = band_ks([s for _, s in samples])
+    if result.p_value < policy.alpha:
+        how = (
+            "shorter than declared (no backoff, or a cap that does not grow)"
+            if result.side == "short"
+            else "longer than declared (no jitter, or stuck at the cap)"
+        )
+        calls = list(dict.fromkeys(c for c, _ in samples))[:3]
+        check.fail(
+            f"over {len(samples)} waits of {len({c.id for c, _ in samples})} call(s) the delays "
+            f"do not follow the declared {policy.wait.describe()}: they are {how}. "
+            f"{_per_retry(samples)} (Kolmogorov-Smirnov band test: D = {result.statistic:.2f}, "
+            f"p = {result.p_value:.1e} < alpha {policy.alpha:g})",
+            evidence_for(tl, *calls),
+            call=calls[0].id,
+            samples=len(samples),
+            statistic=result.statistic,
+            p_value=result.p_value,
+        )
+    return check.verdict(
+        f"R6: {len(samples)} waits follow {policy.wait.describe()} "
+        f"(D = {result.statistic:.2f}, p = {result.p_value:.2g})"
+    )
+
+
+def _is_random(policy: RetryPolicy) -> bool:
+    dist = policy.wait.distribution(2, 1.0)
+    return dist is not None and not dist.degenerate
+
+
+def _per_retry(samples: list[tuple[Call, BandSample]]) -> str:
+    """``retry 1: median 2.0 ms of 14 (declared U(0, 100 ms)); ...``"""
+    by_retry: dict[int, list[BandSample]] = {}
+    for _, sample in samples:
+        by_retry.setdefault(sample.retry, []).append(sample)
+    parts = []
+    for k in sorted(by_retry)[:4]:
+        items = by_retry[k]
+        gaps = sorted(s.gap for s in items)
+        median = gaps[len(gaps) // 2]
+        parts.append(
+            f"retry {k}: median {secs(median)} of {len(items)} "
+            f"(declared {items[0].declared.describe()})"
+        )
+    return "; ".join(parts) + ("; ..." if len(by_retry) > 4 else "")
+
+
+def check_backoff_distribution(
+    sources: Sequence[Source | Timeline], policy: RetryPolicy
+) -> Verdict:
+    """R6 over the waits of many runs pooled (one excerpt rarely holds enough): e.g. every
+    example of a Hypothesis search, or every test of a suite, of one client."""
+    pooled: list[tuple[Call, BandSample]] = []
+    last: Timeline | None = None
+    for source in sources:
+        last = timeline(source)
+        pooled.extend(delay_samples(last, policy))
+    return _distribution(last if last is not None else timeline([]), policy, pooled)

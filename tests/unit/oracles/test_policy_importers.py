@@ -551,7 +551,7 @@ def test_r9_is_vacuous_without_retry_after_and_absent_when_not_honoured() -> Non
     ignoring = RetryPolicy.from_urllib3(
         Retry(total=3, status_forcelist=[503], respect_retry_after_header=False)
     )
-    assert len(retry_checks(s.timeline(), ignoring)) == 8
+    assert len(retry_checks(s.timeline(), ignoring)) == 10
     assert not any("R9" in v.property for v in retry_checks(s.timeline(), ignoring))
 
 

@@ -41,11 +41,13 @@ def test_correct_retries_pass_and_are_not_vacuous() -> None:
     assert not verdict.vacuous
     assert "held over 3 call(s)" in verdict.message
     assert {c.property.split()[0] for c in verdict.checks} == {
+        "R0",
         "R1",
         "R2",
         "R3",
         "R4",
         "R5",
+        "R6",
         "R8",
         "R11",
         "R16",
@@ -204,7 +206,7 @@ def test_first_failing_property_is_named_and_others_listed() -> None:
 def test_retry_checks_lists_every_property() -> None:
     s = Script()
     good_call(s)
-    assert len(retry_checks(s.journal, POLICY)) == 8
+    assert len(retry_checks(s.journal, POLICY)) == 10
 
 
 def test_accepts_event_lists_and_unfinished_attempts() -> None:
