@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -411,6 +411,35 @@ class VerdictRecorder:
     def plan(self, plan: Any) -> None:
         """Attach the (shrunk) fault plan of this test, for the report and the replay line."""
         self.node.stash[_plan_key] = plan
+
+    def search(
+        self, strategy: Any, test: Callable[[Any], object], *, fail: bool = True, **options: Any
+    ) -> Any:
+        """:func:`faultlab.strategies.search_plans` for this test: the plan found is attached
+        (so the replay line printed on failure carries it), the result is journaled (a
+        ``plan_search`` event and a ``plans`` verdict, ``flaky`` when the failure did not
+        replay, with both outcomes and the replay line), and with ``fail`` the test fails
+        with that report. Returns the :class:`~faultlab.strategies.PlanSearch`."""
+        from faultlab.strategies.search import search_plans
+
+        seed = self.node.config.stash[_seed_key]
+
+        def replay(plan: Any) -> str:
+            self.plan(plan)
+            return replay_command(self.node, seed)
+
+        result = search_plans(
+            strategy,
+            test,
+            journal=self.lab.journal,
+            nodeid=self.node.nodeid,
+            replay=replay,
+            **options,
+        )
+        self.verdicts.append(result.verdict())
+        if fail:
+            result.raise_if_failed()
+        return result
 
     def events(self) -> list[dict[str, Any]]:
         """This test's share of the journal (from its first faultlab fixture on), with the

@@ -20,16 +20,19 @@ clock.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shlex
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 from hypothesis import strategies as st
 
+from faultlab.errors import FaultlabError
 from faultlab.toxics import Attr, InvalidToxic, Toxic, get_toxic_class, toxic_types
 
 if TYPE_CHECKING:
@@ -38,12 +41,19 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PLAN_ENV",
+    "STEP_KINDS",
+    "CallOutcome",
     "Choice",
     "FaultPlan",
     "FaultStep",
     "Num",
+    "PairLike",
+    "PlanError",
+    "PlanRunError",
     "PlanRunner",
+    "ProcessTarget",
     "ToxicSpec",
+    "UnsupportedStep",
     "attribute_shape",
     "fault_plans",
     "minimize",
@@ -275,35 +285,167 @@ def toxics(
 
 
 # ---- plans -------------------------------------------------------------------------------------
+STEP_KINDS = ("toxic", "disable", "pause", "kill", "stop", "restart", "call")
+"""What a step does, in the order :func:`fault_plans` prefers them when shrinking.
+
+``toxic``: a toxic on a proxy for a window. ``disable``: the proxy disabled for a window
+(Toxiproxy's ``enabled=false``: the listener closes, connections are cut and refused),
+enabled again at its end. ``pause``: the pair's server stopped with SIGSTOP for a window,
+SIGCONT at its end. ``kill``: SIGKILL at the start, restarted on the same address at the end.
+``stop``: SIGTERM (a graceful stop), restarted at the end. ``restart``: an instant restart of
+the server. ``call``: an instant call of an action the runner was given by name."""
+PROCESS_KINDS = frozenset({"pause", "kill", "stop", "restart"})
+"""Steps that act on a pair's server process (a runner needs the pair)."""
+INSTANT_KINDS = frozenset({"restart", "call"})
+"""Steps that happen once at ``at_s`` and have no window."""
+KIND_ALIASES = MappingProxyType({"sigterm": "stop", "sigkill": "kill", "sigstop": "pause"})
+
+
+class PlanError(FaultlabError, ValueError):
+    """A plan or one of its steps is malformed."""
+
+
+class UnsupportedStep(PlanError):
+    """This runner cannot apply a step: a process fault without a pair, an unknown action or
+    proxy. Raised when the runner is made, naming the step."""
+
+
+class PlanRunError(FaultlabError):
+    """Applying or undoing a step failed while a plan ran (the step is named). The runner
+    still undoes everything else; a proxy refusing a toxic ends here too."""
+
+
 @dataclass(frozen=True)
 class FaultStep:
-    """One toxic on one proxy from ``at_s`` for ``duration_s`` seconds (None: to the end)."""
+    """One step of a plan, from ``at_s`` for ``duration_s`` seconds (None: to the end).
+
+    ``kind`` is one of :data:`STEP_KINDS`; a ``toxic`` step names its ``toxic`` type,
+    ``stream``, ``attributes`` and ``toxicity``; ``target`` names the proxy (or the pair,
+    for a process fault) it hits (None: the runner's default); a ``call`` step names its
+    ``action``. ``restart`` and ``call`` are instants (no duration). The class methods
+    (:meth:`disable`, :meth:`pause`, :meth:`kill`, :meth:`sigterm`, :meth:`restart`,
+    :meth:`call`) build the other kinds.
+    """
 
     at_s: float
-    toxic: str
+    toxic: str = ""
     stream: str = "downstream"
     attributes: Mapping[str, Any] = field(default_factory=dict)
     duration_s: float | None = None
     toxicity: float = 1.0
     target: str | None = None
+    kind: str = "toxic"
+    action: str | None = None
+
+    def __post_init__(self) -> None:
+        kind = KIND_ALIASES.get(self.kind, self.kind)
+        if kind != self.kind:
+            object.__setattr__(self, "kind", kind)
+        if kind not in STEP_KINDS:
+            raise PlanError(f"unknown plan step kind {self.kind!r}; known: {', '.join(STEP_KINDS)}")
+        if kind == "toxic" and not self.toxic:
+            raise PlanError("a toxic step names its toxic type")
+        if kind != "toxic" and (self.toxic or self.attributes):
+            raise PlanError(f"a {kind} step takes no toxic or attributes")
+        if kind == "call" and not self.action:
+            raise PlanError("a call step names its action")
+        if kind != "call" and self.action is not None:
+            raise PlanError(f"a {kind} step takes no action")
+        if kind in INSTANT_KINDS and self.duration_s is not None:
+            raise PlanError(f"a {kind} step is an instant: it takes no duration")
+        if self.at_s < 0 or (self.duration_s is not None and self.duration_s < 0):
+            raise PlanError("a step's time and duration are not negative")
+
+    # other kinds than toxics
+    @classmethod
+    def disable(
+        cls, at_s: float, duration_s: float | None = None, *, target: str | None = None
+    ) -> FaultStep:
+        """The proxy disabled from ``at_s`` (connections refused), enabled after ``duration_s``."""
+        return cls(at_s, duration_s=duration_s, target=target, kind="disable")
+
+    @classmethod
+    def pause(
+        cls, at_s: float, duration_s: float | None = None, *, target: str | None = None
+    ) -> FaultStep:
+        """The server paused (SIGSTOP) from ``at_s``, resumed after ``duration_s``."""
+        return cls(at_s, duration_s=duration_s, target=target, kind="pause")
+
+    @classmethod
+    def kill(
+        cls, at_s: float, duration_s: float | None = None, *, target: str | None = None
+    ) -> FaultStep:
+        """The server killed (SIGKILL) at ``at_s``, restarted on its address after the window."""
+        return cls(at_s, duration_s=duration_s, target=target, kind="kill")
+
+    @classmethod
+    def sigterm(
+        cls, at_s: float, duration_s: float | None = None, *, target: str | None = None
+    ) -> FaultStep:
+        """The server stopped gracefully (SIGTERM) at ``at_s``, restarted after ``duration_s``."""
+        return cls(at_s, duration_s=duration_s, target=target, kind="stop")
+
+    @classmethod
+    def restart(cls, at_s: float, *, target: str | None = None) -> FaultStep:
+        """The server restarted at ``at_s`` (an instant)."""
+        return cls(at_s, target=target, kind="restart")
+
+    @classmethod
+    def call(cls, at_s: float, action: str, *, target: str | None = None) -> FaultStep:
+        """The runner's action named ``action`` called at ``at_s`` (an instant)."""
+        return cls(at_s, target=target, kind="call", action=action)
+
+    @property
+    def instant(self) -> bool:
+        return self.kind in INSTANT_KINDS
 
     @property
     def end_s(self) -> float:
+        if self.instant:
+            return self.at_s
         return float("inf") if self.duration_s is None else self.at_s + self.duration_s
 
     @property
     def spec(self) -> ToxicSpec:
+        if self.kind != "toxic":
+            raise PlanError(f"a {self.kind} step has no toxic")
         return ToxicSpec(self.toxic, self.stream, self.toxicity, dict(self.attributes))
 
     def active_at(self, t: float) -> bool:
-        return self.at_s <= t < self.end_s
+        """Inside this step's window at ``t`` (an instant has none)."""
+        return not self.instant and self.at_s <= t < self.end_s
+
+    def what(self) -> str:
+        """What the step does, without when."""
+        if self.kind == "toxic":
+            return self.spec.describe()
+        return {
+            "disable": "proxy disabled (connections refused), enabled at the end",
+            "pause": "server paused (SIGSTOP), resumed at the end",
+            "kill": "server killed (SIGKILL), restarted at the end",
+            "stop": "server stopped (SIGTERM), restarted at the end",
+            "restart": "server restarted",
+            "call": f"call {self.action!r}",
+        }[self.kind]
 
     def describe(self) -> str:
-        until = "end" if self.duration_s is None else f"{self.end_s:.3f}"
         where = f" on {self.target}" if self.target else ""
-        return f"{self.at_s:.3f}-{until} s{where}: {self.spec.describe()}"
+        if self.instant:
+            return f"{self.at_s:.3f} s{where}: {self.what()}"
+        until = "end" if self.duration_s is None else f"{self.end_s:.3f}"
+        return f"{self.at_s:.3f}-{until} s{where}: {self.what()}"
 
     def to_json(self) -> dict[str, Any]:
+        if self.kind != "toxic":
+            data: dict[str, Any] = {
+                "kind": self.kind,
+                "at_s": self.at_s,
+                "duration_s": self.duration_s,
+                "target": self.target,
+            }
+            if self.action is not None:
+                data["action"] = self.action
+            return data
         return {
             "at_s": self.at_s,
             "toxic": self.toxic,
@@ -316,14 +458,26 @@ class FaultStep:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> FaultStep:
+        kind = str(data.get("kind", "toxic"))
+        duration = None if data.get("duration_s") is None else float(data["duration_s"])
+        target = data.get("target")
+        if KIND_ALIASES.get(kind, kind) != "toxic":
+            action = data.get("action")
+            return cls(
+                at_s=float(data["at_s"]),
+                duration_s=duration,
+                target=target,
+                kind=kind,
+                action=None if action is None else str(action),
+            )
         return cls(
             at_s=float(data["at_s"]),
             toxic=str(data["toxic"]),
             stream=str(data.get("stream", "downstream")),
             attributes=dict(data.get("attributes", {})),
-            duration_s=None if data.get("duration_s") is None else float(data["duration_s"]),
+            duration_s=duration,
             toxicity=float(data.get("toxicity", 1.0)),
-            target=data.get("target"),
+            target=target,
         )
 
 
@@ -377,14 +531,15 @@ class FaultPlan:
         text = os.environ.get(PLAN_ENV)
         return cls.from_json(text) if text else None
 
-    def replay_command(self, seed: int, test: str | None = None) -> str:
+    def replay_command(self, seed: int | None, test: str | None = None) -> str:
         """A shell line that reruns ``test`` with this exact plan and the session seed.
 
         :func:`fault_plans` reads the plan from ``FAULTLAB_PLAN``; the seed
-        replays every toxicity and jitter draw of the proxy.
+        replays every toxicity and jitter draw of the proxy (None: no seed option).
         """
         target = f" {shlex.quote(test)}" if test else ""
-        return f"{PLAN_ENV}={shlex.quote(self.dumps())} pytest{target} --faultlab-seed={seed}"
+        seeded = "" if seed is None else f" --faultlab-seed={seed}"
+        return f"{PLAN_ENV}={shlex.quote(self.dumps())} pytest{target}{seeded}"
 
     def without(self, index: int) -> FaultPlan:
         """This plan minus one step."""
@@ -396,11 +551,13 @@ class FaultPlan:
 
     def runner(
         self,
-        proxies: ProxyHandle | Mapping[str, ProxyHandle],
+        proxies: ProxyHandle | Mapping[str, ProxyHandle] | PairLike,
         *,
         clock: VirtualClock | None = None,
+        actions: Mapping[str, Callable[[], Any]] | None = None,
+        pairs: PairLike | Mapping[str, ProcessTarget] | None = None,
     ) -> PlanRunner:
-        return PlanRunner(self, proxies, clock=clock)
+        return PlanRunner(self, proxies, clock=clock, actions=actions, pairs=pairs)
 
 
 def fault_plans(
@@ -412,13 +569,17 @@ def fault_plans(
     quantum: float = 0.01,
     min_duration: float = 0.02,
     open_ended: bool = False,
+    kinds: Sequence[str] = ("toxic",),
+    actions: Sequence[str] = (),
     **toxic_options: Any,
 ) -> st.SearchStrategy[FaultPlan]:
-    """Timed schedules of up to ``max_faults`` toxics within ``duration`` seconds.
+    """Timed schedules of up to ``max_faults`` steps within ``duration`` seconds.
 
     Times are multiples of ``quantum``; each fault lasts at least
     ``min_duration`` (or to the end, when ``open_ended`` allows it).
-    ``targets`` names the proxies a step may hit (None: the runner's default).
+    ``targets`` names the proxies (or pairs) a step may hit (None: the runner's default).
+    ``kinds`` are the step kinds drawn (:data:`STEP_KINDS`; default: toxics only), the
+    first preferred when shrinking; ``"call"`` draws from the action names ``actions``.
     Shrinking goes toward fewer faults, earlier and shorter windows, milder
     toxics. ``toxic_options`` go to :func:`toxics`. With ``FAULTLAB_PLAN`` set,
     only that plan is drawn (replay).
@@ -428,24 +589,40 @@ def fault_plans(
         return st.just(replay)
     if max_faults < min_faults or min_faults < 0:
         raise ValueError("need 0 <= min_faults <= max_faults")
+    drawn = tuple(dict.fromkeys(KIND_ALIASES.get(k, k) for k in kinds))
+    unknown = [k for k in drawn if k not in STEP_KINDS]
+    if unknown or not drawn:
+        raise PlanError(f"kinds must be among {', '.join(STEP_KINDS)}, got {list(kinds)}")
+    if "call" in drawn and not actions:
+        raise PlanError("drawing call steps needs actions=[names the runner will be given]")
     ticks = max(1, round(duration / quantum))
     min_ticks = max(1, round(min_duration / quantum))
-    toxic = toxics(**toxic_options)
+    toxic = toxics(**toxic_options) if "toxic" in drawn else None
     target = st.sampled_from(tuple(targets)) if targets else st.none()
+    action = st.sampled_from(tuple(actions)) if actions else st.none()
 
     @st.composite
     def step(draw: st.DrawFn) -> FaultStep:
+        kind = draw(st.sampled_from(drawn)) if len(drawn) > 1 else drawn[0]
         start = draw(st.integers(0, max(0, ticks - min_ticks)))
+        at_s = round(start * quantum, 6)
+        if kind in INSTANT_KINDS:
+            name = draw(action) if kind == "call" else None
+            return FaultStep(at_s, target=draw(target), kind=kind, action=name)
         length: int | None = draw(st.integers(min_ticks, max(min_ticks, ticks - start)))
         if open_ended and draw(st.booleans()):
             length = None
+        seconds = None if length is None else round(length * quantum, 6)
+        if kind != "toxic":
+            return FaultStep(at_s, duration_s=seconds, target=draw(target), kind=kind)
+        assert toxic is not None
         spec = draw(toxic)
         return FaultStep(
-            at_s=round(start * quantum, 6),
+            at_s=at_s,
             toxic=spec.type,
             stream=spec.stream,
             attributes=dict(spec.attributes),
-            duration_s=None if length is None else round(length * quantum, 6),
+            duration_s=seconds,
             toxicity=spec.toxicity,
             target=draw(target),
         )
@@ -455,124 +632,507 @@ def fault_plans(
     )
 
 
+# ---- shrinking beyond Hypothesis ---------------------------------------------------------------
+BISECT_STEPS = 10
+"""Predicate calls a bisection may make after trying the mildest candidate."""
+
+
 def minimize(
-    plan: FaultPlan, fails: Callable[[FaultPlan], bool], *, max_runs: int = 40
+    plan: FaultPlan,
+    fails: Callable[[FaultPlan], bool],
+    *,
+    max_runs: int = 40,
+    quantum: float = 0.01,
+    min_duration: float = 0.02,
+    shorten: bool = True,
+    soften: bool = True,
 ) -> FaultPlan:
-    """A greedy pass after Hypothesis' shrinking: drop whole steps, then halve windows.
+    """A greedy pass after Hypothesis' shrinking: drop steps, shorten windows, soften toxics.
 
     Hypothesis shrinks the choices that drew a plan; with timed faults a step
     that does nothing can survive because deleting it shifts every later draw.
-    This pass asks the question a reader asks ("is this fault needed?")
-    directly, keeping each change only if ``fails`` still holds.
+    This pass asks the questions a reader asks directly, keeping each change
+    only if ``fails`` still holds:
+
+    1. *is this fault needed?* each step dropped in turn, until none can be;
+    2. *for this long?* (``shorten``) an open-ended window closed at the plan's end, the
+       end moved earlier (toward ``min_duration``), then the start moved later with the
+       end kept, on multiples of ``quantum``; instants (restart, call) have no window;
+    3. *this harsh?* (``soften``) each toxic attribute moved toward the toxic's mildest
+       setting as its own declaration orders it (:func:`attribute_shape`: less latency,
+       more bandwidth, a finite timeout before ``timeout=0``...; an attribute named
+       ``protocol`` is context and stays), then the toxicity lowered among
+       :data:`TOXICITIES`. Combinations the toxic refuses are skipped without a call.
+
+    Each move tries the mildest candidate first, then bisects between it and the current
+    value (at most :data:`BISECT_STEPS` more calls). Deterministic: the same plan and
+    answers give the same result. Bound: ``fails`` is called at most ``max_runs`` times
+    in all (a candidate already asked is answered from memory); when the budget is
+    spent, the plan so far is returned.
     """
-    runs = 0
-    changed = True
-    while changed and runs < max_runs:
-        changed = False
-        for index in range(len(plan.steps)):
-            runs += 1
-            candidate = plan.without(index)
-            if fails(candidate):
-                plan, changed = candidate, True
-                break
-    for index in range(len(plan.steps)):
-        while runs < max_runs:
-            step = plan.steps[index]
-            if step.duration_s is None or step.duration_s < 0.02:
-                break
-            shorter = FaultStep(
-                step.at_s,
-                step.toxic,
-                step.stream,
-                step.attributes,
-                round(step.duration_s / 2, 2),
-                step.toxicity,
-                step.target,
-            )
-            runs += 1
-            candidate = plan.with_step(index, shorter)
-            if not fails(candidate):
-                break
-            plan = candidate
-    return plan
+    shrinker = _Shrinker(plan, fails, max_runs)
+    shrinker.drop_steps()
+    if shorten:
+        for index in range(len(shrinker.plan.steps)):
+            shrinker.shorten(index, quantum, min_duration)
+    if soften:
+        for index in range(len(shrinker.plan.steps)):
+            shrinker.soften(index)
+    return shrinker.plan
+
+
+class _Shrinker:
+    def __init__(self, plan: FaultPlan, fails: Callable[[FaultPlan], bool], max_runs: int):
+        self.plan = plan
+        self.fails = fails
+        self.max_runs = max_runs
+        self.runs = 0
+        self.seen: dict[str, bool] = {plan.dumps(): True}
+
+    def adopt(self, candidate: FaultPlan | None) -> bool:
+        """Ask whether ``candidate`` still fails (once per distinct plan); adopt it if so."""
+        if candidate is None:
+            return False
+        key = candidate.dumps()
+        if key not in self.seen:
+            if self.runs >= self.max_runs:
+                return False
+            self.runs += 1
+            self.seen[key] = bool(self.fails(candidate))
+        if self.seen[key]:
+            self.plan = candidate
+        return self.seen[key]
+
+    def bisect(self, count: int, candidate: Callable[[int], FaultPlan | None]) -> None:
+        """Candidates ``0..count-1`` run mildest first, the current plan is ``count``: adopt
+        the mildest that still fails (the mildest tried first, then a bisection)."""
+        if count <= 0 or self.adopt(candidate(0)):
+            return
+        low, high = 0, count
+        for _ in range(BISECT_STEPS):
+            if high - low <= 1:
+                return
+            middle = (low + high) // 2
+            if self.adopt(candidate(middle)):
+                high = middle
+            else:
+                low = middle
+
+    def replaced(self, index: int, step: FaultStep) -> FaultPlan:
+        return self.plan.with_step(index, step)
+
+    def drop_steps(self) -> None:
+        changed = True
+        while changed and self.runs < self.max_runs:
+            changed = False
+            for index in range(len(self.plan.steps)):
+                if self.adopt(self.plan.without(index)):
+                    changed = True
+                    break
+
+    def shorten(self, index: int, quantum: float, min_duration: float) -> None:
+        step = self.plan.steps[index]
+        if step.instant:
+            return
+        shortest = max(min_duration, quantum)
+        if step.duration_s is None:
+            end = max(self.plan.duration_s, step.at_s + shortest)
+            closed = replace(step, duration_s=round(end - step.at_s, 6))
+            if not self.adopt(self.replaced(index, closed)):
+                return  # it needs to last to the end
+            step = closed
+        assert step.duration_s is not None
+        count = math.floor((step.duration_s - shortest) / quantum + 1e-9)
+        ends_earlier = step
+
+        def earlier_end(k: int) -> FaultPlan:
+            length = round(shortest + k * quantum, 6)
+            return self.replaced(index, replace(ends_earlier, duration_s=length))
+
+        self.bisect(count, earlier_end)
+        step = self.plan.steps[index]
+        assert step.duration_s is not None
+        end = step.at_s + step.duration_s
+        count = math.floor((step.duration_s - shortest) / quantum + 1e-9)
+        starts_later = step
+
+        def later_start(k: int) -> FaultPlan | None:
+            start = round(end - shortest - k * quantum, 6)
+            if start <= starts_later.at_s:
+                return None
+            moved = replace(starts_later, at_s=start, duration_s=round(end - start, 6))
+            return self.replaced(index, moved)
+
+        self.bisect(count, later_start)
+
+    def soften(self, index: int) -> None:
+        step = self.plan.steps[index]
+        if step.kind != "toxic":
+            return
+        try:
+            cls = get_toxic_class(step.toxic)
+        except InvalidToxic:
+            cls = None  # an unregistered toxic: only its toxicity can soften
+        for name, attr in (cls.attributes_spec if cls is not None else {}).items():
+            assert cls is not None
+            step = self.plan.steps[index]
+            shape = attribute_shape(attr)
+            if name == "protocol" or name not in step.attributes or shape is None:
+                continue
+            ladder = _milder_values(shape, step.attributes[name])
+            if ladder is None:
+                continue
+            count, value_at = ladder
+            current = step
+
+            def softer(
+                k: int,
+                name: str = name,
+                value_at: Callable[[int], Any] = value_at,
+                current: FaultStep = current,
+                cls: type[Toxic] = cls,
+            ) -> FaultPlan | None:
+                attrs = cls.fix({**current.attributes, name: value_at(k)})
+                try:
+                    cls(**attrs)
+                except InvalidToxic:
+                    return None
+                if attrs == dict(current.attributes):
+                    return None
+                return self.replaced(index, replace(current, attributes=attrs))
+
+            self.bisect(count, softer)
+        step = self.plan.steps[index]
+        lower = [t for t in TOXICITIES if t < step.toxicity]
+        current = step
+        self.bisect(len(lower), lambda k: self.replaced(index, replace(current, toxicity=lower[k])))
+
+
+def _milder_values(shape: Shape, value: Any) -> tuple[int, Callable[[int], Any]] | None:
+    """``(count, value_at)``: the values milder than ``value`` in the order the declaration
+    draws them, ``value_at(0)`` the mildest; None when ``value`` is already the mildest or
+    is not in the declared order."""
+    if isinstance(shape, Choice):
+        if value not in shape.options:
+            return None
+        position = shape.options.index(value)
+        return (position, lambda k: shape.options[k]) if position > 0 else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    low, high = round(shape.low * shape.scale), round(shape.high * shape.scale)
+    span = high - low
+
+    def in_range(k: int) -> Any:  # the ranking Num.strategy draws; beyond the harsh end it extends
+        n = low + k if shape.milder == "low" else high - k
+        return n if shape.scale == 1 else round(n / shape.scale, 6)
+
+    if value in shape.also and not (shape.low <= value <= shape.high):
+        special = span + 1 + shape.also.index(value)
+        also = shape.also
+
+        def value_at(k: int) -> Any:
+            return in_range(k) if k <= span else also[k - span - 1]
+
+        return special, value_at
+    n = round(value * shape.scale)
+    rank = n - low if shape.milder == "low" else high - n
+    return (rank, in_range) if rank > 0 else None
 
 
 # ---- applying a plan ---------------------------------------------------------------------------
-class PlanRunner:
-    """Adds and removes a plan's toxics on live proxies as its clock passes each boundary.
+class ProcessTarget(Protocol):
+    """What a process step needs: a :class:`~faultlab.lab.pair.Pair`'s server controls."""
 
-    With a :class:`~faultlab.oracles.clock.VirtualClock` it follows the
-    clock: every virtual sleep re-syncs, and the driver calls :meth:`sync`
-    before each call (deterministic, no thread). Without one, a background
-    thread follows real time. :meth:`stop` removes whatever it added.
+    def pause_server(self) -> None: ...
+    def resume_server(self) -> None: ...
+    def kill_server(self) -> None: ...
+    def stop_server(self) -> None: ...
+    def restart_server(self) -> None: ...
+
+
+class PairLike(ProcessTarget, Protocol):
+    """A pair: its name, its proxy and its server controls (:class:`~faultlab.lab.pair.Pair`)."""
+
+    name: str
+    proxy: ProxyHandle
+
+
+def _is_pair(obj: object) -> bool:
+    return hasattr(obj, "restart_server") and hasattr(obj, "proxy")
+
+
+@dataclass
+class CallOutcome:
+    """What a ``call`` step's action did: its value, or the exception it raised."""
+
+    index: int
+    action: str
+    at_s: float
+    duration_s: float
+    value: Any = None
+    error: BaseException | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class PlanRunner:
+    """Applies a plan's steps to live proxies and pairs as its clock passes each boundary.
+
+    A window is applied at its start and undone at its end: a toxic added then removed, a
+    proxy disabled then enabled, a server paused then resumed, killed (SIGKILL) or stopped
+    (SIGTERM) then restarted on its address. Overlapping windows of one kind on one target
+    nest (the last to end undoes). Instants (a restart, a call) happen once, as soon as the
+    clock is at or past them. A call runs ``actions[name]()``; what it returned or raised
+    is in :attr:`calls` (a call's exception is data, not a runner error).
+
+    ``proxies`` is a proxy, a mapping of them by name, or a pair (its proxy and its
+    server); ``pairs`` adds pairs by name (a process step's ``target``). A step this runner
+    cannot apply (a process fault without a pair, an unknown action or target) raises
+    :class:`UnsupportedStep` here, before anything runs.
+
+    With a :class:`~faultlab.oracles.clock.VirtualClock` it follows the clock: every
+    virtual sleep re-syncs, and the driver calls :meth:`sync` before each call
+    (deterministic, no thread). Without one, a background thread follows real time
+    (calls then run on their own threads, so boundaries stay on time). :meth:`stop`
+    (and leaving the ``with`` block, also on an exception) undoes everything still
+    applied: nothing stays disabled, paused, killed or toxic. A step that fails to apply
+    or undo is a :class:`PlanRunError`: raised by :meth:`sync` when the driver syncs, or
+    by :meth:`stop` after undoing the rest (unless the block already raised).
     """
 
     def __init__(
         self,
         plan: FaultPlan,
-        proxies: ProxyHandle | Mapping[str, ProxyHandle],
+        proxies: ProxyHandle | Mapping[str, ProxyHandle] | PairLike,
         *,
         clock: VirtualClock | None = None,
+        actions: Mapping[str, Callable[[], Any]] | None = None,
+        pairs: PairLike | Mapping[str, ProcessTarget] | None = None,
     ) -> None:
         self.plan = plan
-        if isinstance(proxies, Mapping):
+        self.pairs: dict[str, ProcessTarget] = {}
+        if _is_pair(proxies):
+            pair = cast("PairLike", proxies)
+            self.proxies: dict[str, ProxyHandle] = {pair.proxy.name: pair.proxy}
+            self.pairs[pair.name] = pair
+        elif isinstance(proxies, Mapping):
             self.proxies = dict(proxies)
-            self.default = next(iter(self.proxies.values()), None)
         else:
-            self.proxies = {proxies.name: proxies}
-            self.default = proxies
+            handle = cast("ProxyHandle", proxies)
+            self.proxies = {handle.name: handle}
+        if isinstance(pairs, Mapping):
+            self.pairs.update(pairs)
+        elif pairs is not None:
+            self.pairs[pairs.name] = pairs
+        self.default = next(iter(self.proxies.values()), None)
+        self.default_pair = next(iter(self.pairs.values()), None)
+        self.actions = dict(actions or {})
         self.clock = clock
         self.applied: dict[int, str] = {}
+        """Toxics this runner added and has not removed yet, by step index."""
+        self.calls: list[CallOutcome] = []
+        self.errors: list[PlanRunError] = []
         self.t0 = 0.0
+        self._undo: dict[int, Callable[[], None]] = {}
+        self._fired: set[int] = set()
+        self._holds: dict[tuple[str, int], int] = {}
+        self._raised: set[int] = set()
         self._lock = threading.RLock()
         self._unsubscribe: Callable[[], None] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._call_threads: list[threading.Thread] = []
+        for index, step in enumerate(plan.steps):
+            self._check(index, step)
+
+    # what each step hits
+    def _check(self, index: int, step: FaultStep) -> None:
+        where = f"plan step {index} ({step.describe()})"
+        if step.kind in PROCESS_KINDS:
+            if not self.pairs:
+                raise UnsupportedStep(
+                    f"{where} is a process fault ({step.kind}) but this runner has no pair, "
+                    "only proxies: run the plan on the pair (plan.runner(pair)) or pass pairs="
+                )
+            if step.target is not None and step.target not in self.pairs:
+                raise UnsupportedStep(
+                    f"{where} targets pair {step.target!r}; this runner has "
+                    f"{', '.join(map(repr, self.pairs))}"
+                )
+        elif step.kind == "call":
+            if step.action not in self.actions:
+                known = ", ".join(map(repr, self.actions)) or "none"
+                raise UnsupportedStep(
+                    f"{where} calls {step.action!r}, which this runner was not given "
+                    f"(actions={{...}}; it has {known})"
+                )
+        elif step.target is not None and step.target not in self.proxies:
+            raise UnsupportedStep(
+                f"{where} targets unknown proxy {step.target!r}; this runner has "
+                f"{', '.join(map(repr, self.proxies)) or 'none'}"
+            )
+        elif self.default is None:
+            raise UnsupportedStep(f"{where} needs a proxy and this runner has none")
+
+    def _proxy(self, step: FaultStep) -> ProxyHandle:
+        proxy = self.proxies.get(step.target) if step.target else self.default
+        assert proxy is not None  # _check refused the plan otherwise
+        return proxy
+
+    def _pair(self, step: FaultStep) -> ProcessTarget:
+        pair = self.pairs.get(step.target) if step.target else self.default_pair
+        assert pair is not None  # _check refused the plan otherwise
+        return pair
 
     def now(self) -> float:
         """Seconds since :meth:`start` on the runner's clock."""
         clock = self.clock.monotonic() if self.clock is not None else time.monotonic()
         return clock - self.t0
 
-    def _proxy(self, step: FaultStep) -> ProxyHandle:
-        proxy = self.proxies.get(step.target) if step.target else self.default
-        if proxy is None:
-            raise KeyError(f"plan step targets unknown proxy {step.target!r}")
-        return proxy
+    # nested holds: the first to open acts, the last to close undoes
+    def _hold(self, what: str, target: object, act: Callable[[], None]) -> None:
+        key = (what, id(target))
+        if self._holds.get(key, 0) == 0:
+            act()
+        self._holds[key] = self._holds.get(key, 0) + 1
+
+    def _release(self, what: str, target: object, undo: Callable[[], None]) -> None:
+        key = (what, id(target))
+        count = self._holds.get(key, 0) - 1
+        if count <= 0:
+            self._holds.pop(key, None)
+            undo()
+        else:
+            self._holds[key] = count
+
+    def _restarted(self, pair: ProcessTarget) -> None:
+        """After a restart: a pause window still open holds the new process too."""
+        pair.restart_server()
+        if self._holds.get(("paused", id(pair)), 0) > 0:
+            pair.pause_server()
+
+    def _apply(self, index: int, step: FaultStep) -> Callable[[], None]:
+        """Apply a window's start; return what undoes it."""
+        if step.kind == "toxic":
+            proxy = self._proxy(step)
+            name = f"plan{index}-{step.toxic}-{step.stream}"
+            step.spec.add_to(proxy, name=name)
+            self.applied[index] = name
+
+            def remove() -> None:
+                self.applied.pop(index, None)
+                try:
+                    proxy.remove_toxic(name)
+                except Exception:  # already gone (a reset, a deleted proxy): nothing to undo
+                    pass
+
+            return remove
+        if step.kind == "disable":
+            proxy = self._proxy(step)
+            self._hold("disabled", proxy, proxy.disable)
+            return lambda: self._release("disabled", proxy, proxy.enable)
+        pair = self._pair(step)
+        if step.kind == "pause":
+            self._hold("paused", pair, pair.pause_server)
+            return lambda: self._release("paused", pair, pair.resume_server)
+        down = pair.kill_server if step.kind == "kill" else pair.stop_server
+        self._hold("down", pair, down)
+        return lambda: self._release("down", pair, lambda: self._restarted(pair))
+
+    def _fire(self, index: int, step: FaultStep) -> None:
+        if step.kind == "restart":
+            self._restarted(self._pair(step))
+            return
+        assert step.action is not None
+        action = self.actions[step.action]
+        if self._thread is not None:  # real time: a slow call must not delay boundaries
+            thread = threading.Thread(
+                target=self._call, args=(index, step.action, action), daemon=True,
+                name=f"faultlab-plan-call-{index}",
+            )  # fmt: skip
+            self._call_threads.append(thread)
+            thread.start()
+        else:
+            self._call(index, step.action, action)
+
+    def _call(self, index: int, name: str, action: Callable[[], Any]) -> None:
+        started = self.now()
+        outcome = CallOutcome(index, name, round(started, 6), 0.0)
+        try:
+            outcome.value = action()
+        except Exception as exc:  # the call's failure is what the test looks at
+            outcome.error = exc
+        outcome.duration_s = round(self.now() - started, 6)
+        with self._lock:
+            self.calls.append(outcome)
+
+    def _failed(self, index: int, doing: str, exc: Exception) -> PlanRunError:
+        step = self.plan.steps[index]
+        error = PlanRunError(f"{doing} plan step {index} ({step.describe()}): {exc}")
+        error.__cause__ = exc
+        self.errors.append(error)
+        return error
+
+    def _undo_step(self, index: int) -> None:
+        undo = self._undo.pop(index)
+        try:
+            undo()
+        except Exception as exc:
+            self._failed(index, "undoing", exc)
 
     def sync(self, _now: float | None = None) -> None:
-        """Make the proxies match the plan at the current time."""
+        """Make the proxies and servers match the plan at the current time: windows that
+        ended are undone first, then windows that started are applied, then instants due
+        are run. Raises :class:`PlanRunError` if a step fails to apply or undo."""
+        with self._lock:
+            before = len(self.errors)
+            self._sync()
+            if len(self.errors) > before:
+                self._raised.update(range(before, len(self.errors)))
+                raise self.errors[before]
+
+    def _sync(self) -> None:
         with self._lock:
             t = self.now()
             for index, step in enumerate(self.plan.steps):
-                wanted = step.active_at(t)
-                if wanted and index not in self.applied and t < step.end_s:
-                    name = f"plan{index}-{step.toxic}-{step.stream}"
-                    step.spec.add_to(self._proxy(step), name=name)
-                    self.applied[index] = name
-                elif not wanted and index in self.applied:
-                    self._remove(index)
-
-    def _remove(self, index: int) -> None:
-        name = self.applied.pop(index)
-        try:
-            self._proxy(self.plan.steps[index]).remove_toxic(name)
-        except Exception:  # already gone (a reset, a deleted proxy): nothing left to undo
-            pass
+                if index in self._undo and not step.active_at(t):
+                    self._undo_step(index)
+            for index, step in enumerate(self.plan.steps):
+                if step.active_at(t) and index not in self._undo:
+                    try:
+                        self._undo[index] = self._apply(index, step)
+                    except Exception as exc:
+                        self._failed(index, "applying", exc)
+                        self._undo[index] = lambda: None  # not retried on the next sync
+            for index, step in enumerate(self.plan.steps):
+                if step.instant and index not in self._fired and t >= step.at_s:
+                    self._fired.add(index)
+                    try:
+                        self._fire(index, step)
+                    except Exception as exc:
+                        self._failed(index, "running", exc)
 
     def next_boundary(self) -> float | None:
         t = self.now()
-        times = [s.at_s for s in self.plan.steps] + [s.end_s for s in self.plan.steps]
+        times = [s.at_s for i, s in enumerate(self.plan.steps) if i not in self._fired]
+        times += [s.end_s for s in self.plan.steps if not s.instant]
         future = [x for x in times if x > t and x != float("inf")]
         return min(future) if future else None
 
     def start(self) -> PlanRunner:
         self.t0 = self.clock.monotonic() if self.clock is not None else time.monotonic()
-        self.sync()
+        if self.clock is None:
+            self._thread = threading.Thread(target=self._follow, name="faultlab-plan", daemon=True)
+        try:
+            self.sync()
+        except PlanRunError:
+            self.stop(raise_errors=False)
+            raise
         if self.clock is not None:
             self._unsubscribe = self.clock.on_advance(self.sync)
-        else:
-            self._thread = threading.Thread(target=self._follow, name="faultlab-plan", daemon=True)
+        elif self._thread is not None:
             self._thread.start()
         return self
 
@@ -583,23 +1143,33 @@ class PlanRunner:
                 return
             if self._stop.wait(max(0.0, boundary - self.now())):
                 return
-            self.sync()
+            self._sync()  # an error stays in self.errors, for stop() to raise
 
-    def stop(self) -> None:
-        """Stop following the clock and remove every toxic this runner added."""
+    def stop(self, *, raise_errors: bool = True) -> None:
+        """Stop following the clock and undo everything still applied (last applied first).
+
+        Then raises the first :class:`PlanRunError` nobody has seen yet (a background
+        apply, an undo), unless ``raise_errors`` is False."""
         self._stop.set()
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        thread, self._thread = self._thread, None
+        if thread is not None and thread.is_alive():
+            thread.join(timeout=30)
+        for call in self._call_threads:
+            call.join(timeout=30)
+        self._call_threads.clear()
         with self._lock:
-            for index in list(self.applied):
-                self._remove(index)
+            for index in reversed(list(self._undo)):
+                self._undo_step(index)
+            unseen = [e for i, e in enumerate(self.errors) if i not in self._raised]
+            self._raised.update(range(len(self.errors)))
+        if raise_errors and unseen:
+            raise unseen[0]
 
     def __enter__(self) -> PlanRunner:
         return self.start()
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    def __exit__(self, exc_type: object, *exc_info: object) -> None:
+        self.stop(raise_errors=exc_type is None)
