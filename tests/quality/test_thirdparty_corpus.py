@@ -18,17 +18,18 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import Phase, find, settings
+from hypothesis import Phase, find, given, settings
 
 from faultlab.oracles import Verdict
 from faultlab.strategies import FaultPlan, minimize
 from tests.blackbox.harness import BLACKBOX, Env, make_env, plans, run, verdicts
-from tests.quality.thirdparty import ORACLES, THIRD_PARTY, Bug3p
+from tests.quality.thirdparty import CORRECT, ORACLES, THIRD_PARTY, Bug3p, Twin
 
 SLOW = os.environ.get("FAULTLAB_SLOW", "") not in ("", "0")
 SEARCH = settings(BLACKBOX, max_examples=15, phases=[Phase.generate, Phase.shrink])
@@ -41,6 +42,10 @@ CALL_NAMED = re.compile(r"\bcall \d+ \((GET|POST) /\w+\)")
 CAUGHT: list[str] = []
 """One line per caught entry: the table of the terminal summary."""
 SELECTED = [bug for bug in THIRD_PARTY if SLOW or not bug.slow]
+CORRECT_PLANS = 50 if SLOW else 8
+"""Plans per correct twin: a few by default, the issue's 50 in the slow mode."""
+CLEAN: list[str] = []
+"""One line per correct twin: plans run, oracles exercised, false alarms (always 0 here)."""
 
 
 class _Summary:
@@ -49,7 +54,7 @@ class _Summary:
 
     @staticmethod
     def pytest_terminal_summary(terminalreporter: Any) -> None:
-        if not CAUGHT:
+        if not CAUGHT and not CLEAN:
             return
         mode = "every entry" if SLOW else "default subset; FAULTLAB_SLOW=1 runs every entry"
         terminalreporter.write_sep(
@@ -58,6 +63,8 @@ class _Summary:
             f"{len(THIRD_PARTY)} in the registry)",
         )
         for line in CAUGHT:
+            terminalreporter.write_line(line)
+        for line in CLEAN:
             terminalreporter.write_line(line)
 
 
@@ -165,4 +172,31 @@ def test_a_third_party_wrong_client_is_caught_on_one_fault(
     CAUGHT.append(
         f"{bug.name} [{bug.stack}]: {verdict.property} with {len(plan)} fault(s) after "
         f"{len(seen)} plan(s), {time.monotonic() - started:.1f} s: {faults}"
+    )
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("twin", CORRECT, ids=lambda t: t.name)
+def test_a_correct_twin_raises_no_false_alarm(http_env: Env, twin: Twin) -> None:
+    """The correct twin of some wrong entries passes every oracle its policies call for."""
+    exercised: Counter[str] = Counter()
+    examples = 0
+
+    @settings(BLACKBOX, max_examples=CORRECT_PLANS, phases=[Phase.generate])
+    @given(plan=plans())
+    def check(plan: FaultPlan) -> None:
+        nonlocal examples
+        result = run(http_env, twin.factory, plan, twin.workload)
+        examples += 1
+        for oracle, verdict in verdicts(result).items():
+            assert verdict.passed, f"{twin.name}: false alarm under {plan}:\n{verdict.report()}"
+            if not verdict.vacuous:
+                exercised[oracle] += 1
+
+    check()
+    assert examples >= CORRECT_PLANS
+    assert exercised["retry"] >= 1, f"no plan pressed on {twin.name}'s retries: {exercised}"
+    CLEAN.append(
+        f"correct {twin.name} [{twin.stack}]: 0 false alarms over {examples} plans "
+        f"(non-vacuous: {dict(exercised)})"
     )

@@ -184,7 +184,7 @@ THIRD_PARTY: list[Bug3p] = [
     Bug3p(
         "retry_after_read_as_milliseconds",
         "httpx, hand-rolled loop",
-        lambda: tc.hand_rolled_retry_after_ms("Retry-After in ms"),
+        lambda: tc.hand_rolled_retry_after("Retry-After in ms"),
         "retry",
         ("R9",),
         "Retry-After is delay-seconds (RFC 9110 10.2.3), parsed as milliseconds",
@@ -372,6 +372,42 @@ THIRD_PARTY: list[Bug3p] = [
 ]
 
 
+@dataclass(frozen=True)
+class Twin:
+    """A correct client built with the same builder as some wrong entries: every oracle its
+    policies call for must pass over every plan (no false alarm)."""
+
+    name: str
+    stack: str
+    factory: Callable[[], Client]
+    workload: tuple[Step, ...] = WORKLOAD
+
+
+CORRECT: list[Twin] = [
+    Twin(
+        "hand_rolled_requests_loop",
+        "requests, hand-rolled loop",
+        lambda: tc.hand_rolled_requests("no trailing sleep", trailing_sleep=False),
+    ),
+    Twin(
+        "hand_rolled_retry_after_in_seconds",
+        "httpx, hand-rolled loop",
+        lambda: tc.hand_rolled_retry_after("Retry-After in seconds", unit=1.0),
+    ),
+    Twin(
+        "httpx_tenacity",
+        "httpx+tenacity",
+        lambda: tc.httpx_tenacity_client("httpx+tenacity"),
+    ),
+    Twin(
+        "tenacity_urllib_without_breaker",
+        "tenacity+urllib",
+        lambda: tc.tenacity_urllib_client("tenacity+urllib", tc.retrying()),
+    ),
+]
+"""New correct variants (the others' correct twins are tests/blackbox's correct clients)."""
+
+
 def by_name(name: str) -> Bug3p:
     for bug in THIRD_PARTY:
         if bug.name == name:
@@ -379,4 +415,4 @@ def by_name(name: str) -> Bug3p:
     raise KeyError(name)
 
 
-__all__ = ["THIRD_PARTY", "Bug3p", "by_name"]
+__all__ = ["CORRECT", "THIRD_PARTY", "Bug3p", "Twin", "by_name"]

@@ -271,9 +271,12 @@ def requests_slow_means_cached(name: str, *, slow: float = 0.2) -> Client:
 
 
 # ---- hand-rolled loops -----------------------------------------------------------------------
-def hand_rolled_requests(name: str, *, attempts: int = 3, base_wait: float = 0.1) -> Client:
+def hand_rolled_requests(
+    name: str, *, attempts: int = 3, base_wait: float = 0.1, trailing_sleep: bool = True
+) -> Client:
     """``for attempt in range(attempts): try ... except: sleep(backoff)``: the sleep runs after
-    the last failure too, so the caller waits for nothing."""
+    the last failure too, so the caller waits for nothing (``trailing_sleep=False``: the
+    correct twin, which raises at once after the last attempt)."""
     session = requests.Session()
 
     def send(method: str, url: str, **kwargs: Any) -> Any:
@@ -287,7 +290,8 @@ def hand_rolled_requests(name: str, *, attempts: int = 3, base_wait: float = 0.1
                 error = requests.HTTPError(response=response)
             except (requests.ConnectionError, requests.Timeout) as exc:
                 error = exc
-            time.sleep(base_wait * 2**attempt)
+            if trailing_sleep or attempt < attempts - 1:
+                time.sleep(base_wait * 2**attempt)
         assert error is not None
         raise error
 
@@ -309,8 +313,12 @@ def hand_rolled_requests(name: str, *, attempts: int = 3, base_wait: float = 0.1
     return Client(name, get_item, create_order, policies, close=session.close)
 
 
-def hand_rolled_retry_after_ms(name: str, *, attempts: int = 3, base_wait: float = 0.05) -> Client:
-    """httpx in a loop that honours ``Retry-After``, read as milliseconds (it is seconds)."""
+def hand_rolled_retry_after(
+    name: str, *, attempts: int = 3, base_wait: float = 0.05, unit: float = 0.001
+) -> Client:
+    """httpx in a loop that waits at least what a transient status's ``Retry-After`` asks,
+    read in ``unit`` seconds: the bug reads it as milliseconds (it is seconds: ``unit=1``,
+    the correct twin)."""
     client = httpx.Client(timeout=ATTEMPT_TIMEOUT)
 
     def send(method: str, url: str, **kwargs: Any) -> Any:
@@ -325,7 +333,7 @@ def hand_rolled_retry_after_ms(name: str, *, attempts: int = 3, base_wait: float
             if response.status_code not in TRANSIENT_STATUSES or attempt == attempts:
                 response.raise_for_status()
                 return response.json()
-            asked = float(response.headers.get("Retry-After", 0)) / 1000  # the bug: ms
+            asked = float(response.headers.get("Retry-After", 0)) * unit
             time.sleep(max(base_wait * 2 ** (attempt - 1), asked))
         raise AssertionError("unreachable")
 
@@ -342,7 +350,7 @@ def hand_rolled_retry_after_ms(name: str, *, attempts: int = 3, base_wait: float
             retry_on=_transient_kinds(),
             non_idempotent=POSTS,
             respect_retry_after=True,
-            retry_after_statuses=frozenset({503}),
+            retry_after_statuses=frozenset(TRANSIENT_STATUSES),
             tolerance=TOLERANCE,
         )
     }
