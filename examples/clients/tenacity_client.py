@@ -16,7 +16,8 @@ __all__ = ["TenacityCalc"]
 
 
 class TenacityCalc(CalcClient):
-    """``stop_after_attempt(attempts)``, ``wait_exponential(initial, max)``, ``reraise=True``."""
+    """``stop_after_attempt(attempts)``, ``wait_exponential(initial, max)``, ``reraise=True``;
+    with ``full_jitter``, ``wait_random_exponential(initial, max)`` (AWS full jitter)."""
 
     def __init__(
         self,
@@ -28,11 +29,13 @@ class TenacityCalc(CalcClient):
         attempt_timeout: float = 0.05,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        full_jitter: bool = False,
     ) -> None:
         super().__init__(rpc, attempt_timeout=attempt_timeout, sleep=sleep, monotonic=monotonic)
+        wait = tenacity.wait_random_exponential if full_jitter else tenacity.wait_exponential
         self.retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(attempts),
-            wait=tenacity.wait_exponential(multiplier=initial, max=max_wait),
+            wait=wait(multiplier=initial, max=max_wait),
             retry=tenacity.retry_if_exception(is_retryable),
             reraise=True,
             sleep=sleep,

@@ -120,11 +120,21 @@ class Tolerance:
     ``eps_early`` is how early a timer may fire; ``eps_late`` plus
     ``late_ratio`` of the bound is scheduling and processing slack. Widen
     ``eps_late`` on a loaded CI machine; virtual-clock runs can narrow it.
+    ``typical_late`` is the slack of a *typical* wait, for the distribution
+    test (R6): a Kolmogorov-Smirnov test shrugs off a few outliers (each moves
+    its statistic by 1/n), so it need not assume the worst case, and a wide
+    slack blinds it to waits stuck at their cap. ``None``: ``eps_late``.
     """
 
     eps_early: float = 0.001
     eps_late: float = 0.050
     late_ratio: float = 0.10
+    typical_late: float | None = None
+
+    @property
+    def typical(self) -> float:
+        """The processing slack a typical measured wait carries (R6)."""
+        return self.eps_late if self.typical_late is None else self.typical_late
 
     def early(self, bound: float) -> float:
         """The least a measured time may be when ``bound`` is a lower bound."""

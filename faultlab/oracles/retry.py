@@ -516,10 +516,10 @@ def delay_samples(source: Source | Timeline, policy: RetryPolicy) -> list[tuple[
 
 
 def _true_low(gap: float, policy: RetryPolicy) -> float:
-    """The shortest wait the client may have slept to measure ``gap``: ``eps_late`` of
-    processing and scheduling on top. (Not the ratio R5 adds for one late outlier: a KS test
-    shrugs off a few outliers, and the ratio would blind it to waits stuck at the cap.)"""
-    return max(0.0, gap - policy.tolerance.eps_late)
+    """The shortest wait the client may have slept to measure ``gap``: a typical processing
+    slack on top (``Tolerance.typical``; not the worst case R5 allows one late outlier: a KS
+    test shrugs off a few outliers, and a wide slack would blind it to waits stuck at the cap)."""
+    return max(0.0, gap - policy.tolerance.typical)
 
 
 def _distribution(

@@ -34,6 +34,12 @@ SEARCH_PLANS = {"max_faults": 5, "min_faults": 0, "toxicity": 1.0, "quantum": 0.
 WORKLOADS = {
     "retry": (RETRY_WORKLOAD, plans(allow=SEARCH_TOXICS, **SEARCH_PLANS)),
     "breaker": (BREAKER_WORKLOAD, plans(allow=SEARCH_TOXICS, **SEARCH_PLANS)),
+    # Full-jitter waits of up to 2 s of virtual time: a plan long enough to fail many calls,
+    # since one wait alone can never be wrong (R6 pools them).
+    "jitter": (
+        RETRY_WORKLOAD,
+        plans(duration=20.0, allow=SEARCH_TOXICS, min_duration=6.0, **SEARCH_PLANS),
+    ),
     # Faults of at least 0.8 s: a black hole shorter than the attempts it swallows sits on a
     # timing edge and does not replay reliably on a loaded machine.
     "deadline": (

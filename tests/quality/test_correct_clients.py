@@ -37,6 +37,14 @@ CLIENTS: dict[str, tuple[Callable[[Env], Any], list[Step], Any]] = {
         RETRY_WORKLOAD,
         plans(toxicity=1.0),
     ),
+    "tenacity-full-jitter": (
+        lambda env: TenacityCalc(
+            env.pair.client, initial=0.25, max_wait=2.0, full_jitter=True, sleep=env.clock.sleep
+        ),
+        RETRY_WORKLOAD,
+        # long faults: enough jittered waits in one run for R6 to judge their distribution
+        plans(duration=6.0, min_duration=5.0, toxicity=1.0),
+    ),
     "stamina": (lambda env: StaminaCalc(env.pair.client), RETRY_WORKLOAD, plans(toxicity=1.0)),
     "pybreaker": (
         lambda env: BreakerCalc(env.pair.client),
@@ -71,6 +79,14 @@ def test_correct_client_passes_every_oracle(env: Env, name: str) -> None:
             counts["vacuous"] += verdict.passed and verdict.vacuous
             if verdict.passed and not verdict.vacuous:
                 exercised[oracle] = exercised.get(oracle, 0) + 1
+            for check in verdict.details.get("checks", ()):
+                if check.property.startswith("R6") and check.passed and not check.vacuous:
+                    exercised["R6"] = exercised.get("R6", 0) + 1
+                    r6 = STATS["verdicts"].setdefault(
+                        f"{name}/retry R6 distribution",
+                        {"passed": 0, "vacuous": 0, "failed": 0},
+                    )
+                    r6["passed"] += 1
             assert verdict.passed, (
                 f"false alarm for the correct {name} client under\n{plan.describe()}\n"
                 f"{verdict.report()}"
@@ -80,3 +96,5 @@ def test_correct_client_passes_every_oracle(env: Env, name: str) -> None:
     policies = make(env).policies()
     for oracle in policies:
         assert exercised.get(oracle), f"{oracle} was vacuous in every example: faults too mild"
+    if name == "tenacity-full-jitter":
+        assert exercised.get("R6"), "R6 never had enough jittered waits: faults too short"

@@ -190,3 +190,63 @@ class BudgetFromLastAttempt(LoopClient):
                 if not self.should_retry(exc) or k >= self.attempts or spent >= 0.5:
                     raise
             self.sleep(self.wait_for(k))
+
+
+# ---- under a full-jitter policy: no single wait can be wrong, only their distribution ----------
+class FullJitterLoop(LoopClient):
+    """Declares tenacity's ``wait_random_exponential(0.25, max=2)``: any wait in [0, cap] is
+    allowed, so R4/R5 cannot fail; the subclasses get the distribution wrong (R6) or sleep
+    where no wait belongs (R0). The draws are seeded so a found plan replays the same."""
+
+    def __init__(self, rpc: Client, clock: VirtualClock) -> None:
+        super().__init__(rpc, clock)
+        self.retry_policy = TenacityCalc(
+            rpc, initial=0.25, max_wait=2.0, full_jitter=True
+        ).retry_policy
+        self.rng = random.Random(11)
+
+    def cap(self, k: int) -> float:
+        return float(min(0.25 * 2 ** (k - 1), 2.0))
+
+    def wait_for(self, k: int) -> float:
+        return self.rng.uniform(0, self.cap(k))
+
+
+class NoBackoffUnderJitter(FullJitterLoop):
+    """Retries at once: every wait is 0, inside [0, cap], yet no backoff at all."""
+
+    def wait_for(self, k: int) -> float:
+        return 0.0
+
+
+class NoJitter(FullJitterLoop):
+    """Always sleeps the cap: plain exponential backoff sold as full jitter (synchronised
+    retries from every client, the herd jitter exists to break up)."""
+
+    def wait_for(self, k: int) -> float:
+        return self.cap(k)
+
+
+class SleepFirst(FullJitterLoop):
+    """Draws a jittered wait before every attempt, the first one included."""
+
+    _first = True
+
+    def attempt(
+        self,
+        method: str,
+        args: tuple[Any, ...],
+        params: dict[str, Any],
+        key: str | None,
+        timeout: float | None = None,
+    ) -> Any:
+        if self._first:
+            self.sleep(self.rng.uniform(0, self.cap(1)))
+        self._first = False
+        return super().attempt(method, args, params, key, timeout)
+
+    def call(
+        self, method: str, *args: Any, idempotency_key: str | None = None, **params: Any
+    ) -> Any:
+        self._first = True
+        return super().call(method, *args, idempotency_key=idempotency_key, **params)
