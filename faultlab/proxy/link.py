@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Link"]
 
+MAX_REPLY_EDITS = 1024
+"""Replies one connection may have waiting for a toxic's edit (:attr:`Chunk.reply_edit`);
+a toxic checks :meth:`ToxicContext.reply_edits` against it before setting one."""
 HIGH_WATER = 1024 * 1024
 """Queued bytes past which the source stops reading."""
 LOW_WATER = 256 * 1024
@@ -101,6 +104,14 @@ class Link:
         self._ahead = 0
         """Bytes forwarded before the splitter returned the message they belong to."""
         self.frames = bool(framing) or conn.message_based
+        # Replies a toxic asked to edit (downstream side). Over HTTP the Nth response
+        # answers the Nth request sent to the server: ``_edits`` maps that ordinal to its
+        # edit (``_asked`` requests sent, ``_answered`` responses read). Elsewhere the edit
+        # recognises its own reply (by its RPC ids): ``_id_edits``, oldest first.
+        self._asked = 0
+        self._answered = 0
+        self._edits: dict[int, Any] = {}
+        self._id_edits: deque[Any] = deque(maxlen=MAX_REPLY_EDITS)
 
     # chain management
     def set_chain(self, entries: list[ToxicEntry]) -> None:
@@ -151,6 +162,7 @@ class Link:
             opened_at=self.opened_at,
             shared=entry.shared,
             detached=self._detached,
+            reply_edits=self._reply_edits_waiting,
         )
         if previous is not None:
             ctx.state = previous.ctx.state  # stateful toxics (limit_data) survive updates
@@ -171,6 +183,42 @@ class Link:
             decision=decision,
             **fields,
         )
+
+    # replies a toxic edits
+    def _reply_edits_waiting(self) -> int:
+        """Replies of this connection waiting for an edit (read by upstream toxics)."""
+        other = self.conn.links.get("downstream")
+        return 0 if other is None else len(other._edits) + len(other._id_edits)
+
+    def _expect(self, edit: Any) -> None:
+        """Downstream: one more request went to the server (``edit``: for its reply)."""
+        ordinal = self._asked
+        self._asked += 1
+        if edit is not None:
+            self._edits[ordinal] = edit
+
+    def _edit_answer(self, frame: HttpFrame) -> bytes | None:
+        """Downstream, HTTP: the edited bytes of this response if its request asked for an
+        edit (``None``: forward it as it is). Counts final responses (1xx are not answers)."""
+        status = frame.info.status
+        if status is None or status < 200:
+            return None
+        ordinal = self._answered
+        self._answered += 1
+        edit = self._edits.pop(ordinal, None)
+        if edit is None:
+            return None
+        edited: bytes | None = edit(frame.raw)
+        return edited
+
+    def _edit_by_id(self, data: bytes) -> bytes:
+        """Downstream, not HTTP: the reply edited by the oldest edit that recognises it."""
+        for edit in self._id_edits:
+            edited = edit(data)
+            if edited is not None:
+                self._id_edits.remove(edit)
+                return bytes(edited)
+        return data
 
     # input from the source
     def feed(self, data: bytes) -> None:
@@ -204,6 +252,11 @@ class Link:
                 self.conn.close()
                 return
             if isinstance(frame, HttpFrame):
+                if self.direction == "downstream":
+                    edited = self._edit_answer(frame)
+                    if edited is not None:  # never forwarded ahead: edits stop the fast path
+                        self._accept(edited, True)
+                        continue
                 if self._ahead:
                     self._forwarded(frame)
                     continue
@@ -262,6 +315,10 @@ class Link:
         return index
 
     def _accept(self, data: bytes, frame: bool, parsed: Any = None) -> None:
+        if frame and self._id_edits and self.direction == "downstream":
+            edited = self._edit_by_id(data)
+            if edited is not data:
+                data, parsed = edited, None
         chunk = Chunk(data, self.loop.time(), self._count_chunk(len(data)), frame, parsed)
         if self._direct():
             self._write(chunk)  # fast path
@@ -300,7 +357,14 @@ class Link:
 
     def _direct(self) -> bool:
         """Nothing in the way: a chunk may go straight to the sink (the fast path)."""
-        return not self._active and not self._queue and not self._busy and self._sink_ready.is_set()
+        return (
+            not self._active
+            and not self._queue
+            and not self._busy
+            and self._sink_ready.is_set()
+            and not self._edits
+            and not self._id_edits
+        )
 
     # backpressure from the sink
     def sink_paused(self) -> None:
@@ -326,6 +390,10 @@ class Link:
                     exchanges.response(chunk.data, chunk.parsed, injected=chunk.index < 0)
             elif self._splits_http:
                 self._answered_by_server(chunk)
+        if chunk.reply_edit is not None and self.direction == "upstream" and not self._splits_http:
+            other = self.conn.links.get("downstream")
+            if other is not None:
+                other._id_edits.append(chunk.reply_edit)
         if self._out_framer is not None:
             self.sink.write(self._out_framer.frame(chunk.data))
         else:
@@ -340,12 +408,15 @@ class Link:
         else:
             head = parse_head(chunk.data)
             method = head.method if head is not None else None
-        self._expect_answer(method)
+        self._expect_answer(method, chunk.reply_edit)
 
-    def _expect_answer(self, method: str | None) -> None:
+    def _expect_answer(self, method: str | None, edit: Any = None) -> None:
         other = self.conn.links.get("downstream")
-        if method and other is not None and isinstance(other._framer, HttpSplitter):
+        if other is None:
+            return
+        if method and isinstance(other._framer, HttpSplitter):
             other._framer.answering(method)
+        other._expect(edit)
 
     def _finish(self) -> None:
         if not self.done:

@@ -9,15 +9,21 @@ so a new protocol needs no change here.
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from typing import Any
+
 from faultlab.rpc.base import WireProtocol, get_protocol, protocol_names
 from faultlab.rpc.errors import KINDS
-from faultlab.rpc.frames import WireMessage
+from faultlab.rpc.frames import Item, WireMessage, http_reply, parse_http
 from faultlab.rpc.messages import ErrorInfo
 
 __all__ = [
+    "BatchMerge",
     "decode",
     "encode",
     "error_info",
+    "error_items",
     "error_reply",
     "protocol_reason",
     "protocols",
@@ -75,3 +81,80 @@ def error_reply(message: WireMessage, info: ErrorInfo) -> bytes | None:
     """What the server would answer to the request(s) in ``message`` with error ``info``;
     for a reply, the reply turned into ``info`` (ids and version kept)."""
     return get_protocol(message.protocol).error_reply(message, info)
+
+
+# ---- part of a batch answered by the proxy, the rest by the server ---------------------------
+def error_items(protocol: str, items: list[Item], info: ErrorInfo) -> list[Item]:
+    """The reply items the server would send for the calls in ``items`` failing with
+    ``info`` (notifications get none), read back from the protocol's own error body."""
+    body = get_protocol(protocol).error_body(WireMessage(protocol, True, items, batch=True), info)
+    if body is None:
+        return []
+    reply = decode(protocol, body, http=False, request=False)
+    return [] if reply is None else reply.items
+
+
+def _key(rpc_id: Any) -> str:
+    """An RPC id as a dict key (ids are JSON values: compare them as JSON)."""
+    return json.dumps(rpc_id, sort_keys=True, default=repr)
+
+
+@dataclass(frozen=True)
+class BatchMerge:
+    """Merges the server's reply to the entries of a batch it was sent with the errors the
+    proxy answered the other entries with: one batch reply, in the request's order.
+
+    ``entries`` lists the request's calls that expect a reply, in order, each with its id
+    and the error item injected for it (``None``: the server answers it). Used as a
+    :attr:`~faultlab.toxics.base.Chunk.reply_edit`: over HTTP the reply is the one in the
+    request's place; otherwise it is the first batch reply carrying a served entry's id.
+    """
+
+    protocol: str
+    entries: tuple[tuple[Any, Item | None], ...]
+    http: bool
+
+    @property
+    def errors(self) -> list[Item]:
+        return [error for _, error in self.entries if error is not None]
+
+    def errors_only(self) -> bytes:
+        """The batch reply when the server answers nothing (every entry it got was a
+        notification): the injected errors alone, without HTTP."""
+        return encode(WireMessage(self.protocol, False, self.errors, batch=True))
+
+    def __call__(self, data: bytes) -> bytes | None:
+        """``data`` (the server's reply) merged with the errors; ``None``: not this batch's
+        reply (not HTTP), or one that cannot be merged (HTTP: forwarded as it is)."""
+        reply = decode(self.protocol, data, http=self.http, request=False)
+        served = {_key(rid) for rid, error in self.entries if error is None}
+        if reply is None:
+            if not self.http:
+                return None
+            carriage = parse_http(data, False)
+            status = getattr(carriage.head, "status_code", 0) if carriage is not None else 0
+            if carriage is None or not 200 <= status < 300 or carriage.body.strip():
+                return None  # the server failed the whole request: its answer stands
+            # the server had nothing to say (every entry it got was a notification)
+            content_type = get_protocol(self.protocol).content_type
+            return http_reply(200, self.errors_only(), content_type)
+        if not reply.batch:
+            return None  # one reply for the whole batch (it was refused): it stands
+        if not self.http and not any(_key(item.id) in served for item in reply.items):
+            return None  # another request's reply
+        by_id: dict[str, Item] = {}
+        others: list[Item] = []
+        for item in reply.items:
+            key = _key(item.id)
+            if key in served and key not in by_id:
+                by_id[key] = item
+            else:
+                others.append(item)
+        items: list[Item] = []
+        for rid, error in self.entries:
+            if error is not None:
+                items.append(error)
+            elif (found := by_id.pop(_key(rid), None)) is not None:
+                items.append(found)
+        reply.items = [*items, *by_id.values(), *others]
+        return encode(reply)

@@ -63,6 +63,11 @@ class Chunk:
     parsed: Any = None
     """The framer's decoded message ``data`` was read as (an ``HttpMessage``), so the wire
     journal need not parse it again; stale once a toxic replaces ``data``."""
+    reply_edit: Callable[[bytes], bytes | None] | None = None
+    """Set by a toxic on a request it forwards: the link applies it to the server's reply
+    to this request before anything else sees it (``None`` back: not this reply, or leave
+    it). An HTTP reply is the one in this request's place; otherwise the edit recognises
+    its reply (a JSON-RPC batch reply by its ids). See :meth:`ToxicContext.reply_edits`."""
 
 
 Emit = Callable[[Chunk], Awaitable[None]]
@@ -184,6 +189,7 @@ class ToxicContext:
         opened_at: float | None = None,
         shared: dict[str, Any] | None = None,
         detached: set[asyncio.Task[Any]] | None = None,
+        reply_edits: Callable[[], int] | None = None,
     ) -> None:
         self.rng = rng
         self._record = record
@@ -212,6 +218,7 @@ class ToxicContext:
         self.interrupted = asyncio.Event()
         self.tasks: set[asyncio.Task[Any]] = set()
         self._detached: set[asyncio.Task[Any]] = set() if detached is None else detached
+        self._reply_edits = reply_edits
 
     def record(self, decision: str, chunk: Chunk | None = None, **fields: Any) -> None:
         """Journal one fault decision (the link adds proxy, connection and toxic)."""
@@ -219,6 +226,12 @@ class ToxicContext:
             fields.setdefault("frame_index", chunk.index)
             fields.setdefault("size", len(chunk.data))
         self._record(decision, **fields)
+
+    def reply_edits(self) -> int:
+        """How many replies of this connection wait for a :attr:`Chunk.reply_edit` (a toxic
+        keeps this under its own bound before it sets one: memory per connection stays
+        bounded). ``-1``: this link cannot edit replies (a toxic must not set one)."""
+        return -1 if self._reply_edits is None else self._reply_edits()
 
     def now(self) -> float:
         return self.loop.time()

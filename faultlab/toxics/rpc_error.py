@@ -15,6 +15,12 @@ Which requests: those whose RPC method matches ``method`` and, on a proxy with
 picks only that one, ``times`` the first N, ``sequence`` ("fail,fail,pass") steps through
 them, else every ``every``-th; counted per connection or, with ``scope="proxy"``, across
 the proxy.
+
+A JSON-RPC batch is several calls: each matching call counts as one match, and only the
+selected calls are errored. The rest of the batch goes to the server, and its reply is
+merged with the injected errors into one batch reply in the request's order
+(:class:`~faultlab.toxics._rpcwire.BatchMerge`, applied by the link to the reply in this
+request's place); a batch whose every call is selected is answered whole, as before.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from typing import Any
 
 from faultlab.codecs.framing.httpinfo import HttpHeadInfo, parse_head
 from faultlab.rpc.errors import KINDS
-from faultlab.rpc.frames import WireMessage
+from faultlab.rpc.frames import Item, WireMessage
 from faultlab.toxics import _rpcwire as wire
 from faultlab.toxics._common import check_choice
 from faultlab.toxics._match import MATCH_ATTRIBUTES, RequestMatcher
@@ -171,8 +177,119 @@ class RpcErrorToxic(Toxic):
         fields = http_fields(head)
         methods = [item.method or "" for item in message.items]
         fields["method"] = methods[0] or None
+        if message.request and message.batch:
+            await self._batch(ctx, message, chunk, emit, head, fields)
+            return
         n = self.matcher.select(ctx, chunk, head, methods if message.request else None, fields)
         if n is None:
             await emit(chunk)
             return
         await inject_error(ctx, attrs, message, chunk, emit, match=n, **fields)
+
+    async def _batch(
+        self,
+        ctx: ToxicContext,
+        message: WireMessage,
+        chunk: Chunk,
+        emit: Emit,
+        head: HttpHeadInfo | None,
+        fields: dict[str, Any],
+    ) -> None:
+        """A batch request: each call that matches counts as one match (``nth``, ``times``
+        ... select among calls); only the selected calls are answered with the error, the
+        others go to the server, and its reply is merged with the errors into one batch."""
+        items = message.items
+        reason = self.matcher.mismatch(head, [item.method or "" for item in items])
+        if reason is not None:
+            ctx.record("pass", chunk, reason=reason, **fields)
+            await emit(chunk)
+            return
+        picked: list[tuple[int, int]] = []
+        for i, item in enumerate(items):
+            if not self.matcher.matches(head, item.method or ""):
+                continue
+            fire, n = self.matcher.fire(ctx)
+            if fire:
+                picked.append((i, n))
+            else:
+                entry = {**fields, **_entry_fields(item, i, len(items))}
+                ctx.record("pass", chunk, reason=self.matcher.selection, match=n, **entry)
+        if not picked:
+            await emit(chunk)
+            return
+        attrs = self.attributes
+        if len(picked) == len(items):  # nothing left for the server: answer it all, as ever
+            await inject_error(ctx, attrs, message, chunk, emit, match=picked[0][1], **fields)
+            return
+        waiting = ctx.reply_edits()
+        if not 0 <= waiting < MAX_PARTIAL_BATCHES:
+            if waiting < 0:
+                why = "this link cannot merge replies"
+            else:
+                why = f"{waiting} partial batches already wait for their replies"
+            first = picked[0][1]
+            await inject_error(
+                ctx, attrs, message, chunk, emit, match=first, whole_batch=why, **fields
+            )
+            return
+        await _answer_part(ctx, attrs, message, dict(picked), chunk, emit, fields)
+
+
+MAX_PARTIAL_BATCHES = 256
+"""Batches one connection may have partly answered and waiting for the server's reply (the
+merge state a connection holds is bounded); past it a matching batch is answered whole."""
+
+
+def _entry_fields(item: Item, index: int, size: int) -> dict[str, Any]:
+    rpc_id = item.id if isinstance(item.id, int | str) and not isinstance(item.id, bool) else None
+    return {
+        "method": item.method or None,
+        "rpc_id": rpc_id,
+        "batch_entry": index,
+        "batch_size": size,
+    }
+
+
+async def _answer_part(
+    ctx: ToxicContext,
+    attributes: dict[str, Any],
+    message: WireMessage,
+    picked: dict[int, int],
+    chunk: Chunk,
+    emit: Emit,
+    fields: dict[str, Any],
+) -> None:
+    """Answer the calls at ``picked`` (index -> match number) with the error, send the rest
+    of the batch to the server, and merge the two answers into one batch reply."""
+    info = wire.error_info(attributes["kind"], attributes["code"], attributes["message"])
+    items = message.items
+    hit = [items[i] for i in sorted(picked)]
+    errors = iter(wire.error_items(message.protocol, hit, info))
+    entries = []
+    for i, item in enumerate(items):
+        error = next(errors) if i in picked and not item.notification else None
+        if not item.notification:
+            entries.append((item.id, error))
+    served = [item for i, item in enumerate(items) if i not in picked]
+    for i in sorted(picked):
+        ctx.record(
+            "rpc_error",
+            chunk,
+            replied=not items[i].notification,
+            error_kind=info.kind,
+            code=info.code,
+            protocol=message.protocol,
+            match=picked[i],
+            batch_served=len(served),
+            **{**fields, **_entry_fields(items[i], i, len(items))},
+        )
+    merge = wire.BatchMerge(message.protocol, tuple(entries), http=message.http is not None)
+    message.items = served
+    chunk.data = wire.encode(message)
+    chunk.parsed = None
+    if merge.errors:
+        if message.http is None and all(item.notification for item in served):
+            ctx.reply(merge.errors_only())  # the server will answer nothing: answer now
+        else:
+            chunk.reply_edit = merge
+    await emit(chunk)
