@@ -172,7 +172,15 @@ def test_a_wrong_client_is_caught_on_one_fault(
             robust[key] = caught(plan) and _caught(judge(env, bug, plan), bug)
         return robust[key]
 
-    plan = minimize(find(strategy, caught, settings=SEARCH), caught_twice)
+    # windows on the plans' own grid and no softening: every candidate is a real run (twice),
+    # and a black hole's lasts as long as its window
+    plan = minimize(
+        find(strategy, caught, settings=SEARCH),
+        caught_twice,
+        quantum=0.1,
+        min_duration=bug.min_duration,
+        soften=False,
+    )
     verdict = judge(env, bug, plan)
     for _ in range(2):  # replayed for real: timing can make one replay miss
         if _caught(verdict, bug):
