@@ -20,6 +20,8 @@ __all__ = [
     "CALL_END",
     "CALL_START",
     "CHUNK",
+    "CLIENT_REPORT",
+    "CLIENT_RETRY",
     "CONNECTION",
     "CONNECTION_CLOSED",
     "FALLBACK",
@@ -59,6 +61,8 @@ ATTEMPT_START = "attempt_start"
 ATTEMPT_END = "attempt_end"
 FALLBACK = "fallback"
 BREAKER = "breaker"
+CLIENT_REPORT = "client_report"
+CLIENT_RETRY = "client_retry"
 # ---- the server and the process it runs in --------------------------------------------------
 SERVER_REQUEST = "server_request"
 SIDE_EFFECT = "side_effect"
@@ -100,7 +104,9 @@ KINDS: MappingProxyType[str, _F] = MappingProxyType(
         ATTEMPT_START: ("call", "attempt", "method", "idempotency_key", "request_id"),
         ATTEMPT_END: ("call", "attempt", "outcome", "error", "error_kind", "transient"),
         FALLBACK: ("call", "reason"),
-        BREAKER: ("state", "label"),
+        BREAKER: ("state", "label"),  # also "library", "previous" when a library reported it
+        CLIENT_REPORT: ("library", "label", "attempts", "idle"),
+        CLIENT_RETRY: ("library", "label", "retry", "wait"),
         SERVER_REQUEST: ("method", "request_id", "idempotency_key", "outcome", "error_kind"),
         SIDE_EFFECT: ("key", "method"),
         PROCESS: ("action", "pid", "target", "container", "direction"),

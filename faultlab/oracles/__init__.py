@@ -44,6 +44,14 @@ from faultlab.oracles.policies import (
     kinds_of,
     non_idempotent_methods,
 )
+from faultlab.oracles.reported import check_reported, reported_checks
+from faultlab.oracles.reporters import (
+    pybreaker_listener,
+    report_attempts,
+    report_tenacity,
+    stamina_hook,
+    tenacity_before_sleep,
+)
 from faultlab.oracles.retry import check_backoff_distribution, check_retry, retry_checks
 from faultlab.oracles.roundtrip import check_roundtrip, check_roundtrip_pair, check_roundtrip_pairs
 from faultlab.oracles.verdict import OracleFailure, Verdict, combine, format_evidence
@@ -85,6 +93,7 @@ __all__ = [
     "check_deadline",
     "check_fallback",
     "check_idempotency",
+    "check_reported",
     "check_retry",
     "check_roundtrip",
     "check_roundtrip_pair",
@@ -98,6 +107,12 @@ __all__ = [
     "kinds_accepted_by",
     "kinds_of",
     "non_idempotent_methods",
+    "pybreaker_listener",
+    "report_attempts",
+    "report_tenacity",
+    "reported_checks",
     "retry_checks",
+    "stamina_hook",
+    "tenacity_before_sleep",
     "timeline",
 ]
