@@ -242,3 +242,31 @@ def test_nth_counts_calls_of_a_batch(pair: Pair, raw: Raw) -> None:
         ("nth", 1, 1),
         ("nth", 3, 3),
     ]
+
+
+@pytest.mark.parametrize("transport", ["udp", "unixgram"])
+def test_on_a_message_transport_too(transport: str) -> None:
+    """Each datagram is one message: the batch reply is merged the same way, and a batch
+    left with notifications for the server is answered by the errors at once."""
+    from faultlab import transports
+
+    with Lab(seed=SEED) as lab:
+        pair = lab.pair(protocol="jsonrpc", transport=transport)
+        pair.proxy.add_toxic("rpc_error", stream="upstream", method="add")
+        stream = transports.connect(pair.address)
+        try:
+            stream.send(json.dumps(BATCH).encode(), timeout=5)
+            assert json.loads(stream.receive(timeout=5)) == [
+                _error(1),
+                {"jsonrpc": "2.0", "result": 5, "id": 2},
+                {"jsonrpc": "2.0", "result": "hi", "id": 3},
+            ]
+            note = _req("counter.incr", [1], notify=True)
+            stream.send(json.dumps([_req("add", [1, 1], 4), note]).encode(), timeout=5)
+            assert json.loads(stream.receive(timeout=5)) == [_error(4)]
+            stream.send(json.dumps(_req("echo", ["after"], 5)).encode(), timeout=5)
+            reply = json.loads(stream.receive(timeout=5))  # served after the notification
+            assert reply == {"jsonrpc": "2.0", "result": "after", "id": 5}
+        finally:
+            stream.close()
+        assert [e["amount"] for e in pair.server_effects()] == [5, 1]
