@@ -54,18 +54,26 @@ class _Summary:
 
     @staticmethod
     def pytest_terminal_summary(terminalreporter: Any) -> None:
-        if not CAUGHT and not CLEAN:
-            return
-        mode = "every entry" if SLOW else "default subset; FAULTLAB_SLOW=1 runs every entry"
-        terminalreporter.write_sep(
-            "-",
-            f"third-party wrong clients: {len(CAUGHT)}/{len(SELECTED)} caught ({mode}; "
-            f"{len(THIRD_PARTY)} in the registry)",
-        )
-        for line in CAUGHT:
-            terminalreporter.write_line(line)
-        for line in CLEAN:
-            terminalreporter.write_line(line)
+        mode = "every entry" if SLOW else "default run; FAULTLAB_SLOW=1 runs every entry"
+        if CAUGHT:
+            terminalreporter.write_sep(
+                "-",
+                f"third-party wrong clients: {len(CAUGHT)}/{len(SELECTED)} caught ({mode}; "
+                f"{len(THIRD_PARTY)} in the registry)",
+            )
+            for line in CAUGHT:
+                terminalreporter.write_line(line)
+            missed = [
+                b.name for b in SELECTED if not any(c.startswith(b.name + " ") for c in CAUGHT)
+            ]
+            if missed:
+                terminalreporter.write_line(f"not caught (failed or not run): {', '.join(missed)}")
+        if CLEAN:
+            terminalreporter.write_sep(
+                "-", f"third-party correct twins: {len(CLEAN)}/{len(CORRECT)} without false alarm"
+            )
+            for line in CLEAN:
+                terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="module")
