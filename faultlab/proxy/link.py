@@ -254,7 +254,9 @@ class Link:
             if isinstance(frame, HttpFrame):
                 if self.direction == "downstream":
                     edited = self._edit_answer(frame)
-                    if edited is not None:  # never forwarded ahead: edits stop the fast path
+                    # never forwarded ahead (a pending edit stops the fast path); if it were,
+                    # the bytes already left and the answer stands
+                    if edited is not None and not self._ahead:
                         self._accept(edited, True)
                         continue
                 if self._ahead:
