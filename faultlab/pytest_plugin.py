@@ -547,10 +547,74 @@ def pytest_runtest_makereport(
     item.user_properties.extend(properties)
     report.user_properties.extend(properties)
     replay = replay_command(item, seed)
+    flaky = _flaky_outcomes(call)
+    if flaky is not None:
+        text = _flaky_report(item, flaky, replay)
+        report.sections.append(("faultlab flaky", text))
+        _journal_flaky(item, flaky, replay, text)
     _journal_test(item, report, seed, labels, replay)
     if report.failed:
         report.sections.append(("faultlab replay", f"seed {seed}: {replay}"))
     return report
+
+
+def _flaky_outcomes(call: pytest.CallInfo[Any]) -> list[dict[str, Any]] | None:
+    """A test that ended in Hypothesis' ``Flaky`` (a failure that did not reproduce), as
+    faultlab outcomes: each failure of the first run, then the replay that passed. None if
+    it did not end so."""
+    if call.excinfo is None:
+        return None
+    try:
+        from hypothesis.errors import Flaky
+    except ImportError:  # pragma: no cover - hypothesis is a dependency
+        return None
+    error = call.excinfo.value
+    if not isinstance(error, Flaky):
+        return None
+    inner = [e for e in getattr(error, "exceptions", ()) if isinstance(e, BaseException)]
+    outcomes = [
+        {"failed": True, "message": f"{type(e).__name__}: {e}", "error": type(e).__name__}
+        for e in inner or [error]
+    ]
+    head = str(error).splitlines()[0] if str(error) else type(error).__name__
+    outcomes.append({"failed": False, "message": f"on replay ({head})", "error": None})
+    return outcomes
+
+
+def _flaky_report(item: pytest.Item, outcomes: list[dict[str, Any]], replay: str) -> str:
+    plan: Any = item.stash.get(_plan_key, None)
+    lines = ["FLAKY: the test failed, then passed when Hypothesis replayed the failing example"]
+    if plan is not None and hasattr(plan, "describe"):
+        lines.append(plan.describe())
+    for number, outcome in enumerate(outcomes, 1):
+        label = "replay" if number == len(outcomes) else "first run"
+        state = "FAILED" if outcome["failed"] else "passed"
+        lines.append(f"  {label}: {state}: {outcome['message']}")
+    lines.append(f"replay: {replay}")
+    return "\n".join(lines)
+
+
+def _journal_flaky(
+    item: pytest.Item, outcomes: list[dict[str, Any]], replay: str, text: str
+) -> None:
+    """A ``plan_search`` event and a failed ``plans flaky`` verdict, as ``search_plans``
+    journals them, so the report keeps the failure Hypothesis called flaky."""
+    lab = item.stash.get(_lab_key, None) or item.config.stash.get(_session_lab, None)
+    if lab is None:
+        return
+    from faultlab.oracles.verdict import Verdict, record_verdict
+
+    plan: Any = item.stash.get(_plan_key, None)
+    lab.journal.record(
+        "plan_search",
+        nodeid=item.nodeid,
+        plan=plan.to_json() if hasattr(plan, "to_json") else plan,
+        outcomes=outcomes,
+        flaky=True,
+        replay=replay,
+        examples=None,
+    )
+    record_verdict(lab.journal, Verdict("plans", "flaky", False, message=text), nodeid=item.nodeid)
 
 
 def _labels(item: pytest.Item) -> dict[str, Any]:

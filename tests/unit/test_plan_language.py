@@ -376,3 +376,46 @@ def test_the_plugin_search_prints_the_flaky_report_and_journals_it(
     assert test["plan"] == search["plan"]
     assert test["replay"] == search["replay"]
     assert "FAULTLAB_PLAN=" in test["replay"]
+
+
+def test_a_given_test_over_plans_that_hypothesis_calls_flaky_keeps_both_outcomes(
+    pytester: pytest.Pytester,
+) -> None:
+    """A plain ``@given(fault_plans())`` test: Hypothesis ends in ``FlakyFailure``; the plugin
+    adds both outcomes and the replay line, and journals them."""
+    pytester.makepyfile(
+        """
+        from hypothesis import HealthCheck, given, settings
+        from faultlab.strategies import fault_plans
+
+        SEEN = set()
+
+        @settings(database=None, derandomize=True,
+                  suppress_health_check=[HealthCheck.function_scoped_fixture])
+        @given(plan=fault_plans(kinds=["pause"], max_faults=1))
+        def test_plans(faultlab_check, plan):
+            faultlab_check.plan(plan)
+            if plan.dumps() not in SEEN:
+                SEEN.add(plan.dumps())
+                raise AssertionError("the breaker stayed open")
+        """
+    )
+    result = pytester.runpytest_subprocess("--faultlab-seed=8", "--faultlab-report=out")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*faultlab flaky*",
+            "FLAKY: the test failed, then passed when Hypothesis replayed the failing example",
+            "*server paused (SIGSTOP)*",
+            "  first run: FAILED: AssertionError: the breaker stayed open",
+            "  replay: passed: on replay (*",
+            "replay: FAULTLAB_PLAN=*--faultlab-seed=8*",
+        ]
+    )
+    events = json.loads((pytester.path / "out" / "journal.json").read_text())["events"]
+    (search,) = [e for e in events if e["kind"] == "plan_search"]
+    assert search["flaky"] is True
+    assert [o["failed"] for o in search["outcomes"]] == [True, False]
+    assert FaultPlan.from_json(search["plan"]).steps[0].kind == "pause"
+    (verdict,) = [e for e in events if e["kind"] == "verdict"]
+    assert verdict["property"] == "flaky"
