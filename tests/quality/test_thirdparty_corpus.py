@@ -110,6 +110,7 @@ def test_the_registry_is_big_and_spans_every_oracle() -> None:
     assert {bug.oracle for bug in THIRD_PARTY} == set(ORACLES)
     fast = [bug for bug in THIRD_PARTY if not bug.slow]
     assert {bug.oracle for bug in fast} == set(ORACLES), "the default run covers every oracle"
+    assert all(bug.fixed is not None for bug in THIRD_PARTY), "each entry has its fixed twin"
     for bug in THIRD_PARTY:
         assert bug.source, bug.name
         assert bug.stack, bug.name
@@ -173,6 +174,13 @@ def test_a_third_party_wrong_client_is_caught_on_one_fault(
     assert len(plan) <= 1, f"{bug.name} shrank to {len(plan)} faults:\n{plan.describe()}"
     assert CALL_NAMED.search(verdict.message), f"{bug.name}: no call named: {verdict.message}"
     assert verdict.evidence, "a failed verdict carries the journal excerpt that proves it"
+    if bug.fixed is not None:  # the same plan against the client configured as declared
+        twin = verdicts(run(http_env, bug.fixed, plan, bug.workload))[bug.oracle]
+        failed = twin.details.get("failed", []) if not twin.passed else []
+        assert not [p for p in failed if p.startswith(bug.properties)], (
+            f"{bug.name}: the fixed client fails {bug.properties} on the same plan too, so the "
+            f"catch is not the bug's:\n{twin.report()}"
+        )
     node = f"{Path(__file__).resolve()}::{request.node.name}"
     replay = plan.replay_command(faultlab_seed, node)
     assert replay.startswith("FAULTLAB_PLAN=")

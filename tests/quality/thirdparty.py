@@ -66,6 +66,9 @@ class Bug3p:
     min_duration: float = 0.3
     slow: bool = False
     """Run only with ``FAULTLAB_SLOW=1`` (the default run keeps one per oracle at least)."""
+    fixed: Callable[[], Client] | None = None
+    """The same client with the bug fixed (configured as declared): on the shrunk plan the
+    intended property must hold for it, so the catch is the bug's and not the oracle's."""
 
     def __post_init__(self) -> None:
         if self.oracle not in ORACLES:
@@ -88,6 +91,7 @@ THIRD_PARTY: list[Bug3p] = [
         "retry",
         ("R1",),
         "stop_after_attempt(n) counts the first call: 3 retries written as 4 attempts",
+        fixed=lambda: tc.tenacity_urllib_client("fixed", tc.retrying()),
     ),
     Bug3p(
         "requests_retry_inside_tenacity",
@@ -105,6 +109,7 @@ THIRD_PARTY: list[Bug3p] = [
         "retry",
         ("R1",),
         "nested retries multiply attempts: tenacity #407, #252; NeMo-Agent-Toolkit PR #803",
+        fixed=lambda: tc.requests_client("fixed", tc.default_retry()),
     ),
     Bug3p(
         "stamina_attempts_left_at_default",
@@ -113,6 +118,7 @@ THIRD_PARTY: list[Bug3p] = [
         "retry",
         ("R1",),
         "stamina.retry's attempts defaults to 10: the 3 the user meant was never passed",
+        fixed=lambda: tc.stamina_client("fixed", actual={"attempts": 3, "timeout": 5.0, **tc.WAIT}),
     ),
     # ---- retry: classification (R3) ---------------------------------------------------------
     Bug3p(
@@ -127,6 +133,11 @@ THIRD_PARTY: list[Bug3p] = [
         "retry",
         ("R3",),
         "urllib3 Retry(allowed_methods=None) retries every verb, POST included (not the default)",
+        fixed=lambda: tc.requests_client(
+            "fixed",
+            tc.default_retry(allowed_methods=Retry.DEFAULT_ALLOWED_METHODS),
+            keyed_posts=False,
+        ),
     ),
     Bug3p(
         "tenacity_urlerror_retries_4xx",
@@ -139,6 +150,7 @@ THIRD_PARTY: list[Bug3p] = [
         ("R3",),
         "urllib.error.HTTPError subclasses URLError: 'retry network errors' retries a 400",
         shapes=BAD_REQUEST,
+        fixed=lambda: tc.tenacity_urllib_client("fixed", tc.retrying()),
     ),
     Bug3p(
         "tenacity_read_timeout_not_retried",
@@ -153,6 +165,7 @@ THIRD_PARTY: list[Bug3p] = [
         "reading the response (TimeoutError, RemoteDisconnected escape unwrapped)",
         allow=("timeout", "reset_peer"),
         shapes={},
+        fixed=lambda: tc.tenacity_urllib_client("fixed", tc.retrying()),
     ),
     # ---- retry: delays (R4, R5, R9, R16) ----------------------------------------------------
     Bug3p(
@@ -166,6 +179,9 @@ THIRD_PARTY: list[Bug3p] = [
         "retry",
         ("R4",),
         "a copy-pasted wait_fixed where the design says exponential backoff",
+        fixed=lambda: tc.tenacity_urllib_client(
+            "fixed", tc.retrying(wait=tenacity.wait_exponential(multiplier=0.1, max=0.4))
+        ),
     ),
     Bug3p(
         "urllib3_retry_after_honoured_by_default",
@@ -180,6 +196,9 @@ THIRD_PARTY: list[Bug3p] = [
         "urllib3's respect_retry_after_header defaults to True: the server's Retry-After, not "
         "the backoff, sets the wait (Polly #2160: stray delays from Retry-After)",
         shapes=RETRY_AFTER,
+        fixed=lambda: tc.requests_client(
+            "fixed", tc.default_retry(respect_retry_after_header=False)
+        ),
     ),
     Bug3p(
         "retry_after_read_as_milliseconds",
@@ -189,6 +208,7 @@ THIRD_PARTY: list[Bug3p] = [
         ("R9",),
         "Retry-After is delay-seconds (RFC 9110 10.2.3), parsed as milliseconds",
         shapes=RETRY_AFTER,
+        fixed=lambda: tc.hand_rolled_retry_after("fixed", unit=1.0),
     ),
     Bug3p(
         "hand_rolled_sleep_after_last_attempt",
@@ -198,6 +218,7 @@ THIRD_PARTY: list[Bug3p] = [
         ("R16",),
         "for/try/except/sleep: the backoff also runs after the final failure",
         min_duration=0.5,
+        fixed=lambda: tc.hand_rolled_requests("fixed", trailing_sleep=False),
     ),
     # ---- retry: success and budget (R2, R8) -------------------------------------------------
     Bug3p(
@@ -214,32 +235,22 @@ THIRD_PARTY: list[Bug3p] = [
         "successes retried)",
         allow=("latency",),
         shapes=SLOW,
+        fixed=lambda: tc.httpx_tenacity_client("fixed"),
     ),
     Bug3p(
         "stamina_timeout_in_milliseconds",
         "httpx+stamina",
         lambda: tc.stamina_client(
             "stamina timeout=500",
-            actual={
-                "attempts": 10,
-                "timeout": 500,
-                "wait_initial": 0.05,
-                "wait_max": 0.1,
-                "wait_jitter": 0.0,
-            },
-            declared={
-                "attempts": 10,
-                "timeout": 0.5,
-                "wait_initial": 0.05,
-                "wait_max": 0.1,
-                "wait_jitter": 0.0,
-            },
+            actual={**tc.FAST_STAMINA, "timeout": 500},
+            declared=tc.FAST_STAMINA,
         ),
         "retry",
         ("R8",),
         "stamina's timeout is seconds (a float or timedelta): 500 meant 500 ms "
         "(backoff #186: retried past max_time)",
         min_duration=0.7,
+        fixed=lambda: tc.stamina_client("fixed", actual=tc.FAST_STAMINA, declared=tc.FAST_STAMINA),
     ),
     # ---- idempotency ------------------------------------------------------------------------
     Bug3p(
@@ -249,6 +260,7 @@ THIRD_PARTY: list[Bug3p] = [
         "idempotency",
         ("I3",),
         "a retried POST whose Idempotency-Key header was forgotten",
+        fixed=lambda: tc.httpx_tenacity_client("fixed"),
     ),
     Bug3p(
         "idempotency_key_made_once_per_client",
@@ -260,6 +272,7 @@ THIRD_PARTY: list[Bug3p] = [
         ("I2",),
         "a key derived once (pympp PR #155: a key tied to the wrong lifetime); every order after "
         "the first is dropped as a duplicate",
+        fixed=lambda: tc.requests_client("fixed", tc.default_retry()),
     ),
     # ---- breaker ----------------------------------------------------------------------------
     Bug3p(
@@ -276,6 +289,7 @@ THIRD_PARTY: list[Bug3p] = [
         "exclude=[URLError] meant 'not the caller's errors', but every HTTPError (5xx too) is a "
         "URLError: the breaker never opens on a failing service (pybreaker #7: never opens)",
         workload=BREAKER_WORKLOAD,
+        fixed=lambda: tc.breaker_client("fixed", _breaker(3, 0.6)),
     ),
     Bug3p(
         "pybreaker_counts_4xx",
@@ -289,6 +303,7 @@ THIRD_PARTY: list[Bug3p] = [
         "should exclude)",
         shapes=BAD_REQUEST,
         workload=BREAKER_WORKLOAD,
+        fixed=lambda: tc.breaker_client("fixed", _breaker(3, 0.6)),
     ),
     Bug3p(
         "pybreaker_fail_max_off_by_one",
@@ -298,6 +313,7 @@ THIRD_PARTY: list[Bug3p] = [
         ("C2",),
         "fail_max=2 for 'open on the third failure'",
         workload=BREAKER_WORKLOAD,
+        fixed=lambda: tc.breaker_client("fixed", _breaker(3, 0.6)),
     ),
     Bug3p(
         "pybreaker_reset_timeout_left_at_default",
@@ -312,6 +328,7 @@ THIRD_PARTY: list[Bug3p] = [
         "pybreaker's reset_timeout defaults to 60 s: the breaker stays open long after the "
         "declared 0.5 s",
         workload=LONG_BREAKER_WORKLOAD,
+        fixed=lambda: tc.breaker_client("fixed", _breaker(3, 0.5)),
     ),
     Bug3p(
         "pybreaker_reset_timeout_too_short",
@@ -322,6 +339,7 @@ THIRD_PARTY: list[Bug3p] = [
         "reset_timeout in the wrong unit or scale: probes hammer an open service "
         "(resilience4j #1432: more calls let through than the open state allows)",
         workload=BREAKER_WORKLOAD,
+        fixed=lambda: tc.breaker_client("fixed", _breaker(3, 0.6)),
     ),
     # ---- fallback ---------------------------------------------------------------------------
     Bug3p(
@@ -334,6 +352,7 @@ THIRD_PARTY: list[Bug3p] = [
         "replaced)",
         allow=("latency",),
         shapes=SLOW,
+        fixed=lambda: tc.requests_slow_means_cached("fixed", slow=float("inf")),
     ),
     Bug3p(
         "httpx_fallback_misses_transport_errors",
@@ -349,6 +368,9 @@ THIRD_PARTY: list[Bug3p] = [
         "the fallback is declared for it",
         allow=("reset_peer",),
         shapes={},
+        fixed=lambda: tc.stamina_client(
+            "fixed", actual={"attempts": 3, "timeout": 5.0, **tc.WAIT}, fallback_on=_httpx_transient
+        ),
     ),
     # ---- deadline ---------------------------------------------------------------------------
     Bug3p(
@@ -368,6 +390,12 @@ THIRD_PARTY: list[Bug3p] = [
         shapes={},
         duration=2.5,
         min_duration=2.1,
+        fixed=lambda: tc.tenacity_urllib_client(
+            "fixed",
+            tc.retrying(stop=tenacity.stop_after_delay(0.5), wait=tenacity.wait_fixed(0.05)),
+            timeout=0.4,
+            deadline=1.0,
+        ),
     ),
 ]
 

@@ -57,6 +57,16 @@ WAIT = {"wait_initial": 0.05, "wait_max": 0.2, "wait_jitter": 0.05}
 """The stamina backoff of tests/blackbox/clients.py."""
 
 
+FAST_STAMINA: dict[str, Any] = {
+    "attempts": 10,
+    "timeout": 0.5,
+    "wait_initial": 0.05,
+    "wait_max": 0.1,
+    "wait_jitter": 0.0,
+}
+"""Many quick retries within a 0.5 s budget."""
+
+
 def _key() -> dict[str, str]:
     return {"Idempotency-Key": str(uuid.uuid4())}
 
