@@ -92,9 +92,11 @@ PASSIVE_DECISIONS = frozenset({"toxicity", "pass", "pass_frame"})
 pass. A ``delay`` of 0 ms is passive too (see :func:`faultlab.journal.timeline.acted`)."""
 PROCESS_FAULTS = frozenset({"pause", "kill", "stop", "restart"})
 """``process`` actions that act on the server (a ``resume`` or a ``partition`` record does not)."""
-PROCESS_WINDOWS = frozenset({"pause", "kill"})
+PROCESS_WINDOWS = frozenset({"pause", "kill", "stop"})
 """``process`` actions that open a fault window, closed by :data:`PROCESS_CLOSERS`."""
-PROCESS_CLOSERS = MappingProxyType({"resume": "pause", "restart": "kill"})
+PROCESS_CLOSERS = MappingProxyType({"resume": ("pause",), "restart": ("kill", "stop")})
+"""The ``process`` action that closes a window, and the windows it closes (a restart ends the
+downtime of a kill or of a graceful stop)."""
 
 _F = tuple[str, ...]
 KINDS: MappingProxyType[str, _F] = MappingProxyType(

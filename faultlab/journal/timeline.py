@@ -669,12 +669,12 @@ def index(events: list[dict[str, Any]]) -> Index:
         elif kind == ev.PROCESS:
             action = str(e.get("action", ""))
             target = str(e.get("target", "server"))
-            opener = ev.PROCESS_CLOSERS.get(action)
             if action in ev.PROCESS_WINDOWS:
                 open_process.setdefault((target, action), (t, e))
-            elif opener is not None and (target, opener) in open_process:
-                start, first = open_process.pop((target, opener))
-                idx.windows.append(_process_window(start, first, t))
+            for opener in ev.PROCESS_CLOSERS.get(action, ()):
+                if (target, opener) in open_process:
+                    start, first = open_process.pop((target, opener))
+                    idx.windows.append(_process_window(start, first, t))
         elif kind == ev.FAULT:
             idx.fault_t.append(t)
         elif kind == ev.VERDICT:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from faultlab.errors import TransportError, TransportTimeout
+from faultlab.journal.timeline import index
 from faultlab.lab import Lab
 from faultlab.lab.pair import Pair
 from faultlab.oracles import VirtualClock
@@ -148,6 +149,9 @@ def test_leaving_the_runner_on_an_exception_undoes_everything(pair: Pair) -> Non
     assert state(pair) == (True, False)
     assert add(pair) == 5
     assert actions_of(pair, since) == ["pause", "stop", "restart", "pause", "resume"]
+    # the journal's timeline sees the SIGTERM's downtime as a process fault window, as a kill's
+    windows = index([e for e in pair.events() if e["seq"] >= since]).windows
+    assert sorted(w.type for w in windows if w.kind == "process") == ["pause", "stop"]
 
 
 def test_minimize_shortens_the_window_and_softens_the_latency_it_needs(pair: Pair) -> None:
