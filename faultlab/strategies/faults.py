@@ -1106,13 +1106,16 @@ class PlanRunner:
                     except Exception as exc:
                         self._failed(index, "applying", exc)
                         self._undo[index] = lambda: None  # not retried on the next sync
-            for index, step in enumerate(self.plan.steps):
-                if step.instant and index not in self._fired and t >= step.at_s:
-                    self._fired.add(index)
-                    try:
-                        self._fire(index, step)
-                    except Exception as exc:
-                        self._failed(index, "running", exc)
+            self._fire_due(t)
+
+    def _fire_due(self, t: float) -> None:
+        for index, step in enumerate(self.plan.steps):
+            if step.instant and index not in self._fired and t >= step.at_s:
+                self._fired.add(index)
+                try:
+                    self._fire(index, step)
+                except Exception as exc:
+                    self._failed(index, "running", exc)
 
     def next_boundary(self) -> float | None:
         t = self.now()
@@ -1128,7 +1131,7 @@ class PlanRunner:
         try:
             self.sync()
         except PlanRunError:
-            self.stop(raise_errors=False)
+            self.stop(raise_errors=False, run_due=False)
             raise
         if self.clock is not None:
             self._unsubscribe = self.clock.on_advance(self.sync)
@@ -1145,8 +1148,10 @@ class PlanRunner:
                 return
             self._sync()  # an error stays in self.errors, for stop() to raise
 
-    def stop(self, *, raise_errors: bool = True) -> None:
-        """Stop following the clock and undo everything still applied (last applied first).
+    def stop(self, *, raise_errors: bool = True, run_due: bool = True) -> None:
+        """Stop following the clock, run the instants already due that a slow boundary held
+        back (unless ``run_due`` is False: the ``with`` block raised), and undo everything
+        still applied (last applied first).
 
         Then raises the first :class:`PlanRunError` nobody has seen yet (a background
         apply, an undo), unless ``raise_errors`` is False."""
@@ -1161,6 +1166,8 @@ class PlanRunner:
             call.join(timeout=30)
         self._call_threads.clear()
         with self._lock:
+            if run_due:
+                self._fire_due(self.now())  # instants a slow boundary (a restart) held back
             for index in reversed(list(self._undo)):
                 self._undo_step(index)
             unseen = [e for i, e in enumerate(self.errors) if i not in self._raised]
@@ -1172,4 +1179,4 @@ class PlanRunner:
         return self.start()
 
     def __exit__(self, exc_type: object, *exc_info: object) -> None:
-        self.stop(raise_errors=exc_type is None)
+        self.stop(raise_errors=exc_type is None, run_due=exc_type is None)

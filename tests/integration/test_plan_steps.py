@@ -115,6 +115,18 @@ def test_call_steps_run_at_their_time_and_keep_their_outcome(pair: Pair) -> None
     assert outcomes[2].at_s >= 0.35
 
 
+def test_a_call_held_back_by_a_slow_restart_still_runs_before_the_runner_exits(
+    pair: Pair,
+) -> None:
+    """The restart at 0.4 s takes a few hundred ms; the block ends at 0.6 s: the call due at
+    0.5 s runs on exit (against the restarted server) instead of being dropped."""
+    plan = FaultPlan((FaultStep.kill(0.1, 0.3), FaultStep.call(0.5, "add")), 0.6)
+    with plan.runner(pair, actions={"add": lambda: add(pair)}) as runner:
+        time.sleep(0.6)
+    assert [(c.action, c.ok, c.value) for c in runner.calls] == [("add", True, 5)]
+    assert runner.calls[0].at_s >= 0.5
+
+
 def test_leaving_the_runner_on_an_exception_undoes_everything(pair: Pair) -> None:
     clock = VirtualClock()
     since = last_seq(pair)
