@@ -35,6 +35,8 @@ __all__ = [
     "PROCESS_FAULTS",
     "PROCESS_WINDOWS",
     "PROXY_DELETED",
+    "PROXY_DISABLED",
+    "PROXY_ENABLED",
     "SCHEMA",
     "SERVER_REQUEST",
     "SIDE_EFFECT",
@@ -78,6 +80,8 @@ TOXIC_ADDED = "toxic_added"
 TOXIC_UPDATED = "toxic_updated"
 TOXIC_REMOVED = "toxic_removed"
 PROXY_DELETED = "proxy_deleted"
+PROXY_DISABLED = "proxy_disabled"
+PROXY_ENABLED = "proxy_enabled"
 WIRE_REQUEST = "wire_request"
 WIRE_RESPONSE = "wire_response"
 WIRE_UNANSWERED = "wire_unanswered"
@@ -122,6 +126,8 @@ KINDS: MappingProxyType[str, _F] = MappingProxyType(
         TOXIC_UPDATED: ("proxy", "toxic", "type", "stream", "toxicity", "attributes"),
         TOXIC_REMOVED: ("proxy", "toxic"),
         PROXY_DELETED: ("proxy",),
+        PROXY_DISABLED: ("proxy",),
+        PROXY_ENABLED: ("proxy", "listen"),
         WIRE_REQUEST: (
             "proxy",
             "connection",

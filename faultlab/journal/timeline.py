@@ -574,9 +574,9 @@ def connections(source: Source | Timeline) -> list[Connection]:
 class FaultWindow:
     """A stretch of time a fault was in place: a toxic (added..removed) or a process fault."""
 
-    kind: str  # "toxic" | "process"
-    name: str  # toxic name, or "pause server"
-    type: str  # toxic type, or the process action
+    kind: str  # "toxic" | "process" | "proxy" (a proxy disabled: every connection refused)
+    name: str  # toxic name, "pause server", or "disable <proxy>"
+    type: str  # toxic type, the process action, or "disable"
     start: float
     end: float
     proxy: str = ""
@@ -617,16 +617,18 @@ class Index:
         return _any_between(self.acting_t, start, end)
 
     def acted_between(self, start: float, end: float) -> bool:
-        """Did a fault act in ``[start, end]``: an acting event, or a process fault window?"""
+        """Did a fault act in ``[start, end]``: an acting event, or a process fault or
+        disabled-proxy window?"""
         return self.acting_between(start, end) or any(
-            w.kind == "process" and w.overlaps(start, end) for w in self.windows
+            w.kind != "toxic" and w.overlaps(start, end) for w in self.windows
         )
 
     def fault_events_between(self, start: float, end: float) -> int:
         return bisect.bisect_right(self.fault_t, end) - bisect.bisect_left(self.fault_t, start)
 
     def window_acted(self, win: FaultWindow, start: float, end: float) -> bool:
-        """A process fault always acts; a toxic only if it touched traffic in ``[start, end]``."""
+        """A process fault or a disabled proxy always acts; a toxic only if it touched
+        traffic in ``[start, end]``."""
         if win.kind != "toxic":
             return True
         times = self.acting_by_toxic.get((win.proxy, win.name), [])
@@ -645,6 +647,7 @@ def index(events: list[dict[str, Any]]) -> Index:
     idx = Index(events, times=[float(e["t"]) for e in events])
     open_toxics: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
     open_process: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
+    open_disabled: dict[str, tuple[float, dict[str, Any]]] = {}
     pending: dict[str, list[dict[str, Any]]] = {}
     end_t = idx.times[-1] if idx.times else 0.0
     for e in events:
@@ -662,6 +665,13 @@ def index(events: list[dict[str, Any]]) -> Index:
         elif kind == ev.PROXY_DELETED:  # a deleted proxy's toxics go with it, unjournaled
             for key in [k for k in open_toxics if k[0] == str(e.get("proxy", ""))]:
                 idx.windows.append(_toxic_window(*open_toxics.pop(key), t))
+            # deleting stops the proxy first (proxy_disabled just before): no fault window
+            open_disabled.pop(str(e.get("proxy", "")), None)
+        elif kind == ev.PROXY_DISABLED:
+            open_disabled.setdefault(str(e.get("proxy", "")), (t, e))
+        elif kind == ev.PROXY_ENABLED:
+            if str(e.get("proxy", "")) in open_disabled:
+                idx.windows.append(_proxy_window(*open_disabled.pop(str(e.get("proxy", ""))), t))
         elif kind == ev.TOXIC_REMOVED:
             key = (str(e.get("proxy", "")), str(e.get("toxic") or e.get("name") or ""))
             if key in open_toxics:
@@ -685,6 +695,8 @@ def index(events: list[dict[str, Any]]) -> Index:
         idx.windows.append(_toxic_window(start, e, end_t))
     for start, e in open_process.values():
         idx.windows.append(_process_window(start, e, end_t))
+    for start, e in open_disabled.values():
+        idx.windows.append(_proxy_window(start, e, end_t))
     idx.windows.sort(key=lambda x: (x.start, x.end, x.name))
     idx.acting_t.sort()
     for times in idx.acting_by_toxic.values():
@@ -716,3 +728,10 @@ def _process_window(start: float, e: dict[str, Any], end: float) -> FaultWindow:
     action = str(e.get("action", ""))
     target = str(e.get("target", "server"))
     return FaultWindow(kind="process", name=f"{action} {target}", type=action, start=start, end=end)
+
+
+def _proxy_window(start: float, e: dict[str, Any], end: float) -> FaultWindow:
+    proxy = str(e.get("proxy", ""))
+    return FaultWindow(
+        kind="proxy", name=f"disable {proxy}", type="disable", start=start, end=end, proxy=proxy
+    )

@@ -54,6 +54,7 @@ def last_seq(pair: Pair) -> int:
 
 def test_a_disable_window_refuses_connections_then_lets_them_in(pair: Pair) -> None:
     clock = VirtualClock()
+    since = last_seq(pair)
     plan = FaultPlan((FaultStep.disable(0.1, 0.2),), 0.5)
     with plan.runner(pair, clock=clock):
         assert add(pair) == 5
@@ -64,6 +65,11 @@ def test_a_disable_window_refuses_connections_then_lets_them_in(pair: Pair) -> N
         assert add(pair) == 5
     kinds = [e["kind"] for e in pair.proxy.events() if e["kind"].startswith("proxy_")]
     assert kinds[-2:] == ["proxy_disabled", "proxy_enabled"]
+    # the timeline (what oracles and reports read) has the disabled stretch as a fault window
+    events = [e for e in pair.events() if e["seq"] >= since]
+    (window,) = index(events).windows
+    assert (window.kind, window.name) == ("proxy", f"disable {pair.proxy.name}")
+    assert index(events).acted_between(window.start, window.end)
 
 
 def test_a_pause_window_stalls_a_call_until_it_resumes(pair: Pair) -> None:
@@ -164,6 +170,7 @@ def test_leaving_the_runner_on_an_exception_undoes_everything(pair: Pair) -> Non
     # the journal's timeline sees the SIGTERM's downtime as a process fault window, as a kill's
     windows = index([e for e in pair.events() if e["seq"] >= since]).windows
     assert sorted(w.type for w in windows if w.kind == "process") == ["pause", "stop"]
+    assert [w.name for w in windows if w.kind == "proxy"] == [f"disable {pair.proxy.name}"]
 
 
 def test_minimize_shortens_the_window_and_softens_the_latency_it_needs(pair: Pair) -> None:
