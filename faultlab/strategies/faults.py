@@ -13,8 +13,10 @@ shorter, milder faults, which is what a user wants to read.
 
 A plan is data (:meth:`FaultPlan.to_json`), replayable from the
 ``FAULTLAB_PLAN`` environment variable (:meth:`FaultPlan.replay_command`),
-and applied to live proxies by a :class:`PlanRunner` on a real or virtual
-clock.
+and applied to live proxies and pairs by a :class:`PlanRunner` on a real or
+virtual clock. Its steps are toxics, proxy disable windows, process faults on
+a pair's server (pause, kill, SIGTERM, restart) and calls of named actions
+(:data:`STEP_KINDS`); :func:`minimize` drops, shortens and softens them.
 """
 
 from __future__ import annotations
