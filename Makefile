@@ -6,13 +6,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: demo test lint typecheck unit bench fuzz clean help
+.PHONY: demo test lint typecheck unit bench fuzz quality clean help
 
 help:
 	@echo "make demo   - the bundled suites on the example services, every transport; reports/"
 	@echo "make test   - install test dependencies, then ruff, mypy --strict and pytest"
 	@echo "make bench  - pytest-benchmark suites under benchmarks/"
 	@echo "make fuzz   - the fuzz and hostile-peer tests at full size (slow: minutes)"
+	@echo "make quality - the oracle quality corpus at full size: every wrong client, 50 plans x 3 seeds per correct one (slow)"
 	@echo "make clean  - remove the virtualenv and caches"
 
 $(BIN)/python:
@@ -42,6 +43,9 @@ test: lint typecheck unit
 
 fuzz: $(STAMP)
 	FAULTLAB_SLOW=1 $(BIN)/python -m pytest tests/fuzz tests/integration/test_backpressure.py -p no:cacheprovider -o timeout=3600
+
+quality: $(STAMP)
+	FAULTLAB_SLOW=1 $(BIN)/python -m pytest tests/quality tests/blackbox -p no:cacheprovider -o timeout=3600
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest benchmarks --benchmark-only

@@ -648,6 +648,7 @@ def minimize(
     min_duration: float = 0.02,
     shorten: bool = True,
     soften: bool = True,
+    lower_toxicity: bool = False,
 ) -> FaultPlan:
     """A greedy pass after Hypothesis' shrinking: drop steps, shorten windows, soften toxics.
 
@@ -663,8 +664,10 @@ def minimize(
     3. *this harsh?* (``soften``) each toxic attribute moved toward the toxic's mildest
        setting as its own declaration orders it (:func:`attribute_shape`: less latency,
        more bandwidth, a finite timeout before ``timeout=0``...; an attribute named
-       ``protocol`` is context and stays), then the toxicity lowered among
-       :data:`TOXICITIES`. Combinations the toxic refuses are skipped without a call.
+       ``protocol`` is context and stays); with ``lower_toxicity`` the toxicity is lowered
+       too, among :data:`TOXICITIES` (off by default: a toxicity below 1 makes the plan a
+       coin toss, and a replay may then not fail). Combinations the toxic refuses are
+       skipped without a call.
 
     Each move tries the mildest candidate first, then bisects between it and the current
     value (at most :data:`BISECT_STEPS` more calls). Deterministic: the same plan and
@@ -673,6 +676,7 @@ def minimize(
     spent, the plan so far is returned.
     """
     shrinker = _Shrinker(plan, fails, max_runs)
+    shrinker.lower_toxicity = lower_toxicity
     shrinker.drop_steps()
     if shorten:
         for index in range(len(shrinker.plan.steps)):
@@ -689,6 +693,7 @@ class _Shrinker:
         self.fails = fails
         self.max_runs = max_runs
         self.runs = 0
+        self.lower_toxicity = False
         self.seen: dict[str, bool] = {plan.dumps(): True}
 
     def adopt(self, candidate: FaultPlan | None) -> bool:
@@ -804,6 +809,8 @@ class _Shrinker:
                 return self.replaced(index, replace(current, attributes=attrs))
 
             self.bisect(count, softer)
+        if not self.lower_toxicity:
+            return
         step = self.plan.steps[index]
         lower = [t for t in TOXICITIES if t < step.toxicity]
         current = step

@@ -234,7 +234,9 @@ def test_minimize_closes_an_open_window_and_softens_toward_the_declared_mildest(
     (only,) = minimize(FaultPlan((step,), 1.0), needs).steps
     assert only.duration_s == pytest.approx(0.02)
     assert only.attributes == {"latency": 120, "jitter": 0}  # jitter to its mildest, 0
-    assert only.toxicity == 0.25
+    assert only.toxicity == 1.0  # replays the same: not lowered unless asked
+    (lowered,) = minimize(FaultPlan((step,), 1.0), needs, lower_toxicity=True).steps
+    assert lowered.toxicity == 0.25
     # "mildest" comes from each toxic's declaration: more bandwidth, a finite timeout
     assert get_toxic_class("bandwidth").attributes_spec["rate"].generate == (1000, 1)
     rate = FaultStep(0.0, "bandwidth", attributes={"rate": 1}, duration_s=0.02)
