@@ -1,6 +1,7 @@
 """Correct clients, unmodified, pass every oracle their declared policies call for, judged
 from the wire, over 20 Hypothesis fault plans each (HTTP errors with and without
-Retry-After, black holes, resets, latency), against FastAPI on uvicorn run as a Command."""
+Retry-After, black holes, resets, latency), against FastAPI on uvicorn run as a Command;
+50 plans under each of three seeds in slow mode."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ from collections import Counter
 from collections.abc import Callable
 
 import pytest
-from hypothesis import given
+from hypothesis import given, seed, settings
 
 from tests.blackbox import clients
 from tests.blackbox.clients import Client
 from tests.blackbox.harness import BLACKBOX, BREAKER_WORKLOAD, WORKLOAD, Env, plans, run, verdicts
+from tests.fuzz.budget import SLOW
 
 CORRECT: dict[str, tuple[Callable[[], Client], tuple[object, ...]]] = {
     "requests+urllib3": (clients.requests_client, WORKLOAD),
@@ -21,13 +23,24 @@ CORRECT: dict[str, tuple[Callable[[], Client], tuple[object, ...]]] = {
 }
 
 
+SEEDS: list[int | None] = [1, 2, 3] if SLOW else [None]
+"""Slow mode (``FAULTLAB_SLOW=1``, ``make quality``): 50 plans per client under each of three
+Hypothesis seeds; the default run: 20 derandomized plans."""
+SETTINGS = settings(BLACKBOX, max_examples=50, derandomize=False) if SLOW else BLACKBOX
+
+
+@pytest.mark.parametrize(
+    "search_seed", SEEDS, ids=lambda s: "derandomized" if s is None else f"seed{s}"
+)
 @pytest.mark.parametrize("name", list(CORRECT))
-def test_a_correct_client_raises_no_false_alarm(env: Env, name: str) -> None:
+def test_a_correct_client_raises_no_false_alarm(
+    env: Env, name: str, search_seed: int | None
+) -> None:
     factory, workload = CORRECT[name]
     exercised: Counter[str] = Counter()
     examples = 0
 
-    @BLACKBOX
+    @SETTINGS
     @given(plan=plans())
     def check(plan: object) -> None:
         nonlocal examples
@@ -38,8 +51,10 @@ def test_a_correct_client_raises_no_false_alarm(env: Env, name: str) -> None:
             if not verdict.vacuous:
                 exercised[oracle] += 1
 
+    if search_seed is not None:
+        check = seed(search_seed)(check)
     check()
-    assert examples >= 20
+    assert examples >= (50 if SLOW else 20)
     # the plans must have pressed on the client, or the green means nothing
     assert exercised["retry"] >= 5, exercised
     assert exercised["deadline"] >= 5, exercised

@@ -2,7 +2,7 @@
 
 Hypothesis searches fault plans (up to 5 faults, toxicity 1 so a plan means
 the same on every replay) until the expected property fails, then shrinks:
-the plan it returns must have at most 3 faults, and the verdict must say what
+the plan it returns must have at most one fault, and the verdict must say what
 was expected and what happened, naming the call. Verdicts are memoised per
 plan: a real network is not perfectly repeatable, and the shrinker must see
 one answer per plan; the shrunk plan is then replayed for real.
@@ -104,7 +104,7 @@ def test_bug_is_caught_by_the_right_oracle(env: Env, bug: Bug) -> None:
     assert not verdict.passed, f"{bug.name}: the shrunk plan no longer fails\n{plan.describe()}"
     assert verdict.oracle == bug.oracle
     assert verdict.property.startswith(bug.property), verdict.report()
-    assert len(plan) <= 3, f"{bug.name} shrank to {len(plan)} faults:\n{plan.describe()}"
+    assert len(plan) <= 1, f"{bug.name} shrank to {len(plan)} faults:\n{plan.describe()}"
     assert "call" in verdict.message or "key" in verdict.message, verdict.message
     assert verdict.evidence, "a failed verdict carries the journal excerpt that proves it"
     STATS["caught"].append(
