@@ -73,8 +73,8 @@ class _Summary:
         if CLEAN:
             terminalreporter.write_sep(
                 "-",
-                f"third-party correct twins: {len(CLEAN)}/{len(CORRECT) * len(SEARCH_SEEDS)} "
-                "without false alarm",
+                f"third-party correct twins: {len(CLEAN)} of {len(CORRECT) * len(SEARCH_SEEDS)} "
+                "passed, 0 false alarms (a false alarm fails its test)",
             )
             for line in CLEAN:
                 terminalreporter.write_line(line)

@@ -40,11 +40,15 @@ BAD_REQUEST = {
 RETRY_AFTER = {
     "http_error": {"status": Choice((503,)), "retry_after": Choice((1,)), **EVERY_REQUEST}
 }
-SLOW = {"latency": {"latency": Num(300, 400), "jitter": Num(0, 0)}}
+LATE_ANSWERS = {"latency": {"latency": Num(300, 400), "jitter": Num(0, 0)}}
 """Answers 300-400 ms late: slower than a client's "too slow" limit, within its timeout."""
-LONG_BREAKER_WORKLOAD: tuple[Step, ...] = BREAKER_WORKLOAD + tuple(
-    Step(f"get {n}", "GET /items", lambda c, base, n=n: c.get_item(base, n)) for n in range(12, 24)
-)
+
+
+def _get(n: int) -> Step:
+    return Step(f"get {n}", "GET /items", lambda c, base: c.get_item(base, n))
+
+
+LONG_BREAKER_WORKLOAD: tuple[Step, ...] = BREAKER_WORKLOAD + tuple(_get(n) for n in range(12, 24))
 """Calls for over a second after the breaker opens: long enough to see it never half-open."""
 ORACLES = ("retry", "idempotency", "breaker", "fallback", "deadline")
 
@@ -226,7 +230,7 @@ THIRD_PARTY: list[Bug3p] = [
         "httpx+tenacity",
         lambda: tc.httpx_tenacity_client(
             "retry if slow",
-            retry=tenacity.retry_if_exception(_httpx_transient)
+            retry=tenacity.retry_if_exception(tc.httpx_transient)
             | tenacity.retry_if_result(tc.slower_than(0.15)),
         ),
         "retry",
@@ -234,7 +238,7 @@ THIRD_PARTY: list[Bug3p] = [
         "retry_if_result on response.elapsed: a slow 200 is sent again (stamina PR #54: "
         "successes retried)",
         allow=("latency",),
-        shapes=SLOW,
+        shapes=LATE_ANSWERS,
         fixed=lambda: tc.httpx_tenacity_client("fixed"),
     ),
     Bug3p(
@@ -351,7 +355,7 @@ THIRD_PARTY: list[Bug3p] = [
         "'serve the cache when slow' replaces successful answers (failsafe #75: a success "
         "replaced)",
         allow=("latency",),
-        shapes=SLOW,
+        shapes=LATE_ANSWERS,
         fixed=lambda: tc.requests_slow_means_cached("fixed", slow=float("inf")),
     ),
     Bug3p(

@@ -418,6 +418,11 @@ def stamina_client(
     return Client(name, get_item, create_order, policies, close=client.close)
 
 
+def httpx_transient(exc: BaseException) -> bool:
+    """The blackbox clients' transient test, for tenacity (which hands any BaseException)."""
+    return isinstance(exc, Exception) and _httpx_transient(exc)
+
+
 def status_error_only(exc: Exception) -> bool:
     """``except httpx.HTTPStatusError``: a 5xx is served from the cache, a reset is not."""
     return isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code >= 500
@@ -437,7 +442,7 @@ def httpx_tenacity_client(
         return tenacity.Retrying(
             stop=tenacity.stop_after_attempt(3),
             wait=tenacity.wait_exponential(multiplier=0.05, max=0.2),
-            retry=tenacity.retry_if_exception(_httpx_transient),
+            retry=tenacity.retry_if_exception(httpx_transient),
             reraise=True,
         )
 
