@@ -274,8 +274,8 @@ THIRD_PARTY: list[Bug3p] = [
         ),
         "idempotency",
         ("I2",),
-        "a key derived once (pympp PR #155: a key tied to the wrong lifetime); every order after "
-        "the first is dropped as a duplicate",
+        "a key made once per client, not once per call (the mirror of gocardless-pro-python "
+        "#12's key per attempt): every order after the first is dropped as a duplicate",
         fixed=lambda: tc.requests_client("fixed", tc.default_retry()),
     ),
     # ---- breaker ----------------------------------------------------------------------------
@@ -291,7 +291,7 @@ THIRD_PARTY: list[Bug3p] = [
         "breaker",
         ("C1",),
         "exclude=[URLError] meant 'not the caller's errors', but every HTTPError (5xx too) is a "
-        "URLError: the breaker never opens on a failing service (pybreaker #7: never opens)",
+        "URLError: the breaker never opens on a failing service (the symptom of pybreaker #7)",
         workload=BREAKER_WORKLOAD,
         fixed=lambda: tc.breaker_client("fixed", _breaker(3, 0.6)),
     ),
@@ -303,8 +303,8 @@ THIRD_PARTY: list[Bug3p] = [
         ),
         "breaker",
         ("C2",),
-        "no exclude: the caller's own 400s open the breaker (opossum #540: errors the filter "
-        "should exclude)",
+        "no exclude: the caller's own 400s count as the service's failures and open the "
+        "breaker (pybreaker's exclude= exists for them)",
         shapes=BAD_REQUEST,
         workload=BREAKER_WORKLOAD,
         fixed=lambda: tc.breaker_client("fixed", _breaker(3, 0.6)),
@@ -341,7 +341,7 @@ THIRD_PARTY: list[Bug3p] = [
         "breaker",
         ("C4",),
         "reset_timeout in the wrong unit or scale: probes hammer an open service "
-        "(resilience4j #1432: more calls let through than the open state allows)",
+        "(cf. resilience4j #1432: more calls let through than the open state allows)",
         workload=BREAKER_WORKLOAD,
         fixed=lambda: tc.breaker_client("fixed", _breaker(3, 0.6)),
     ),
