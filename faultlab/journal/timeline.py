@@ -314,7 +314,42 @@ def _build(events: list[dict[str, Any]]) -> Timeline:
         orphans.extend(leftover)
     orphans.extend(wire.pop(None, ()))
     orphans.sort(key=lambda a: a.t_start)
-    return Timeline(events, calls, orphans)
+    return Timeline(events, _keys_from_server(events, calls), orphans)
+
+
+def _keys_from_server(events: list[dict[str, Any]], calls: list[Call]) -> list[Call]:
+    """An attempt that journaled no idempotency key takes the one the server read from the
+    request it answered (a key passed positionally, in a body the client does not parse):
+    a key counts whatever carried it. Only an unambiguous match is taken."""
+    served = sorted(
+        (float(e["t"]), e.get("method"), e["idempotency_key"])
+        for e in events
+        if e.get("kind") == ev.SERVER_REQUEST
+        and isinstance(e.get("idempotency_key"), str)
+        and isinstance(e.get("t"), int | float)
+    )
+    if not served:
+        return calls
+    times = [t for t, _, _ in served]
+    found = []
+    for call in calls:
+        attempts = tuple(_keyed(a, served, times) for a in call.attempts)
+        changed = any(a is not b for a, b in zip(attempts, call.attempts, strict=True))
+        found.append(replace(call, attempts=attempts) if changed else call)
+    return found
+
+
+def _keyed(attempt: Attempt, served: list[tuple[float, Any, str]], times: list[float]) -> Attempt:
+    if attempt.key or attempt.t_end is None:
+        return attempt
+    lo = bisect.bisect_left(times, attempt.t_start)
+    hi = bisect.bisect_right(times, attempt.t_end)
+    keys = {
+        key
+        for _, method, key in served[lo:hi]
+        if attempt.method is None or method is None or method == attempt.method
+    }
+    return replace(attempt, key=keys.pop()) if len(keys) == 1 else attempt
 
 
 # ---- attempts seen on the wire ---------------------------------------------------------------

@@ -62,3 +62,24 @@ def test_a_keyed_retry_after_a_lost_reply_takes_effect_once(pair: Pair) -> None:
     assert len(pair.server_effects()) == 1
     verdict = check_idempotency(pair.journal.events(since=since), INCR)
     assert verdict.passed, verdict.report()
+
+
+def test_a_key_passed_positionally_counts_as_the_attempts_key(pair: Pair) -> None:
+    """The client journals no key (it cannot know which positional parameter is one); the
+    server read it: the attempts take it, so a keyed retry is not called unkeyed (I3)."""
+    with pair.direct_client() as direct:
+        direct.call("counter.reset")
+    since = pair.journal.events()[-1]["seq"] + 1
+    with pair.logical_call("incr", method="counter.incr", idempotent=False):
+        pair.proxy.add_toxic("reset_peer", stream="downstream", timeout=0)
+        with pytest.raises(TransportError):
+            pair.client.call("counter.incr", 3, "k-positional")
+        pair.clear_faults()
+        pair.client.close()
+        assert pair.client.call("counter.incr", 3, "k-positional") == 3
+    events = pair.events(since=since)
+    starts = [e for e in events if e["kind"] == ev.ATTEMPT_START]
+    assert [e.get("idempotency_key") for e in starts] == [None, None]  # not journaled
+    verdict = check_idempotency(events, INCR)
+    assert verdict.passed, verdict.report()
+    assert not verdict.vacuous
