@@ -153,30 +153,22 @@ def _waits(tl: Timeline, tol: Tolerance) -> Verdict:
             library = e.get("library") or "the client"
             # an end seen late (the client's close) only bounds the gap from below
             if attempt.end_exact and gap < tol.early(float(wait)):
-                check.fail(
-                    f"{call.name}: {library} announced a wait of {secs(wait)} before retry "
-                    f"{retry}, but attempt {retry + 1} started {secs(gap)} after attempt "
-                    f"{retry} failed: it does not sleep what it says",
-                    evidence_for(tl, call, extra=[e]),
-                    call=call.id,
-                    retry=retry,
-                    reported=wait,
-                    gap=gap,
-                )
-                break
-            if gap > tol.late(float(wait)) and not _acted(tl, call):
-                check.fail(
-                    f"{call.name}: {library} announced a wait of {secs(wait)} before retry "
-                    f"{retry}, but attempt {retry + 1} started {secs(gap)} after attempt "
-                    f"{retry} failed ({attempt.describe()}), beyond the tolerance: something "
-                    f"else sleeps too",
-                    evidence_for(tl, call, extra=[e]),
-                    call=call.id,
-                    retry=retry,
-                    reported=wait,
-                    gap=gap,
-                )
-                break
+                verdict = "it does not sleep what it says"
+            elif gap > tol.late(float(wait)) and not _acted(tl, call):
+                verdict = f"{attempt.describe()}, beyond the tolerance: something else sleeps too"
+            else:
+                continue
+            check.fail(
+                f"{call.name}: {library} announced a wait of {secs(wait)} before retry "
+                f"{retry}, but attempt {retry + 1} started {secs(gap)} after attempt "
+                f"{retry} failed: {verdict}",
+                evidence_for(tl, call, extra=[e]),
+                call=call.id,
+                retry=retry,
+                reported=wait,
+                gap=gap,
+            )
+            break
     if check.checked == 0:
         check.vacuous_reason = "V2: no announced wait was followed by an observed retry"
     return check.verdict()

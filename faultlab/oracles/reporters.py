@@ -82,16 +82,19 @@ def tenacity_before_sleep(target: Any, *, label: str = "") -> Callable[[Any], No
     record = _recorder(target)
 
     def before_sleep(state: Any) -> None:
-        wait = getattr(state, "upcoming_sleep", None)
-        record(
-            ev.CLIENT_RETRY,
-            library="tenacity",
-            label=label,
-            retry=int(getattr(state, "attempt_number", 0)),
-            wait=float(wait) if isinstance(wait, int | float) else None,
-        )
+        _retry(record, "tenacity", label, state.attempt_number, state.upcoming_sleep)
 
     return before_sleep
+
+
+def _retry(record: Callable[..., Any], library: str, label: str, retry: Any, wait: Any) -> None:
+    record(
+        ev.CLIENT_RETRY,
+        library=library,
+        label=label,
+        retry=int(retry) if isinstance(retry, int) else 0,
+        wait=float(wait) if isinstance(wait, int | float) else None,
+    )
 
 
 def stamina_hook(target: Any) -> Callable[[Any], None]:
@@ -99,14 +102,8 @@ def stamina_hook(target: Any) -> Callable[[Any], None]:
     record = _recorder(target)
 
     def on_retry(details: Any) -> None:
-        wait = getattr(details, "wait_for", None)
-        record(
-            ev.CLIENT_RETRY,
-            library="stamina",
-            label=str(getattr(details, "name", "") or ""),
-            retry=int(getattr(details, "retry_num", 0)),
-            wait=float(wait) if isinstance(wait, int | float) else None,
-        )
+        label = str(getattr(details, "name", "") or "")
+        _retry(record, "stamina", label, details.retry_num, details.wait_for)
 
     return on_retry
 
