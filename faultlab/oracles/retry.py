@@ -544,10 +544,12 @@ def _distribution(
             else "longer than declared (no jitter, or stuck at the cap)"
         )
         calls = list(dict.fromkeys(c for c, _ in samples))[:3]
+        example = ", ".join(secs(s.gap) for c, s in samples if c is calls[0])
         check.fail(
             f"over {len(samples)} waits of {len({c.id for c, _ in samples})} call(s) the delays "
-            f"do not follow the declared {policy.wait.describe()}: they are {how}. "
-            f"{_per_retry(samples)} (Kolmogorov-Smirnov band test: D = {result.statistic:.2f}, "
+            f"do not follow the declared {policy.wait.describe()}: they are {how} "
+            f"(e.g. {calls[0].name} waited {example}). {_per_retry(samples)} "
+            f"(Kolmogorov-Smirnov band test: D = {result.statistic:.2f}, "
             f"p = {result.p_value:.1e} < alpha {policy.alpha:g})",
             evidence_for(tl, *calls),
             call=calls[0].id,

@@ -227,3 +227,31 @@ def test_a_correct_twin_raises_no_false_alarm(http_env: Env, twin: Twin, search_
         f"{examples} plans "
         f"(non-vacuous: {dict(exercised)})"
     )
+
+
+def test_a_cached_fallback_is_recognised_from_what_happened(http_env: Env) -> None:
+    """The stale-cache client declares no fallback value: under 503s its GETs return the
+    last good answer, and the oracle must count those as fallbacks (not as errors the caller
+    never saw, nor as values the service sent)."""
+    from tests.quality import thirdparty_clients as tc
+
+    step = FaultPlan.from_json(
+        {
+            "duration_s": 0.8,
+            "steps": [
+                {
+                    "at_s": 0.2,
+                    "duration_s": 0.5,
+                    "toxic": "http_error",
+                    "stream": "upstream",
+                    "attributes": {"status": 503, "every": 1, "scope": "connection"},
+                }
+            ],
+        }
+    )
+    found = verdicts(run(http_env, lambda: tc.stale_cache_client("stale cache"), step))
+    fallback = found["fallback"]
+    assert fallback.passed, fallback.report()
+    assert not fallback.vacuous
+    fell = int(re.search(r"(\d+) fell back", fallback.message).group(1))  # type: ignore[union-attr]
+    assert fell >= 1, fallback.message

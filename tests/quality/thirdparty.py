@@ -376,6 +376,38 @@ THIRD_PARTY: list[Bug3p] = [
             "fixed", actual={"attempts": 3, "timeout": 5.0, **tc.WAIT}, fallback_on=_httpx_transient
         ),
     ),
+    # ---- full jitter: the distribution (R6) and the first attempt (R0) ----------------------
+    Bug3p(
+        "full_jitter_loop_without_backoff",
+        "httpx, hand-rolled loop",
+        lambda: tc.jittered_loop("no backoff", mistake="no_backoff"),
+        "retry",
+        ("R6",),
+        "every wait 0, each within full jitter's [0, cap]: no backoff at all (backoff #136, "
+        "Polly #2163: instant retries)",
+        fixed=lambda: tc.jittered_loop("fixed"),
+    ),
+    Bug3p(
+        "full_jitter_drawn_before_the_first_attempt",
+        "httpx, hand-rolled loop",
+        lambda: tc.jittered_loop("sleep first", mistake="sleep_first", initial=0.5, cap=2.0),
+        "retry",
+        ("R0",),
+        "for k in range(n): sleep(U(0, cap_k)); try: ... : the first call waits for nothing",
+        fixed=lambda: tc.jittered_loop("fixed", initial=0.5, cap=2.0),
+    ),
+    # ---- a cache as the fallback ------------------------------------------------------------
+    Bug3p(
+        "stale_cache_masks_a_4xx",
+        "requests+urllib3",
+        lambda: tc.stale_cache_client("cache on any error", masks_errors=True),
+        "fallback",
+        ("F1",),
+        "except RequestException: the caller's own 400 is answered from a stale cache "
+        "(opossum #540: the fallback ran for errors the filter said were not failures)",
+        shapes=BAD_REQUEST,
+        fixed=lambda: tc.stale_cache_client("fixed"),
+    ),
     # ---- deadline ---------------------------------------------------------------------------
     Bug3p(
         "tenacity_stop_after_delay_is_not_a_deadline",
@@ -435,6 +467,16 @@ CORRECT: list[Twin] = [
         "tenacity_urllib_without_breaker",
         "tenacity+urllib",
         lambda: tc.tenacity_urllib_client("tenacity+urllib", tc.retrying()),
+    ),
+    Twin(
+        "full_jitter_loop",
+        "httpx, hand-rolled loop",
+        lambda: tc.jittered_loop("full jitter"),
+    ),
+    Twin(
+        "stale_cache_fallback",
+        "requests+urllib3",
+        lambda: tc.stale_cache_client("stale cache on transient failures"),
     ),
 ]
 """New correct variants (the others' correct twins are tests/blackbox's correct clients)."""

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import random
 import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -30,6 +32,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util import Retry
 
 from faultlab.oracles import (
+    NOT_SET,
     BreakerPolicy,
     DeadlinePolicy,
     Exponential,
@@ -481,3 +484,106 @@ def slower_than(seconds: float) -> Callable[[Any], bool]:
         return isinstance(response, httpx.Response) and response.elapsed > limit
 
     return slow
+
+
+# ---- full jitter: no single wait can be wrong, only their distribution (R6) or placement (R0) --
+JITTER_TOLERANCE = replace(TOLERANCE, typical_late=0.03)
+"""A typical gap carries a few milliseconds of processing (R6 judges typical gaps; one late
+outlier on a loaded machine moves its statistic by 1/n only)."""
+
+
+def jittered_loop(
+    name: str,
+    *,
+    mistake: str = "",
+    attempts: int = 3,
+    initial: float = 0.2,
+    cap: float = 0.8,
+    seed: int = 5,
+) -> Client:
+    """httpx in a hand-rolled loop declaring AWS full jitter, ``U(0, min(cap, initial *
+    2**(k-1)))`` before retry k. ``mistake``: ``"no_backoff"`` retries at once (every wait 0
+    lies in [0, cap]: only the distribution is wrong); ``"sleep_first"`` draws a wait before
+    the first attempt too. Seeded, so a found plan replays the same."""
+    client = httpx.Client(timeout=ATTEMPT_TIMEOUT)
+    rng = random.Random(seed)
+
+    def wait(k: int) -> float:
+        return 0.0 if mistake == "no_backoff" else rng.uniform(0, min(cap, initial * 2 ** (k - 1)))
+
+    def send(method: str, url: str, **kwargs: Any) -> Any:
+        for attempt in range(1, attempts + 1):
+            if attempt == 1 and mistake == "sleep_first":
+                time.sleep(wait(1))
+            try:
+                response = client.request(method, url, **kwargs)
+                if response.status_code not in TRANSIENT_STATUSES:
+                    response.raise_for_status()
+                    return response.json()
+                if attempt == attempts:
+                    response.raise_for_status()
+            except httpx.TransportError:
+                if attempt == attempts:
+                    raise
+            time.sleep(wait(attempt))
+        raise AssertionError("unreachable")
+
+    def get_item(base: str, item_id: int) -> Any:
+        return send("GET", f"{base}/items/{item_id}")
+
+    def create_order(base: str, item_id: int) -> Any:
+        return send("POST", f"{base}/orders", json={"item": item_id}, headers=_key())
+
+    policies: dict[str, Any] = {
+        "retry": RetryPolicy(
+            max_attempts=attempts,
+            wait=Exponential(initial, 2.0, max=cap, full_jitter=True),
+            retry_on=_transient_kinds(),
+            non_idempotent=POSTS,
+            tolerance=JITTER_TOLERANCE,
+        )
+    }
+    return Client(name, get_item, create_order, policies, close=client.close)
+
+
+# ---- a cache as the fallback: no declared value, recognised from what happened ---------------
+def stale_cache_client(name: str, *, masks_errors: bool = False) -> Client:
+    """GETs answered from the last good answer (a stale cache, not a constant) when the
+    service fails transiently. The fallback declares no value: the oracle must see that a
+    value returned after a failed last attempt came from it. ``masks_errors``: the cache
+    also answers the caller's own 4xx (``except requests.RequestException``)."""
+    session = requests.Session()
+    session.mount("http://", HTTPAdapter(max_retries=default_retry()))
+    last: dict[str, Any] = {}
+
+    def get_item(base: str, item_id: int) -> Any:
+        try:
+            response = session.get(f"{base}/items/{item_id}", timeout=ATTEMPT_TIMEOUT)
+            response.raise_for_status()
+        except requests.RequestException as exc:
+            caller_error = (
+                isinstance(exc, requests.HTTPError)
+                and exc.response is not None
+                and exc.response.status_code < 500
+            )
+            if "answer" not in last or (caller_error and not masks_errors):
+                raise
+            return last["answer"]
+        last["answer"] = response.json()
+        return last["answer"]
+
+    def create_order(base: str, item_id: int) -> Any:
+        response = session.post(
+            f"{base}/orders", json={"item": item_id}, headers=_key(), timeout=ATTEMPT_TIMEOUT
+        )
+        response.raise_for_status()
+        return response.json()
+
+    fallback = replace(_fallback_policy(), value=NOT_SET)
+    policies: dict[str, Any] = {
+        "retry": RetryPolicy.from_urllib3(
+            default_retry(), non_idempotent=POSTS, tolerance=TOLERANCE
+        ),
+        "fallback": fallback,
+    }
+    return Client(name, get_item, create_order, policies, close=session.close)
