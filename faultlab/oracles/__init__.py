@@ -2,10 +2,11 @@
 
 ``check_retry(journal, RetryPolicy(...))`` and its siblings read the events a
 Lab journals (logical calls, attempts, server requests, faults) and say
-whether the client kept the resilience properties of
-``/work/shared/reference/resilience.md`` (R#, C#, F#, T#, I#), with a message
-a user understands and the journal excerpt that proves it. Suites and the
-pytest plugin are thin wrappers around these functions.
+whether the client kept the resilience properties documented in
+``docs/oracles.md`` (R#, C#, F#, T#, I#; V# for what a library reports of
+itself), with a message a user understands and the journal excerpt that
+proves it. Suites and the pytest plugin are thin wrappers around these
+functions.
 """
 
 from __future__ import annotations
