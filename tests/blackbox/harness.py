@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from hypothesis import Phase, find, settings
 
 import faultlab
 from faultlab.lab import Lab, Pair
@@ -29,7 +30,7 @@ from faultlab.oracles import (
     check_idempotency,
     check_retry,
 )
-from faultlab.strategies import Choice, FaultPlan, Num, fault_plans
+from faultlab.strategies import Choice, FaultPlan, Num, fault_plans, minimize
 from tests.blackbox.clients import Client
 from tests.quality.harness import QUALITY
 
@@ -54,6 +55,18 @@ SHAPES: dict[str, dict[str, Any]] = {
 }
 """Faults that matter to an HTTP client, kept short so a run costs about a second."""
 TOXICS = ("http_error", "timeout", "reset_peer", "latency")
+EVERY_REQUEST = {"every": Choice((1,)), "scope": Choice(("connection",))}
+"""The search varies when and how long a fault acts, not which requests it skips."""
+UNAVAILABLE = {
+    "http_error": {"status": Choice((503,)), "retry_after": Choice((0,)), **EVERY_REQUEST}
+}
+BAD_REQUEST = {
+    "http_error": {"status": Choice((400,)), "retry_after": Choice((0,)), **EVERY_REQUEST}
+}
+RETRY_AFTER = {
+    "http_error": {"status": Choice((503,)), "retry_after": Choice((1,)), **EVERY_REQUEST}
+}
+SEARCH = settings(BLACKBOX, max_examples=15, phases=[Phase.generate, Phase.shrink])
 
 
 def plans(
@@ -217,3 +230,39 @@ def verdicts(result: Run) -> dict[str, Verdict]:
     if "deadline" in policies:
         found["deadline"] = check_deadline(events, policies["deadline"])
     return found
+
+
+def search_and_shrink(
+    strategy: Any,
+    caught: Callable[[FaultPlan], bool],
+    *,
+    min_duration: float,
+    max_runs: int = 40,
+) -> tuple[FaultPlan, int]:
+    """Search plans until ``caught`` holds, then shrink (drop steps, shorten windows on the
+    plans' own 0.1 s grid, no softening: every candidate is a real run and a milder fault
+    catches the bug only sometimes). Answers are memoised per plan (a real network is not
+    perfectly repeatable, and the shrinker must see one answer per plan), and a plan is kept
+    only if it is caught twice: one on a timing edge would not replay. Returns the plan and
+    how many distinct plans were run."""
+    seen: dict[str, bool] = {}
+
+    def once(plan: FaultPlan) -> bool:
+        key = plan.dumps()
+        if key not in seen:
+            seen[key] = caught(plan)
+        return seen[key]
+
+    robust: dict[str, bool] = {}
+
+    def twice(plan: FaultPlan) -> bool:
+        key = plan.dumps()
+        if key not in robust:
+            robust[key] = once(plan) and caught(plan)
+        return robust[key]
+
+    found = find(strategy, once, settings=SEARCH)
+    plan = minimize(
+        found, twice, max_runs=max_runs, quantum=0.1, min_duration=min_duration, soften=False
+    )
+    return plan, len(seen)

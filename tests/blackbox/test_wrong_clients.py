@@ -21,35 +21,25 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import Phase, find, settings
 
 from faultlab.oracles import Verdict
-from faultlab.strategies import Choice, FaultPlan, minimize
+from faultlab.strategies import FaultPlan
 from tests.blackbox import clients
 from tests.blackbox.clients import Client
 from tests.blackbox.harness import (
-    BLACKBOX,
+    BAD_REQUEST,
     BREAKER_WORKLOAD,
+    RETRY_AFTER,
+    UNAVAILABLE,
     WORKLOAD,
     Env,
     Step,
     plans,
     run,
+    search_and_shrink,
     verdicts,
 )
 
-SEARCH = settings(BLACKBOX, max_examples=15, phases=[Phase.generate, Phase.shrink])
-EVERY_REQUEST = {"every": Choice((1,)), "scope": Choice(("connection",))}
-"""The search varies when and how long a fault acts, not which requests it skips."""
-UNAVAILABLE = {
-    "http_error": {"status": Choice((503,)), "retry_after": Choice((0,)), **EVERY_REQUEST}
-}
-BAD_REQUEST = {
-    "http_error": {"status": Choice((400,)), "retry_after": Choice((0,)), **EVERY_REQUEST}
-}
-RETRY_AFTER = {
-    "http_error": {"status": Choice((503,)), "retry_after": Choice((1,)), **EVERY_REQUEST}
-}
 CAUGHT: list[str] = []
 """One line per caught variant, printed at the end (the table of the session note)."""
 
@@ -156,30 +146,8 @@ def test_a_wrong_client_is_caught_on_one_fault(
         min_duration=bug.min_duration,
         max_faults=2,
     )
-    seen: dict[str, bool] = {}
-
-    def caught(plan: FaultPlan) -> bool:
-        key = plan.dumps()
-        if key not in seen:
-            seen[key] = _caught(judge(env, bug, plan), bug)
-        return seen[key]
-
-    robust: dict[str, bool] = {}
-
-    def caught_twice(plan: FaultPlan) -> bool:
-        key = plan.dumps()
-        if key not in robust:
-            robust[key] = caught(plan) and _caught(judge(env, bug, plan), bug)
-        return robust[key]
-
-    # windows on the plans' own grid and no softening: every candidate is a real run (twice),
-    # and a black hole's lasts as long as its window
-    plan = minimize(
-        find(strategy, caught, settings=SEARCH),
-        caught_twice,
-        quantum=0.1,
-        min_duration=bug.min_duration,
-        soften=False,
+    plan, runs = search_and_shrink(
+        strategy, lambda p: _caught(judge(env, bug, p), bug), min_duration=bug.min_duration
     )
     verdict = judge(env, bug, plan)
     for _ in range(2):  # replayed for real: timing can make one replay miss
@@ -195,7 +163,7 @@ def test_a_wrong_client_is_caught_on_one_fault(
     replay = plan.replay_command(faultlab_seed, node)
     assert replay.startswith("FAULTLAB_PLAN=")
     CAUGHT.append(
-        f"{bug.name}: {verdict.property} with {len(plan)} fault(s) after {len(seen)} plan(s): "
+        f"{bug.name}: {verdict.property} with {len(plan)} fault(s) after {runs} plan(s): "
         + " | ".join(step.describe() for step in plan)
         + f"\n    replay: {replay}"
     )

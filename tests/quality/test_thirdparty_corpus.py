@@ -24,15 +24,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import Phase, find, given, seed, settings
+from hypothesis import Phase, given, seed, settings
 
 from faultlab.oracles import Verdict
-from faultlab.strategies import FaultPlan, minimize
-from tests.blackbox.harness import BLACKBOX, Env, make_env, plans, run, verdicts
+from faultlab.strategies import FaultPlan
+from tests.blackbox.harness import (
+    BLACKBOX,
+    Env,
+    make_env,
+    plans,
+    run,
+    search_and_shrink,
+    verdicts,
+)
 from tests.quality.thirdparty import CORRECT, ORACLES, THIRD_PARTY, Bug3p, Twin
 
 SLOW = os.environ.get("FAULTLAB_SLOW", "") not in ("", "0")
-SEARCH = settings(BLACKBOX, max_examples=15, phases=[Phase.generate, Phase.shrink])
 MINIMIZE_RUNS = 12
 """Drop steps and shorten windows (on 0.1 s steps, no shorter than the entry's shortest
 fault); no softening: a lower toxicity or a milder attribute makes a plan that catches the
@@ -143,30 +150,11 @@ def test_a_third_party_wrong_client_is_caught_on_one_fault(
         min_duration=bug.min_duration,
         max_faults=2,
     )
-    seen: dict[str, bool] = {}
-
-    def caught(plan: FaultPlan) -> bool:
-        key = plan.dumps()
-        if key not in seen:
-            seen[key] = _caught(judge(http_env, bug, plan), bug)
-        return seen[key]
-
-    robust: dict[str, bool] = {}
-
-    def caught_twice(plan: FaultPlan) -> bool:
-        """Shrink only to plans that fail twice: one on a timing edge would not replay."""
-        key = plan.dumps()
-        if key not in robust:
-            robust[key] = caught(plan) and _caught(judge(http_env, bug, plan), bug)
-        return robust[key]
-
-    plan = minimize(
-        find(strategy, caught, settings=SEARCH),
-        caught_twice,
-        max_runs=MINIMIZE_RUNS,
-        quantum=0.1,
+    plan, runs = search_and_shrink(
+        strategy,
+        lambda p: _caught(judge(http_env, bug, p), bug),
         min_duration=bug.min_duration,
-        soften=False,
+        max_runs=MINIMIZE_RUNS,
     )
     verdict = judge(http_env, bug, plan)
     for _ in range(2):  # replayed for real: timing can make one replay miss
@@ -192,7 +180,7 @@ def test_a_third_party_wrong_client_is_caught_on_one_fault(
     faults = " | ".join(step.describe() for step in plan) or "no fault"
     CAUGHT.append(
         f"{bug.name} [{bug.stack}]: {verdict.property} with {len(plan)} fault(s) after "
-        f"{len(seen)} plan(s), {time.monotonic() - started:.1f} s: {faults}\n    replay: {replay}"
+        f"{runs} plan(s), {time.monotonic() - started:.1f} s: {faults}\n    replay: {replay}"
     )
 
 

@@ -24,22 +24,18 @@ import requests
 import tenacity
 from urllib3.util import Retry
 
-from faultlab.strategies import Choice, Num
+from faultlab.strategies import Num
 from tests.blackbox.clients import Client, _breaker, _httpx_transient
-from tests.blackbox.harness import BREAKER_WORKLOAD, WORKLOAD, Step
+from tests.blackbox.harness import (
+    BAD_REQUEST,
+    BREAKER_WORKLOAD,
+    RETRY_AFTER,
+    UNAVAILABLE,
+    WORKLOAD,
+    Step,
+)
 from tests.quality import thirdparty_clients as tc
 
-EVERY_REQUEST = {"every": Choice((1,)), "scope": Choice(("connection",))}
-"""The search varies when and how long a fault acts, not which requests it skips."""
-UNAVAILABLE = {
-    "http_error": {"status": Choice((503,)), "retry_after": Choice((0,)), **EVERY_REQUEST}
-}
-BAD_REQUEST = {
-    "http_error": {"status": Choice((400,)), "retry_after": Choice((0,)), **EVERY_REQUEST}
-}
-RETRY_AFTER = {
-    "http_error": {"status": Choice((503,)), "retry_after": Choice((1,)), **EVERY_REQUEST}
-}
 LATE_ANSWERS = {"latency": {"latency": Num(300, 400), "jitter": Num(0, 0)}}
 """Answers 300-400 ms late: slower than a client's "too slow" limit, within its timeout."""
 
