@@ -526,20 +526,32 @@ LATE_ANSWER = 0.1
 followed by another attempt of the same call, came after the client had given up."""
 
 
+LAZY_CLOSE = 0.02
+"""Seconds: a connection closed this close to the call's next attempt was closed by it (urllib3
+drops a timed-out connection only when it next needs one, after its backoff)."""
+LAZY_CLOSE_MAX = 2.0
+"""Seconds: the longest backoff a lazily closed give-up is recognised across."""
+
+
 def _late_answers(attempts: list[Attempt], closes: dict[tuple[str, Any], float]) -> list[Attempt]:
     """A response the proxy wrote just before the client closed that connection and tried
     again was not what the client got: its timeout fired first (the response raced it).
-    Such an attempt failed as a give-up, and its end is only an upper bound."""
+    Such an attempt failed as a give-up, and its end is only an upper bound. "Just before":
+    within :data:`LATE_ANSWER`, or any time up to :data:`LAZY_CLOSE_MAX` when the close came
+    with the next attempt (a client that closes a dead connection lazily). A client that
+    retries a success it did read and closes lazily is read as giving up (R2 cannot see it)."""
     found = list(attempts)
     for i, attempt in enumerate(found[:-1]):
         if attempt.t_end is None or attempt.outcome is None or attempt.connection is None:
             continue
         proxy = str(attempt.events[0].get("proxy", ""))
         closed = closes.get((proxy, attempt.connection))
-        if closed is None or not 0.0 <= closed - attempt.t_end <= LATE_ANSWER:
-            continue
-        if found[i + 1].t_start < closed:
+        if closed is None or found[i + 1].t_start < closed:
             continue  # the next attempt began before the close: it was not a give-up
+        after = closed - attempt.t_end
+        lazy = found[i + 1].t_start - closed <= LAZY_CLOSE and after <= LAZY_CLOSE_MAX
+        if not (0.0 <= after <= LATE_ANSWER or (after >= 0.0 and lazy)):
+            continue
         found[i] = replace(
             attempt,
             outcome="error",

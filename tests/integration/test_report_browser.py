@@ -154,7 +154,7 @@ def test_report_from_a_real_pytest_run(tmp_path: Path) -> None:
     }
     latency = next(c for c in model.cases if c.fault_label == "latency[latency=15]")
     assert len(latency.faulted_latencies) == 3
-    assert min(latency.faulted_latencies) >= 0.015
+    assert min(latency.faulted_latencies) >= 0.015 - 0.001  # a timer may fire 1 ms early
     clean = next(c for c in model.cases if c.fault_label == "none" and c.latency)
     assert clean.faulted_latencies == []
 
