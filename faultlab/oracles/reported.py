@@ -87,39 +87,36 @@ def _attempts(tl: Timeline) -> Verdict:
     for call in _marked(tl):
         mine = _in_call(call, reports)
         announced = _in_call(call, retries)
+        numbers = [n for e in announced if isinstance(n := e.get("retry"), int)]
         if mine:
             said = mine[-1].get("attempts")
             library = mine[-1].get("library") or "the client"
-        elif announced:
-            said = 1 + max(int(e.get("retry") or 0) for e in announced)
-            library = announced[-1].get("library") or "the client"  # n retries: n + 1 attempts
+        elif numbers:
+            said = 1 + max(numbers)  # n retries announced: n + 1 attempts
+            library = announced[-1].get("library") or "the client"
         else:
             continue
         if not isinstance(said, int):
             continue
         seen = len(call.attempts)
         check.checked += 1
-        extra = mine[-1:] + announced
         if seen > said and not _acted(tl, call, "duplicate"):
-            check.fail(
-                f"{call.name}: {library} reported {said} attempt(s), but {seen} request(s) "
-                f"were observed: something else retries underneath it (a second retry layer "
-                f"multiplies attempts), or its books are wrong",
-                evidence_for(tl, call, extra=extra),
-                call=call.id,
-                reported=said,
-                observed=seen,
+            why = (
+                "something else retries underneath it (a second retry layer multiplies "
+                "attempts), or its books are wrong"
             )
         elif seen < said and not _acted(tl, call):
-            check.fail(
-                f"{call.name}: {library} reported {said} attempt(s), but only {seen} request(s) "
-                f"were observed and no fault could have swallowed one: it counts attempts it "
-                f"never made",
-                evidence_for(tl, call, extra=extra),
-                call=call.id,
-                reported=said,
-                observed=seen,
-            )
+            why = "no fault could have swallowed one: it counts attempts it never made"
+        else:
+            continue
+        check.fail(
+            f"{call.name}: {library} reported {said} attempt(s), but "
+            f"{'only ' if seen < said else ''}{seen} request(s) were observed: {why}",
+            evidence_for(tl, call, extra=mine[-1:] + announced),
+            call=call.id,
+            reported=said,
+            observed=seen,
+        )
     if check.checked == 0:
         check.vacuous_reason = "V1: no call's attempts were reported by its library"
     return check.verdict()

@@ -52,10 +52,11 @@ class Uniform:
 
     @property
     def degenerate(self) -> bool:
-        """A single value: nothing random to test (bounds check it exactly)."""
+        """A single value, or an unbounded one (a wait that overflowed): nothing to test
+        (the bounds check it)."""
         lo = max(self.low, self.floor)
         hi = min(self.high, self.ceil)
-        return hi - lo <= 1e-12
+        return not (math.isfinite(lo) and math.isfinite(hi)) or hi - lo <= 1e-12
 
     def cdf(self, x: float, *, left: bool = False) -> float:
         """``P(X <= x)``, or ``P(X < x)`` with ``left``."""
