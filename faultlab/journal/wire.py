@@ -8,13 +8,16 @@ so a declared policy names what it retries the same way for both:
 - an HTTP status of 400 or more is the kind ``http_<status>`` (``http_503``);
 - a JSON-RPC / XML-RPC error carried in a 200 is the RPC kind (``unavailable``,
   ``invalid_params``), as the protocol reads it;
+- a gRPC status other than OK is the kind ``grpc_<name>`` (``grpc_unavailable``,
+  ``grpc_resource_exhausted``), read from the trailers the client got;
 - no response at all is a transport kind: ``TransportTimeout`` when the client closed the
   connection while waiting (it gave up), ``EndOfStream`` when the proxy or the server
   closed it, ``BrokenResourceError`` when it was reset, and ``EndOfStream`` when the
   proxy could not reach the server (the client's connection was closed at once).
 
-Transient (a retry may cure it): 5xx, 429 and every connection-level failure; every other
-4xx is permanent. Override per policy: :class:`~faultlab.oracles.policies.RetryPolicy`'s
+Transient (a retry may cure it): 5xx, 429, gRPC UNAVAILABLE, RESOURCE_EXHAUSTED and ABORTED,
+and every connection-level failure; every other 4xx and gRPC status is permanent. Override
+per policy: :class:`~faultlab.oracles.policies.RetryPolicy`'s
 ``retry_on`` is what the client is declared to retry, whatever this mapping calls transient.
 """
 
@@ -23,11 +26,16 @@ from __future__ import annotations
 __all__ = [
     "CLIENT_GAVE_UP",
     "CLOSED_WITHOUT_RESPONSE",
+    "GRPC_CODES",
+    "GRPC_KIND_PREFIX",
+    "GRPC_TRANSIENT",
     "HTTP_KIND_PREFIX",
     "RESET",
     "TRANSIENT_STATUSES",
     "UNREACHABLE",
     "WIRE_FAILURE_KINDS",
+    "grpc_code",
+    "grpc_kind",
     "http_kind",
     "is_transient_status",
 ]
@@ -54,3 +62,55 @@ def http_kind(status: int) -> str:
 
 def is_transient_status(status: int) -> bool:
     return status in TRANSIENT_STATUSES
+
+
+GRPC_KIND_PREFIX = "grpc_"
+GRPC_CODES = (
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+)
+"""gRPC status names by code (the gRPC spec's ``statuscodes.md``)."""
+GRPC_TRANSIENT = frozenset({8, 10, 14})
+"""RESOURCE_EXHAUSTED, ABORTED and UNAVAILABLE: the statuses gRPC's guidance calls retryable."""
+
+
+def grpc_code(value: str | int) -> int:
+    """A gRPC status code from its name (``UNAVAILABLE``, ``unavailable``, ``grpc_unavailable``)
+    or number (``14``, ``"14"``); ``ValueError`` for anything else."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if 0 <= value < len(GRPC_CODES):
+            return value
+        raise ValueError(f"a gRPC status code is from 0 to {len(GRPC_CODES) - 1}, got {value}")
+    text = str(value).strip()
+    if text.isascii() and text.isdigit():
+        return grpc_code(int(text))
+    name = text.upper().removeprefix(GRPC_KIND_PREFIX.upper())
+    if name in GRPC_CODES:
+        return GRPC_CODES.index(name)
+    raise ValueError(
+        f"unknown gRPC status {text!r}: use a number from 0 to 16 or one of "
+        + ", ".join(GRPC_CODES)
+    )
+
+
+def grpc_kind(code: int) -> str:
+    """``14`` -> ``"grpc_unavailable"``: the kind of a gRPC status (an unknown number is
+    ``grpc_<number>``)."""
+    if 0 <= code < len(GRPC_CODES):
+        return GRPC_KIND_PREFIX + GRPC_CODES[code].lower()
+    return f"{GRPC_KIND_PREFIX}{int(code)}"

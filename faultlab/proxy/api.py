@@ -42,6 +42,7 @@ from faultlab.proxy.proxy import (
     ProxyExists,
     ProxyNotFound,
     ToxicEntry,
+    effective_framing,
     to_uri,
     toxiproxy_address,
 )
@@ -591,7 +592,9 @@ async def populate(engine: ProxyEngine, body: bytes) -> ApiResponse:
         existing = engine.proxies.get(name)
         try:
             if existing is not None:
-                same_kind = (existing.framing, existing.protocol) == (framing, protocol)
+                tls = any(to_uri(a).startswith("tls://") for a in (listen, upstream))
+                wanted = (effective_framing(framing, protocol, tls=tls), protocol)
+                same_kind = (existing.framing, existing.protocol) == wanted
                 if same_kind and not await _differs(existing, listen, upstream):
                     processed.append(existing)
                     continue

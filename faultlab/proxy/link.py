@@ -28,6 +28,12 @@ from typing import TYPE_CHECKING, Any
 
 from faultlab._seed import derive
 from faultlab.codecs.framing import Framer, get_framer
+from faultlab.codecs.framing.h2 import (
+    SETTINGS,
+    SETTINGS_HEADER_TABLE_SIZE,
+    H2Splitter,
+    H2Unit,
+)
 from faultlab.codecs.framing.http_split import HttpFrame, HttpSplitter
 from faultlab.codecs.framing.httpinfo import parse_head
 from faultlab.errors import RemoteProtocolError
@@ -93,7 +99,12 @@ class Link:
         self.opened_at = self.loop.time()
         self._framer: Framer[Any] | None = None
         self._out_framer: Framer[Any] | None = None
-        if framing == "http":
+        self._h2 = conn.h2 if framing == "h2" else None
+        if framing == "h2":
+            # Both directions are read: frames go out as the peers sent them, and the
+            # relay (conn.h2) steps in only where a fault asks (faultlab.proxy.h2relay).
+            self._framer = H2Splitter(client_side=direction == "upstream")
+        elif framing == "http":
             # A link sees one direction only: a splitter per direction cuts whole messages,
             # and frames travel as their exact wire bytes (toxics see whole HTTP messages).
             self._framer = HttpSplitter("requests" if direction == "upstream" else "responses")
@@ -163,6 +174,7 @@ class Link:
             shared=entry.shared,
             detached=self._detached,
             reply_edits=self._reply_edits_waiting,
+            h2=conn.h2,
         )
         if previous is not None:
             ctx.state = previous.ctx.state  # stateful toxics (limit_data) survive updates
@@ -225,6 +237,9 @@ class Link:
         if self.done:
             return
         self.bytes_in += len(data)
+        if self._h2 is not None:
+            self._feed_h2(data)
+            return
         if self._framer is not None:
             if self._splits_http and self._direct():
                 # Nothing acts on this link: forward first, split and journal after, so
@@ -283,6 +298,67 @@ class Link:
                 exchanges.request(frame, None)
             self._accept(frame, True)
 
+    def _feed_h2(self, data: bytes) -> None:
+        relay, framer = self._h2, self._framer
+        assert relay is not None
+        assert isinstance(framer, H2Splitter)
+        if self._direct() and relay.clean(self.direction) and self._ahead == framer.held:
+            # Nothing acts here: forward first, read after (the peers' frames unchanged).
+            self.sink.write(data)
+            relay.forwarded(self.direction, data)
+            self._ahead += len(data)
+        framer.receive_data(data)
+        self._drain_h2()
+
+    def _drain_h2(self) -> None:
+        relay, framer = self._h2, self._framer
+        assert relay is not None
+        assert isinstance(framer, H2Splitter)
+        exchanges = self.conn.exchanges
+        while True:
+            try:
+                unit = framer.next_frame()
+            except RemoteProtocolError as exc:
+                self.conn.proxy.journal.record(
+                    "framing_error",
+                    proxy=self.conn.proxy.name,
+                    connection=self.conn.ordinal,
+                    direction=self.direction,
+                    error=str(exc),
+                )
+                self.conn.close()
+                return
+            if not isinstance(unit, H2Unit):
+                return
+            if unit.type == SETTINGS:
+                self._settings(unit)
+            if exchanges is not None and self.direction == "upstream":
+                exchanges.request(unit.raw, unit)
+            if self._ahead:
+                sent = min(self._ahead, len(unit.raw))
+                self._ahead -= sent
+                self._count_chunk(sent)
+                relay.forwarded_unit(self.direction, unit)
+                if exchanges is not None and self.direction == "downstream":
+                    exchanges.response(unit.raw, unit, injected=False)
+                if sent < len(unit.raw):  # a toxic came meanwhile: the rest as plain bytes
+                    self._accept(unit.raw[sent:], False)
+                continue
+            self._accept(unit.raw, True, unit)
+
+    def _settings(self, unit: H2Unit) -> None:
+        """A SETTINGS from this direction's sender: HEADER_TABLE_SIZE bounds what the other
+        direction's sender may use, so that direction's decoder must allow it."""
+        if unit.flags & 0x1:  # ACK
+            return
+        other = self.conn.links.get("downstream" if self.direction == "upstream" else "upstream")
+        if other is None or not isinstance(other._framer, H2Splitter):
+            return
+        payload = unit.data
+        for i in range(0, len(payload) - 5, 6):
+            if int.from_bytes(payload[i : i + 2], "big") == SETTINGS_HEADER_TABLE_SIZE:
+                other._framer.allow_table_size(int.from_bytes(payload[i + 2 : i + 6], "big"))
+
     def _forwarded(self, frame: HttpFrame) -> None:
         """A message whose bytes went out before it was split (all, or its first part if a
         toxic arrived meanwhile: the rest goes through the chain as plain bytes)."""
@@ -337,7 +413,11 @@ class Link:
         if self.eof:
             return
         self.eof = True
-        if self._framer is not None:
+        if self._h2 is not None:
+            assert self._framer is not None
+            self._framer.receive_data(b"")
+            self._drain_h2()
+        elif self._framer is not None:
             self._framer.receive_data(b"")
             self._drain_framer()
         if self.direction == "upstream" and self.conn.exchanges is not None:
@@ -385,6 +465,9 @@ class Link:
 
     # output to the sink
     def _write(self, chunk: Chunk) -> None:
+        if self._h2 is not None:
+            self._write_h2(chunk)
+            return
         if chunk.frame and self.framing is not None:
             if self.direction == "downstream":
                 exchanges = self.conn.exchanges
@@ -400,6 +483,21 @@ class Link:
             self.sink.write(self._out_framer.frame(chunk.data))
         else:
             self.sink.write(chunk.data)
+
+    def _write_h2(self, chunk: Chunk) -> None:
+        relay = self._h2
+        assert relay is not None
+        parsed = chunk.parsed
+        if not isinstance(parsed, H2Unit) or parsed.raw is not chunk.data:
+            if chunk.index < 0:  # a toxic's own frames (ctx.reply)
+                relay.inject(self.direction, chunk.data, observe=True)
+            else:
+                relay.write_raw(self.direction, chunk.data)
+            return
+        if relay.write(self.direction, parsed) and self.direction == "downstream":
+            exchanges = self.conn.exchanges
+            if exchanges is not None:
+                exchanges.response(parsed.raw, parsed, injected=False)
 
     def _answered_by_server(self, chunk: Chunk) -> None:
         """A request goes to the server: its answer, in order, is the response splitter's

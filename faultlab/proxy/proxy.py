@@ -22,6 +22,8 @@ from faultlab import transports
 from faultlab.errors import AddressError, FaultlabError, TransportError
 from faultlab.journal import Journal
 from faultlab.proxy.endpoints import BridgeEndpoint, Endpoint, SocketEndpoint
+from faultlab.proxy.h2relay import H2Relay
+from faultlab.proxy.h2wire import H2Exchanges
 from faultlab.proxy.link import Link
 from faultlab.proxy.wire import (
     DEFAULT_WIRE_HEADERS,
@@ -128,6 +130,8 @@ class Connection:
     closed: bool = False
     exchanges: Exchanges | None = None
     """The exchanges journaled on this connection (HTTP framing, or an RPC stream)."""
+    h2: H2Relay | None = None
+    """With ``h2`` framing: what the relay drops, re-encodes or adds on this connection."""
 
     def link_finished(self, link: Link) -> None:
         if all(each.done for each in self.links.values()):
@@ -215,6 +219,8 @@ class Proxy:
         self.enabled = False
         self.journal = journal
         self.seed = seed
+        tls = any(to_uri(a).startswith("tls://") for a in (listen, upstream))
+        framing = effective_framing(framing, protocol, tls=tls)
         if framing and any(to_uri(a).startswith("tls://") for a in (listen, upstream)):
             raise InvalidProxyRequest(
                 "a TLS proxy passes encrypted records through (faults act below TLS): "
@@ -437,7 +443,13 @@ class Proxy:
         )
         conn = Connection(self, ordinal, client, server, message_based=message_based)
         framing = None if message_based else self.framing
-        if framing == "http" and self.journal_wire:
+        if framing == "h2":
+            conn.h2 = H2Relay(conn)
+            if self.journal_wire:
+                conn.exchanges = H2Exchanges(
+                    self.journal, self.name, ordinal, protocol=None, headers=self.wire_headers
+                )
+        elif framing == "http" and self.journal_wire:
             conn.exchanges = HttpExchanges(
                 self.journal, self.name, ordinal, protocol=self.protocol, headers=self.wire_headers
             )
@@ -575,6 +587,17 @@ class Proxy:
     def remove_all_toxics(self) -> None:
         for name in list(self.toxics):
             self.remove_toxic(name)
+
+
+def effective_framing(
+    framing: str | None, protocol: str | None, *, tls: bool = False
+) -> str | None:
+    """gRPC travels in HTTP/2: a ``grpc`` proxy reads it with ``h2`` framing, also when it
+    was created with ``framing="grpc"`` (bare length-prefixed messages never carry gRPC
+    between a grpcio client and server). Over TLS the records stay opaque (passthrough)."""
+    if protocol == "grpc" and framing in (None, "grpc") and not tls:
+        return "h2"
+    return framing
 
 
 def _close_result(future: asyncio.Future[Any]) -> None:

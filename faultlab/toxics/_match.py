@@ -270,8 +270,11 @@ class RequestMatcher:
     def unsupported_reason(self, *, stream: str, framing: str | None) -> str | None:
         """Why these criteria cannot be read on such a proxy and stream, or ``None``."""
         names = ", ".join(self.http_criteria)
-        if names and framing != "http":
-            return f'{names} match HTTP requests: create the proxy with framing="http"'
+        if names and framing not in ("http", "h2"):
+            return (
+                f'{names} match HTTP requests: create the proxy with framing="http" '
+                '(or "h2", or protocol="grpc")'
+            )
         if names and stream != "upstream":
             return (
                 f"{names} match requests, which travel on the upstream stream: "

@@ -190,8 +190,12 @@ class ToxicContext:
         shared: dict[str, Any] | None = None,
         detached: set[asyncio.Task[Any]] | None = None,
         reply_edits: Callable[[], int] | None = None,
+        h2: Any = None,
     ) -> None:
         self.rng = rng
+        self.h2 = h2
+        """The connection's HTTP/2 relay on a proxy with ``h2`` framing
+        (:class:`faultlab.proxy.h2relay.H2Relay`), else ``None``."""
         self._record = record
         self.close_connection = close
         """Tear the whole connection down (both directions), as a toxic closing its stub."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from faultlab.toxics import _grpcwire as grpcwire
 from faultlab.toxics._match import MATCH_ATTRIBUTES, RequestMatcher
 from faultlab.toxics.base import (
     Attr,
@@ -34,6 +35,7 @@ from faultlab.toxics.rpc_error import (
     check_error_attributes,
     decode,
     error_reason,
+    grpc_error,
     http_fields,
     inject_error,
     request_head,
@@ -113,6 +115,9 @@ class FailFirst(Toxic):
         attrs = self.attributes
         mode = attrs["mode"]
         matcher = self.matcher
+        if ctx.h2 is not None:
+            await self._h2(ctx, chunk, emit)
+            return
         message = None
         if mode == "error" or matcher.needs_rpc:
             message = decode(ctx, attrs, chunk)
@@ -133,8 +138,35 @@ class FailFirst(Toxic):
             assert message is not None
             await inject_error(ctx, attrs, message, chunk, emit, request=n, match=n, **fields)
             return
+        self._fail(ctx, chunk, n, mode, fields)
+
+    @staticmethod
+    def _fail(ctx: ToxicContext, chunk: Chunk, n: int, mode: str, fields: dict[str, Any]) -> None:
         ctx.record("fail", chunk, request=n, match=n, mode=mode, **fields)
         if mode == "reset":
             ctx.reset_connection()
         else:
             ctx.close_connection()
+
+    async def _h2(self, ctx: ToxicContext, chunk: Chunk, emit: Emit) -> None:
+        """HTTP/2: only a request's header block is a request; ``error`` answers the call
+        with a gRPC status, ``close``/``reset`` end the whole connection (every call on it)."""
+        if self.attributes["mode"] == "error":
+            if not await grpc_error(
+                ctx, self.attributes, self.matcher, chunk, emit, numbered=("request",)
+            ):
+                await emit(chunk)
+            return
+        found = grpcwire.request_head(chunk)
+        if found is None:
+            await emit(chunk)
+            return
+        unit, head = found
+        fields = {"method": head.target, "stream": unit.stream}
+        n = self.matcher.select(
+            ctx, chunk, head, [head.target or ""], fields, numbered=("request",)
+        )
+        if n is None:
+            await emit(chunk)
+            return
+        self._fail(ctx, chunk, n, self.attributes["mode"], fields)

@@ -27,9 +27,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from faultlab.codecs.framing.h2 import DATA, HEADERS, GrpcMessageCounter
 from faultlab.codecs.framing.httpinfo import HttpHeadInfo, parse_head
+from faultlab.journal import wire as wk
 from faultlab.rpc.errors import KINDS
 from faultlab.rpc.frames import Item, WireMessage
+from faultlab.toxics import _grpcwire as grpcwire
 from faultlab.toxics import _rpcwire as wire
 from faultlab.toxics._common import check_choice
 from faultlab.toxics._match import MATCH_ATTRIBUTES, RequestMatcher
@@ -41,7 +44,9 @@ INT32 = 2**31 - 1
 DRAWN_KINDS = ("unavailable", "deadline_exceeded", "internal_error", "invalid_params")
 """The kinds tests draw, mildest first: retryable ones, then one a retry must not repeat."""
 ERROR_ATTRIBUTES = {
-    "protocol": Attr(str, "", help="jsonrpc|xmlrpc|msgpackrpc|binrpc|rest; default: the proxy's"),
+    "protocol": Attr(
+        str, "", help="jsonrpc|xmlrpc|msgpackrpc|binrpc|rest|grpc; default: the proxy's"
+    ),
     "kind": Attr(
         str,
         "unavailable",
@@ -53,13 +58,65 @@ ERROR_ATTRIBUTES = {
         int, 0, -INT32 - 1, INT32, "native error code; 0: the kind's standard code", options=(0,)
     ),
     "message": Attr(str, "", help="error message; default names the kind"),
+    "status": Attr(
+        str, "", help="gRPC: the status, a name or number (UNAVAILABLE, 14); default: the kind's"
+    ),
+    "pushback_ms": Attr(
+        str,
+        "",
+        help="gRPC: grpc-retry-pushback-ms sent as given ('250'; negative: do not retry)",
+    ),
 }
 
 
 def check_error_attributes(toxic: str, attributes: dict[str, Any]) -> None:
-    """The protocol, if named, must be one faultlab speaks (``kind`` is checked by its Attr)."""
+    """The protocol, if named, must be one faultlab speaks (``kind`` is checked by its Attr);
+    a gRPC ``status`` must name one, and ``pushback_ms`` must be a header value."""
     if attributes["protocol"]:
-        check_choice(toxic, "protocol", attributes["protocol"], wire.protocols())
+        check_choice(toxic, "protocol", attributes["protocol"], (*wire.protocols(), "grpc"))
+    grpcwire.check_status(toxic, attributes)
+    grpcwire.check_pushback(toxic, attributes["pushback_ms"])
+
+
+async def grpc_error(
+    ctx: ToxicContext,
+    attributes: dict[str, Any],
+    matcher: RequestMatcher,
+    chunk: Chunk,
+    emit: Emit,
+    *,
+    numbered: tuple[str, ...] = (),
+) -> bool:
+    """gRPC over ``h2``, upstream: answer a selected call with a trailers-only status, its
+    stream never reaching the server. ``False``: ``chunk`` is not a call starting (the
+    caller forwards it)."""
+    found = grpcwire.request_head(chunk)
+    if found is None:
+        return False
+    unit, head = found
+    path = head.target or ""
+    fields: dict[str, Any] = {"method": path, "stream": unit.stream, "protocol": "grpc"}
+    n = matcher.select(ctx, chunk, head, [path], fields, numbered=numbered)
+    if n is None:
+        await emit(chunk)
+        return True
+    code = grpcwire.grpc_status(attributes)
+    message = attributes["message"] or f"{wk.GRPC_CODES[code].lower()} (injected)"
+    pushback = attributes["pushback_ms"]
+    ctx.record(
+        "rpc_error",
+        chunk,
+        replied=True,
+        error_kind=wk.grpc_kind(code),
+        grpc_status=code,
+        pushback_ms=pushback or None,
+        match=n,
+        **dict.fromkeys(numbered, n),
+        **fields,
+    )
+    reply = grpcwire.trailers(unit.stream, code, message, pushback, headers_sent=False)
+    ctx.h2.refuse(unit.stream, reply)
+    return True
 
 
 def decode(ctx: ToxicContext, attributes: dict[str, Any], chunk: Chunk) -> WireMessage | None:
@@ -138,6 +195,14 @@ class RpcErrorToxic(Toxic):
         "match_header": MATCH_ATTRIBUTES["match_header"],
         "times": MATCH_ATTRIBUTES["times"],
         "sequence": MATCH_ATTRIBUTES["sequence"],
+        "after_messages": Attr(
+            int,
+            0,
+            0,
+            INT32,
+            "gRPC, downstream: the error comes after this many response messages",
+            options=(0,),
+        ),
     }
 
     @classmethod
@@ -168,6 +233,12 @@ class RpcErrorToxic(Toxic):
 
     async def process(self, ctx: ToxicContext, chunk: Chunk, emit: Emit) -> None:
         attrs = self.attributes
+        if ctx.h2 is not None:
+            if ctx.direction == "downstream":
+                await self._grpc_reply(ctx, chunk, emit)
+            elif not await grpc_error(ctx, attrs, self.matcher, chunk, emit):
+                await emit(chunk)
+            return
         message = decode(ctx, attrs, chunk)
         if message is None:
             ctx.record("pass", chunk, reason="not a message of the protocol")
@@ -234,7 +305,86 @@ class RpcErrorToxic(Toxic):
             return
         await _answer_part(ctx, attrs, message, dict(picked), chunk, emit, fields)
 
+    async def _grpc_reply(self, ctx: ToxicContext, chunk: Chunk, emit: Emit) -> None:
+        """gRPC, downstream: a selected response fails after ``after_messages`` messages
+        (0: instead of the server's answer; the server did the work) with the status; the
+        server's stream is cancelled and the rest of its answer dropped."""
+        unit = grpcwire.response_unit(chunk)
+        armed: dict[int, Any] = ctx.state.setdefault("armed", {})
+        if unit is None:
+            await emit(chunk)
+            return
+        sid = unit.stream
+        if unit.type == HEADERS and unit.header(":status") is not None:
+            n = self.matcher.select(ctx, chunk, None, None, {"stream": sid})
+            if n is None:
+                await emit(chunk)
+                return
+            if self.attributes["after_messages"] == 0 or unit.end_stream:
+                self._fail(ctx, chunk, sid, match=n, messages=0, headers_sent=False)
+                return
+            if len(armed) >= MAX_ARMED:
+                armed.pop(next(iter(armed)))
+            armed[sid] = (n, GrpcMessageCounter())
+            await emit(chunk)
+            return
+        state = armed.get(sid)
+        if state is None:
+            await emit(chunk)
+            return
+        n, counter = state
+        if unit.type != DATA:
+            if unit.end_stream:  # the server ended first: fewer messages than asked
+                armed.pop(sid, None)
+                ctx.record("pass", chunk, reason="stream ended", stream=sid, match=n)
+            await emit(chunk)
+            return
+        want = self.attributes["after_messages"] - counter.count
+        ends = counter.boundaries(unit.data)
+        if len(ends) < want:
+            counter.feed(unit.data)
+            await emit(chunk)
+            return
+        armed.pop(sid, None)
+        cut = ends[want - 1]
+        kept = grpcwire.data_prefix(unit, cut)
+        ctx.h2.credit("downstream", unit.flow - kept.flow)
+        await emit(Chunk(kept.raw, chunk.t, chunk.index, True, kept))
+        self._fail(ctx, chunk, sid, match=n, messages=counter.count + want, headers_sent=True)
 
+    def _fail(
+        self,
+        ctx: ToxicContext,
+        chunk: Chunk,
+        sid: int,
+        *,
+        match: int,
+        messages: int,
+        headers_sent: bool,
+    ) -> None:
+        attrs = self.attributes
+        code = grpcwire.grpc_status(attrs)
+        message = attrs["message"] or f"{wk.GRPC_CODES[code].lower()} (injected)"
+        ctx.record(
+            "rpc_error",
+            chunk,
+            replied=True,
+            error_kind=wk.grpc_kind(code),
+            grpc_status=code,
+            pushback_ms=attrs["pushback_ms"] or None,
+            protocol="grpc",
+            stream=sid,
+            after_messages=messages,
+            match=match,
+        )
+        frames = grpcwire.trailers(
+            sid, code, message, attrs["pushback_ms"], headers_sent=headers_sent
+        )
+        ctx.h2.end_stream_with(sid, frames)
+
+
+MAX_ARMED = 10_000
+"""Responses one link may be counting messages of before failing them."""
 MAX_PARTIAL_BATCHES = 256
 """Batches one connection may have partly answered and waiting for the server's reply (the
 merge state a connection holds is bounded); past it a matching batch is answered whole."""

@@ -60,6 +60,7 @@ _framers: Registry[Callable[..., Framer[Any]]] = Registry(
         "grpc": "faultlab.codecs.framing.prefixed:GrpcFramer",
         "datagram": "faultlab.codecs.framing.datagram:DatagramFramer",
         "http": "faultlab.codecs.framing.http:HttpFramer",
+        "h2": "faultlab.codecs.framing.h2:H2Splitter",
     },
     missing=lambda name: UnknownCodec(f"unknown framing {name!r}; known: {_framers.known()}"),
 )

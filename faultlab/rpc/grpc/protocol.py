@@ -59,4 +59,9 @@ class Grpc(WireProtocol):
         return {"proto": f"v{version}"}
 
     def frame_reason(self, framing: str | None, message_based: bool) -> str | None:
-        return "grpc runs over grpcio's own HTTP/2, which the proxy relays as bytes only"
+        if framing == "h2":
+            return None
+        return (
+            "gRPC travels in HTTP/2: create the proxy with protocol=\"grpc\" (it reads "
+            "HTTP/2 then; over tls:// it can only relay encrypted bytes)"
+        )

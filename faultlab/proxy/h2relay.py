@@ -1,0 +1,286 @@
+"""The HTTP/2 relay: the peers' own frames forwarded unchanged, and faults put between them.
+
+Why a relay and not two terminated connections: see :mod:`faultlab.codecs.framing.h2`. On a
+clean connection every byte goes through as it came (the link forwards first and reads
+after), SETTINGS, PING, WINDOW_UPDATE and GOAWAY included, so flow control and keepalive stay
+end to end. A fault makes the relay intervene, always in a way both peers still accept:
+
+- a call answered by the proxy (:meth:`H2Relay.refuse`): its stream never reaches the server;
+  the client gets a trailers-only reply; the DATA it sent on that stream is credited back to
+  it (WINDOW_UPDATE on the connection), since the server will never acknowledge it;
+- a stream reset (:meth:`H2Relay.reset_stream`): RST_STREAM to both sides, and every later
+  frame of that stream dropped (DATA credited back to its sender);
+- GOAWAY to the client (:meth:`H2Relay.goaway`), graceful (streams above the last one never
+  reach the server: the client retries them elsewhere) or abrupt (the connection closes);
+- frames of the relay's own (RST_STREAM, WINDOW_UPDATE, a trailers-only reply) wait for a
+  frame boundary in the output (:class:`FrameBoundary`), never splitting a peer's frame or
+  header block; replies use never-indexed HPACK literals, so the peers' shared HPACK table
+  is untouched.
+
+HPACK is stateful: once a header block of one direction is not forwarded (its stream was
+refused or reset), the receiver's table no longer matches the sender's. From then on the
+relay re-encodes that direction's blocks itself, starting with a table-size update to 0
+(the receiver empties its table) and never indexing again: correct for any peer, at the
+cost of an encode per block on that connection only.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import hpack
+
+from faultlab.codecs.framing.h2 import (
+    DATA,
+    HEADERS,
+    PUSH_PROMISE,
+    RST_STREAM,
+    FrameBoundary,
+    H2Splitter,
+    H2Unit,
+    goaway_frame,
+    header_block_frames,
+    rst_stream_frame,
+    window_update_frame,
+)
+
+if TYPE_CHECKING:
+    from faultlab.proxy.proxy import Connection
+
+__all__ = ["MAX_TRACKED_STREAMS", "H2Relay", "parse_units"]
+
+MAX_TRACKED_STREAMS = 10_000
+"""Refused or reset streams one connection remembers (their late frames are dropped); past
+it the oldest is forgotten."""
+CANCEL = 0x8
+
+
+class _Bounded:
+    """A set that forgets its oldest member past :data:`MAX_TRACKED_STREAMS`."""
+
+    __slots__ = ("_order", "_set")
+
+    def __init__(self) -> None:
+        self._set: set[int] = set()
+        self._order: deque[int] = deque()
+
+    def add(self, item: int) -> None:
+        if item in self._set:
+            return
+        if len(self._order) >= MAX_TRACKED_STREAMS:
+            self._set.discard(self._order.popleft())
+        self._set.add(item)
+        self._order.append(item)
+
+    def discard(self, item: int) -> None:
+        self._set.discard(item)  # the order entry goes when it is the oldest
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._set
+
+    def __bool__(self) -> bool:
+        return bool(self._set)
+
+
+def parse_units(data: bytes) -> list[H2Unit]:
+    """The units of bytes the relay wrote itself (they decode without HPACK state)."""
+    splitter = H2Splitter(client_side=False)
+    splitter.receive_data(data)
+    units: list[H2Unit] = []
+    while True:
+        item = splitter.next_frame()
+        if not isinstance(item, H2Unit):
+            return units
+        item.injected = True
+        units.append(item)
+
+
+class H2Relay:
+    """Write-side state of one HTTP/2 connection (both directions): what is dropped,
+    re-encoded, credited or added on the way to each peer."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self._boundary = {
+            "upstream": FrameBoundary(client_side=True),
+            "downstream": FrameBoundary(client_side=False),
+        }
+        self._pending: dict[str, list[tuple[bytes, bool]]] = {"upstream": [], "downstream": []}
+        self._next_block = {"upstream": 0, "downstream": 0}
+        self._encoder: dict[str, hpack.Encoder | None] = {"upstream": None, "downstream": None}
+        self.refused = _Bounded()
+        """Client streams answered by the proxy: none of their frames go to the server."""
+        self.reset = _Bounded()
+        """Streams the proxy reset: their later frames are dropped both ways."""
+        self.goaway_last: int | None = None
+        """The last stream id of the GOAWAY the proxy sent the client (``None``: none)."""
+        self.max_opened = 0
+        """The highest client stream whose HEADERS reached the server."""
+        self._close_when_flushed = False
+        self.credited = {"upstream": 0, "downstream": 0}
+        """DATA bytes dropped on the way to each side and credited back to its sender."""
+
+    # ---- state -------------------------------------------------------------------------
+    def clean(self, direction: str) -> bool:
+        """Nothing to drop, re-encode or add in ``direction``: bytes may be forwarded before
+        they are read."""
+        return (
+            self._encoder[direction] is None
+            and not self._pending[direction]
+            and not self.refused
+            and not self.reset
+            and self.goaway_last is None
+        )
+
+    # ---- output ------------------------------------------------------------------------
+    def forwarded(self, direction: str, data: bytes | memoryview) -> None:
+        """Bytes the link forwarded before reading them (the fast path)."""
+        self._boundary[direction].feed(data)
+
+    def forwarded_unit(self, direction: str, unit: H2Unit) -> None:
+        """A unit whose bytes went out before it was read: keep the write-side bookkeeping."""
+        if unit.block >= 0:
+            self._next_block[direction] = unit.block + 1
+        if direction == "upstream" and unit.type == HEADERS and unit.stream > self.max_opened:
+            self.max_opened = unit.stream
+
+    def write_raw(self, direction: str, data: bytes) -> None:
+        """Bytes that are not a whole unit (a byte toxic cut or rewrote them): as they are."""
+        self._sink(direction).write(data)
+        self._boundary[direction].feed(data)
+        self._flush(direction)
+
+    def write(self, direction: str, unit: H2Unit) -> bool:
+        """Write ``unit`` towards ``direction``'s receiver unless a fault dropped its stream;
+        ``True`` if it was written (the caller then journals it)."""
+        stream = unit.stream
+        if stream and self._dropped(direction, unit):
+            if unit.type == DATA and unit.flow:
+                self.credit(direction, unit.flow)
+            self._stream_ended(direction, unit)
+            return False
+        data = unit.raw
+        if unit.block >= 0:
+            if unit.block != self._next_block[direction] or self._encoder[direction] is not None:
+                data = self._reencode(direction, unit)
+            self._next_block[direction] = unit.block + 1
+        if direction == "upstream" and unit.type == HEADERS and stream > self.max_opened:
+            self.max_opened = stream
+        self._sink(direction).write(data)
+        self._boundary[direction].feed(data)
+        self._flush(direction)
+        return True
+
+    def _dropped(self, direction: str, unit: H2Unit) -> bool:
+        stream = unit.stream
+        if stream in self.reset:
+            return True
+        if direction != "upstream" or not stream & 1:
+            return False
+        if stream in self.refused:
+            return True
+        goaway = self.goaway_last
+        if goaway is not None and stream > goaway and stream > self.max_opened:
+            self.refused.add(stream)  # the client will retry it on another connection
+            return True
+        return False
+
+    def _stream_ended(self, direction: str, unit: H2Unit) -> None:
+        """The client's last frame of a refused stream: it can be forgotten."""
+        if direction == "upstream" and (unit.end_stream or unit.type == RST_STREAM):
+            self.refused.discard(unit.stream)
+
+    def _reencode(self, direction: str, unit: H2Unit) -> bytes:
+        encoder = self._encoder[direction]
+        if encoder is None:
+            encoder = hpack.Encoder()
+            encoder.header_table_size = 0  # the receiver empties its table: in sync again
+            self._encoder[direction] = encoder
+        block = encoder.encode(unit.headers or [], huffman=True)
+        if unit.type == PUSH_PROMISE:
+            return unit.raw  # not sent by gRPC; a relay that re-encodes cannot carry it
+        return header_block_frames(
+            unit.stream, block, end_stream=unit.end_stream, priority=unit.priority
+        )
+
+    def _sink(self, direction: str) -> Any:
+        return self.conn.links[direction].sink
+
+    # ---- frames of the relay's own -----------------------------------------------------
+    def inject(self, direction: str, data: bytes, *, observe: bool = False) -> None:
+        """Write ``data`` (whole frames) towards ``direction``'s receiver at the next frame
+        boundary; ``observe``: journal it as a response the proxy gave (downstream)."""
+        link = self.conn.links.get(direction)
+        if link is None or link.done:
+            return
+        if self._boundary[direction].at_boundary and not self._pending[direction]:
+            self._put(direction, data, observe)
+        else:
+            self._pending[direction].append((data, observe))
+
+    def _flush(self, direction: str) -> None:
+        pending = self._pending[direction]
+        while pending and self._boundary[direction].at_boundary:
+            data, observe = pending.pop(0)
+            self._put(direction, data, observe)
+        if self._close_when_flushed and not self._pending["downstream"]:
+            self._close_when_flushed = False
+            link = self.conn.links["downstream"]
+            link.loop.call_soon(self.conn.close)  # after the writes above reach the transport
+
+    def _put(self, direction: str, data: bytes, observe: bool) -> None:
+        self._sink(direction).write(data)
+        self._boundary[direction].feed(data)
+        if observe and direction == "downstream":
+            exchanges = self.conn.exchanges
+            if exchanges is not None:
+                for unit in parse_units(data):
+                    exchanges.response(data, unit, injected=True)
+
+    def credit(self, direction: str, size: int) -> None:
+        """``size`` DATA bytes sent towards ``direction`` were dropped: give the sender its
+        connection window back (the receiver, which never saw them, will not)."""
+        if size <= 0:
+            return
+        self.credited[direction] += size
+        sender = "downstream" if direction == "upstream" else "upstream"
+        self.inject(sender, window_update_frame(0, size))
+
+    def refuse(self, stream: int, reply: bytes) -> None:
+        """Answer client stream ``stream`` with ``reply`` (frames for the client); none of
+        the stream's frames go to the server."""
+        self.refused.add(stream)
+        self.inject("downstream", reply, observe=True)
+
+    def reset_stream(self, stream: int, code: int, *, server_code: int = CANCEL) -> None:
+        """RST_STREAM ``stream`` to the client (``code``) and to the server (``server_code``,
+        unless it never saw the stream); later frames of it are dropped both ways."""
+        if stream in self.reset:
+            return
+        refused = stream in self.refused
+        self.reset.add(stream)
+        self.inject("downstream", rst_stream_frame(stream, code), observe=True)
+        if not refused and stream <= self.max_opened:
+            self.inject("upstream", rst_stream_frame(stream, server_code))
+
+    def end_stream_with(self, stream: int, trailers: bytes) -> None:
+        """Close ``stream`` to the client with ``trailers`` (frames ending the stream) and
+        cancel it at the server: a call that fails after the server answered part of it."""
+        if stream in self.reset:
+            return
+        self.reset.add(stream)
+        self.inject("downstream", trailers, observe=True)
+        if stream not in self.refused and stream <= self.max_opened:
+            self.inject("upstream", rst_stream_frame(stream, CANCEL))
+
+    def goaway(self, last_stream: int, code: int, *, abrupt: bool, debug: bytes = b"") -> None:
+        """GOAWAY to the client: streams above ``last_stream`` are refused (the client may
+        retry them elsewhere); ``abrupt``: then close the connection."""
+        self.goaway_last = (
+            last_stream if self.goaway_last is None else min(self.goaway_last, last_stream)
+        )
+        self.inject("downstream", goaway_frame(last_stream, code, debug), observe=True)
+        if abrupt:
+            self._close_when_flushed = True
+            self._flush("downstream")
