@@ -541,6 +541,14 @@ class Proxy:
                 "carries a raw byte stream: set a framing on the proxy (length-prefix, lines, "
                 "msgpack-stream, http, grpc) or use a message transport"
             )
+        if self.framing == "h2" and toxic.needs_frames and not toxic.h2_aware:
+            raise InvalidProxyRequest(
+                f"toxic {toxic.type_name!r} acts on whole frames, and on proxy {self.name!r} "
+                "(HTTP/2) those are HTTP/2 frames: dropping, repeating or reordering them "
+                "would break the connection. Use the HTTP/2-aware toxics (rpc_error, "
+                "fail_first, rst_stream, goaway, flow_stall) or a byte toxic (latency, "
+                "bandwidth, timeout, reset_peer, ...)"
+            )
         reason = toxic.unsupported_reason(
             stream=stream,
             framing=self.framing,

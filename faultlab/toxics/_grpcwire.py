@@ -16,6 +16,7 @@ from typing import Any
 from faultlab.codecs.framing.h2 import (
     DATA,
     HEADERS,
+    GrpcMessageCounter,
     H2Unit,
     encode_frame,
     grpc_message_text,
@@ -23,12 +24,14 @@ from faultlab.codecs.framing.h2 import (
 )
 from faultlab.codecs.framing.httpinfo import HttpHeadInfo
 from faultlab.journal import wire as wk
-from faultlab.toxics.base import Chunk, InvalidToxic
+from faultlab.toxics.base import Chunk, Emit, InvalidToxic, ToxicContext
 
 __all__ = [
     "STATUS_FOR_KIND",
+    "ArmedStreams",
     "check_pushback",
     "data_prefix",
+    "forward_until",
     "grpc_status",
     "request_head",
     "response_unit",
@@ -127,3 +130,51 @@ def data_prefix(unit: H2Unit, size: int) -> H2Unit:
     data = unit.data[:size]
     raw = encode_frame(DATA, 0, unit.stream, data)
     return H2Unit(DATA, 0, unit.stream, raw, data=data, flow=len(data))
+
+
+async def forward_until(
+    ctx: ToxicContext,
+    chunk: Chunk,
+    unit: H2Unit,
+    counter: GrpcMessageCounter,
+    total: int,
+    emit: Emit,
+) -> bool:
+    """DATA of a stream a fault waits on: forward it while fewer than ``total`` messages
+    are complete; the frame that completes message ``total`` goes out cut after it (the
+    rest is dropped and its flow-control credit given back). ``True``: ``total`` reached,
+    the fault acts now."""
+    want = total - counter.count
+    ends = counter.boundaries(unit.data) if want > 0 else []
+    if want > 0 and len(ends) < want:
+        counter.feed(unit.data)
+        await emit(chunk)
+        return False
+    if want > 0:
+        kept = data_prefix(unit, ends[want - 1])
+        counter.feed(kept.data)
+        ctx.h2.credit(ctx.direction, unit.flow - kept.flow)
+        await emit(Chunk(kept.raw, chunk.t, chunk.index, True, kept))
+    else:
+        ctx.h2.credit(ctx.direction, unit.flow)
+    return True
+
+
+class ArmedStreams:
+    """Streams a fault waits on (a message count to reach), bounded per link."""
+
+    LIMIT = 10_000
+
+    def __init__(self) -> None:
+        self.streams: dict[int, tuple[int, GrpcMessageCounter]] = {}
+
+    def arm(self, stream: int, match: int) -> None:
+        if len(self.streams) >= self.LIMIT:
+            self.streams.pop(next(iter(self.streams)))
+        self.streams[stream] = (match, GrpcMessageCounter())
+
+    def get(self, stream: int) -> tuple[int, GrpcMessageCounter] | None:
+        return self.streams.get(stream)
+
+    def disarm(self, stream: int) -> None:
+        self.streams.pop(stream, None)

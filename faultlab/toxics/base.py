@@ -298,6 +298,9 @@ class Toxic:
     attributes_spec: ClassVar[dict[str, Attr]] = {}
     needs_frames: ClassVar[bool] = False
     """True if it can only act on whole frames (drop, reorder...)."""
+    h2_aware: ClassVar[bool] = False
+    """True if it acts on HTTP/2 as HTTP/2 (a call, a stream) on a proxy with ``h2`` framing;
+    a frame toxic that is not would break the connection there and is refused."""
     description: ClassVar[str] = ""
     closes_on_remove: ClassVar[bool] = False
     """Removing it tears live connections down (Toxiproxy's timeout: data was dropped)."""
@@ -404,6 +407,9 @@ BUILTIN_TOXICS = (
     "rpc_error",
     "http_error",
     "version_skew",
+    "rst_stream",
+    "goaway",
+    "flow_stall",
 )
 """The toxics that ship with faultlab, Toxiproxy's eight first."""
 _registry: Registry[type[Toxic]] = Registry(

@@ -53,6 +53,7 @@ class FailFirst(Toxic):
     type_name = "fail_first"
     description = "fail the first `count` requests: close, reset, or a native error"
     needs_frames = True
+    h2_aware = True
     attributes_spec = {
         "count": Attr(int, 1, 1, 1_000_000, "how many requests fail", generate=(1, 5)),
         "scope": MATCH_ATTRIBUTES["scope"],

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from faultlab.codecs.framing.h2 import DATA, HEADERS, GrpcMessageCounter
+from faultlab.codecs.framing.h2 import DATA, HEADERS
 from faultlab.codecs.framing.httpinfo import HttpHeadInfo, parse_head
 from faultlab.journal import wire as wk
 from faultlab.rpc.errors import KINDS
@@ -184,6 +184,7 @@ class RpcErrorToxic(Toxic):
         "with the protocol's native error"
     )
     needs_frames = True
+    h2_aware = True
     attributes_spec = {
         **ERROR_ATTRIBUTES,
         "method": Attr(str, "*", help="glob over method names (upstream only)"),
@@ -310,23 +311,21 @@ class RpcErrorToxic(Toxic):
         (0: instead of the server's answer; the server did the work) with the status; the
         server's stream is cancelled and the rest of its answer dropped."""
         unit = grpcwire.response_unit(chunk)
-        armed: dict[int, Any] = ctx.state.setdefault("armed", {})
+        armed: grpcwire.ArmedStreams = ctx.state.setdefault("armed", grpcwire.ArmedStreams())
         if unit is None:
             await emit(chunk)
             return
         sid = unit.stream
+        after = self.attributes["after_messages"]
         if unit.type == HEADERS and unit.header(":status") is not None:
             n = self.matcher.select(ctx, chunk, None, None, {"stream": sid})
             if n is None:
                 await emit(chunk)
-                return
-            if self.attributes["after_messages"] == 0 or unit.end_stream:
+            elif after == 0 or unit.end_stream:
                 self._fail(ctx, chunk, sid, match=n, messages=0, headers_sent=False)
-                return
-            if len(armed) >= MAX_ARMED:
-                armed.pop(next(iter(armed)))
-            armed[sid] = (n, GrpcMessageCounter())
-            await emit(chunk)
+            else:
+                armed.arm(sid, n)
+                await emit(chunk)
             return
         state = armed.get(sid)
         if state is None:
@@ -335,22 +334,13 @@ class RpcErrorToxic(Toxic):
         n, counter = state
         if unit.type != DATA:
             if unit.end_stream:  # the server ended first: fewer messages than asked
-                armed.pop(sid, None)
+                armed.disarm(sid)
                 ctx.record("pass", chunk, reason="stream ended", stream=sid, match=n)
             await emit(chunk)
             return
-        want = self.attributes["after_messages"] - counter.count
-        ends = counter.boundaries(unit.data)
-        if len(ends) < want:
-            counter.feed(unit.data)
-            await emit(chunk)
-            return
-        armed.pop(sid, None)
-        cut = ends[want - 1]
-        kept = grpcwire.data_prefix(unit, cut)
-        ctx.h2.credit("downstream", unit.flow - kept.flow)
-        await emit(Chunk(kept.raw, chunk.t, chunk.index, True, kept))
-        self._fail(ctx, chunk, sid, match=n, messages=counter.count + want, headers_sent=True)
+        if await grpcwire.forward_until(ctx, chunk, unit, counter, after, emit):
+            armed.disarm(sid)
+            self._fail(ctx, chunk, sid, match=n, messages=counter.count, headers_sent=True)
 
     def _fail(
         self,
@@ -383,8 +373,6 @@ class RpcErrorToxic(Toxic):
         ctx.h2.end_stream_with(sid, frames)
 
 
-MAX_ARMED = 10_000
-"""Responses one link may be counting messages of before failing them."""
 MAX_PARTIAL_BATCHES = 256
 """Batches one connection may have partly answered and waiting for the server's reply (the
 merge state a connection holds is bounded); past it a matching batch is answered whole."""
