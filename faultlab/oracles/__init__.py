@@ -55,6 +55,7 @@ from faultlab.oracles.reporters import (
 )
 from faultlab.oracles.retry import check_backoff_distribution, check_retry, retry_checks
 from faultlab.oracles.roundtrip import check_roundtrip, check_roundtrip_pair, check_roundtrip_pairs
+from faultlab.oracles.streams import check_stream_resume, stream_attempts, stream_checks
 from faultlab.oracles.verdict import OracleFailure, Verdict, combine, format_evidence
 
 __all__ = [
@@ -99,6 +100,7 @@ __all__ = [
     "check_roundtrip",
     "check_roundtrip_pair",
     "check_roundtrip_pairs",
+    "check_stream_resume",
     "combine",
     "deadline_checks",
     "fallback_checks",
@@ -114,6 +116,8 @@ __all__ = [
     "reported_checks",
     "retry_checks",
     "stamina_hook",
+    "stream_attempts",
+    "stream_checks",
     "tenacity_before_sleep",
     "timeline",
 ]

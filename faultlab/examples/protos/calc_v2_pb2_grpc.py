@@ -81,6 +81,21 @@ class CalcStub:
                 request_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
                 response_deserializer=faultlab_dot_examples_dot_protos_dot_calc__v2__pb2.CountReply.FromString,
                 _registered_method=True)
+        self.Count = channel.unary_stream(
+                '/faultlab.calc.v2.Calc/Count',
+                request_serializer=faultlab_dot_examples_dot_protos_dot_calc__v2__pb2.CountRequest.SerializeToString,
+                response_deserializer=faultlab_dot_examples_dot_protos_dot_calc__v2__pb2.Item.FromString,
+                _registered_method=True)
+        self.Sum = channel.stream_unary(
+                '/faultlab.calc.v2.Calc/Sum',
+                request_serializer=faultlab_dot_examples_dot_protos_dot_calc__v2__pb2.Item.SerializeToString,
+                response_deserializer=faultlab_dot_examples_dot_protos_dot_calc__v2__pb2.NumberReply.FromString,
+                _registered_method=True)
+        self.Chat = channel.stream_stream(
+                '/faultlab.calc.v2.Calc/Chat',
+                request_serializer=faultlab_dot_examples_dot_protos_dot_calc__v2__pb2.Item.SerializeToString,
+                response_deserializer=faultlab_dot_examples_dot_protos_dot_calc__v2__pb2.Item.FromString,
+                _registered_method=True)
         self.Pow = channel.unary_unary(
                 '/faultlab.calc.v2.Calc/Pow',
                 request_serializer=faultlab_dot_examples_dot_protos_dot_calc__v2__pb2.PowRequest.SerializeToString,
@@ -147,6 +162,29 @@ class CalcServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Count(self, request, context):
+        """Streams. Count yields Item{index, value = index * index} for index in [start, n),
+        delay_ms apart (refused: delay_ms > 10000, n > 10000000); a client resumes a broken
+        stream by calling again with start = last index seen + 1.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Sum(self, request_iterator, context):
+        """The sum of the values of the items sent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Chat(self, request_iterator, context):
+        """Echoes each item as it arrives, in order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Pow(self, request, context):
         """New in v2: a v1 server answers UNIMPLEMENTED.
         """
@@ -201,6 +239,21 @@ def add_CalcServicer_to_server(servicer, server):
                     servicer.CounterReset,
                     request_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                     response_serializer=faultlab_dot_examples_dot_protos_dot_calc__v2__pb2.CountReply.SerializeToString,
+            ),
+            'Count': grpc.unary_stream_rpc_method_handler(
+                    servicer.Count,
+                    request_deserializer=faultlab_dot_examples_dot_protos_dot_calc__v2__pb2.CountRequest.FromString,
+                    response_serializer=faultlab_dot_examples_dot_protos_dot_calc__v2__pb2.Item.SerializeToString,
+            ),
+            'Sum': grpc.stream_unary_rpc_method_handler(
+                    servicer.Sum,
+                    request_deserializer=faultlab_dot_examples_dot_protos_dot_calc__v2__pb2.Item.FromString,
+                    response_serializer=faultlab_dot_examples_dot_protos_dot_calc__v2__pb2.NumberReply.SerializeToString,
+            ),
+            'Chat': grpc.stream_stream_rpc_method_handler(
+                    servicer.Chat,
+                    request_deserializer=faultlab_dot_examples_dot_protos_dot_calc__v2__pb2.Item.FromString,
+                    response_serializer=faultlab_dot_examples_dot_protos_dot_calc__v2__pb2.Item.SerializeToString,
             ),
             'Pow': grpc.unary_unary_rpc_method_handler(
                     servicer.Pow,
@@ -451,6 +504,87 @@ class Calc:
             '/faultlab.calc.v2.Calc/CounterReset',
             google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             faultlab_dot_examples_dot_protos_dot_calc__v2__pb2.CountReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Count(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/faultlab.calc.v2.Calc/Count',
+            faultlab_dot_examples_dot_protos_dot_calc__v2__pb2.CountRequest.SerializeToString,
+            faultlab_dot_examples_dot_protos_dot_calc__v2__pb2.Item.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Sum(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/faultlab.calc.v2.Calc/Sum',
+            faultlab_dot_examples_dot_protos_dot_calc__v2__pb2.Item.SerializeToString,
+            faultlab_dot_examples_dot_protos_dot_calc__v2__pb2.NumberReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Chat(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/faultlab.calc.v2.Calc/Chat',
+            faultlab_dot_examples_dot_protos_dot_calc__v2__pb2.Item.SerializeToString,
+            faultlab_dot_examples_dot_protos_dot_calc__v2__pb2.Item.FromString,
             options,
             channel_credentials,
             insecure,

@@ -28,12 +28,23 @@ _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z0-9]+")
 
 @dataclass(frozen=True, slots=True)
 class RpcMethod:
-    """One rpc: its name, path and message classes."""
+    """One rpc: its name, path, message classes and which sides stream.
+
+    The streaming flags come from the descriptor (``stream`` in the .proto), so
+    the server picks grpcio's handler kind per method with no per-method code.
+    """
 
     name: str
     path: str
     request: Any
     reply: Any
+    client_streaming: bool = False
+    server_streaming: bool = False
+
+    @property
+    def streaming(self) -> bool:
+        """True when either side streams (the call is not one request, one reply)."""
+        return self.client_streaming or self.server_streaming
 
 
 class Schema:
@@ -58,6 +69,8 @@ class Schema:
                 f"/{self.full_name}/{m.name}",
                 message_factory.GetMessageClass(m.input_type),
                 message_factory.GetMessageClass(m.output_type),
+                bool(m.client_streaming),
+                bool(m.server_streaming),
             )
             for m in descriptor.methods
         }

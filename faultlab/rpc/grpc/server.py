@@ -1,11 +1,24 @@
-"""GrpcServer: serves a Python service through a proto service (and its sibling versions)."""
+"""GrpcServer: serves a Python service through a proto service (and its sibling versions).
+
+Streaming rpcs are served generically, from the descriptor's ``stream`` flags
+(:class:`~faultlab.rpc.grpc.schema.RpcMethod`), with no per-method code: a
+client stream reaches the service method as an iterator of decoded requests
+(its first parameter), and a server stream is whatever iterable the method
+returns, each item converted to the reply message. So the service stays plain
+Python that knows no gRPC (the same object serves every protocol), and the
+call still goes through ``Service.dispatch``: binding, bad params and
+application errors map to the same kinds and trailing metadata as a unary call.
+A method that declares a keyword parameter ``stopped`` gets a
+``threading.Event`` set when the call ends (cancel, deadline, shutdown), so a
+wait inside a stream wakes at once instead of holding its thread.
+"""
 
 from __future__ import annotations
 
 import itertools
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 from typing import Any
@@ -16,7 +29,16 @@ from google.protobuf import message  # type: ignore[import-untyped]
 from faultlab._cleanup import Owner
 from faultlab.errors import AddressError
 from faultlab.rpc.channel import MAX_MESSAGE
-from faultlab.rpc.errors import InternalError, InvalidParams, MethodNotFound, ParseError
+from faultlab.rpc.errors import (
+    ApplicationError,
+    DeadlineExceeded,
+    InternalError,
+    InvalidParams,
+    MethodNotFound,
+    ParseError,
+    RpcError,
+    ServiceUnavailable,
+)
 from faultlab.rpc.grpc.address import (
     host_target,
     parse_address,
@@ -32,9 +54,12 @@ from faultlab.rpc.service import Service
 from faultlab.transports.base import ParsedAddress
 from faultlab.transports.tcp import format_host_port
 
-__all__ = ["GrpcServer", "Hook"]
+__all__ = ["STOPPED", "GrpcServer", "Hook"]
 
 Hook = Callable[[Request, Response], None]
+
+STOPPED = "stopped"
+"""The keyword parameter through which a streaming method learns that its call ended."""
 
 
 class _Handlers(grpc.GenericRpcHandler):  # type: ignore[misc]
@@ -74,6 +99,8 @@ class _Handlers(grpc.GenericRpcHandler):  # type: ignore[misc]
 
             return grpc.unary_unary_rpc_method_handler(missing)
         target = service_method(name, self._server.service.methods)
+        if rpc.streaming:
+            return self._server._stream_handler(rpc, target)
 
         def behaviour(data: bytes, context: Any) -> bytes:
             return self._server._handle(rpc, target, data, context)
@@ -161,7 +188,7 @@ class GrpcServer:
             raise AddressError(f"cannot listen on {uri}")
         return port
 
-    def _handle(self, rpc: RpcMethod, target: str, data: bytes, context: Any) -> bytes:
+    def _meta(self, context: Any) -> dict[str, Any]:
         meta: dict[str, Any] = {}
         if self.schema.version is not None:
             meta["schema_version"] = self.schema.version
@@ -171,31 +198,152 @@ class GrpcServer:
         remaining = context.time_remaining()
         if remaining is not None:
             meta["timeout"] = remaining
-        rid = next(self._ids)
+        return meta
+
+    def _params(self, rpc: RpcMethod, data: bytes, context: Any) -> list[Any] | dict[str, Any]:
+        """One request message as call params; an unreadable one aborts the call."""
         try:
             incoming = rpc.request.FromString(data)
         except message.DecodeError as exc:
             abort(context, ErrorInfo.from_exception(ParseError(f"{rpc.name}: {exc}")))
         try:
-            params = request_to_params(incoming)
+            return request_to_params(incoming)
         except CONVERSION_ERRORS as exc:
             abort(context, ErrorInfo.from_exception(InvalidParams(f"{rpc.name}: {exc}")))
-        request = Request(target, params, rid, meta=meta)
-        response = self.service.dispatch(request)
+
+    def _handled(self, request: Request, response: Response) -> None:
         with self._lock:
             self.requests_handled += 1
         if self.on_request is not None:
             self.on_request(request, response)
+
+    def _handle(self, rpc: RpcMethod, target: str, data: bytes, context: Any) -> bytes:
+        meta = self._meta(context)
+        rid = next(self._ids)
+        params = self._params(rpc, data, context)
+        request = Request(target, params, rid, meta=meta)
+        response = self.service.dispatch(request)
+        self._handled(request, response)
         if response.error is not None:
             abort(context, response.error)
+        return self._reply(rpc, response.result, context)
+
+    def _reply(self, rpc: RpcMethod, result: Any, context: Any) -> bytes:
         try:
-            reply: bytes = result_to_reply(rpc.reply, response.result).SerializeToString()
+            reply: bytes = result_to_reply(rpc.reply, result).SerializeToString()
         except CONVERSION_ERRORS as exc:
             error = InternalError(
                 f"{rpc.name}: result does not fit {rpc.reply.DESCRIPTOR.full_name}: {exc}"
             )
             abort(context, ErrorInfo.from_exception(error))
         return reply
+
+    # streams
+    def _stream_handler(self, rpc: RpcMethod, target: str) -> Any:
+        """grpcio's handler kind for the rpc's stream flags, around one generic behaviour."""
+        if rpc.client_streaming:
+
+            def streamed_in(requests: Iterator[bytes], context: Any) -> Any:
+                stop = _stopped(context)
+                decoded = _decoded(rpc, requests)
+                return self._start(rpc, target, decoded, context, stop)
+
+            if rpc.server_streaming:
+                return grpc.stream_stream_rpc_method_handler(streamed_in)
+            return grpc.stream_unary_rpc_method_handler(streamed_in)
+
+        def streamed_out(data: bytes, context: Any) -> Any:
+            stop = _stopped(context)
+            return self._start(rpc, target, self._params(rpc, data, context), context, stop)
+
+        return grpc.unary_stream_rpc_method_handler(streamed_out)
+
+    def _start(
+        self,
+        rpc: RpcMethod,
+        target: str,
+        incoming: Iterator[Any] | list[Any] | dict[str, Any],
+        context: Any,
+        stop: threading.Event,
+    ) -> Any:
+        """Dispatch a streaming call: the reply bytes (client stream only) or a reply
+        iterator. Errors raised before the first reply abort here, as a unary call's do."""
+        meta = self._meta(context)
+        rid = next(self._ids)
+        method = self.service.methods.get(target)
+        params: list[Any] | dict[str, Any]
+        if isinstance(incoming, list | dict):
+            params = incoming
+        elif method is None:
+            params = [incoming]  # dispatch answers MethodNotFound
+        else:
+            first = next((p for p in method.signature.parameters if p != STOPPED), None)
+            params = {first: incoming} if first is not None else [incoming]
+        if (
+            method is not None
+            and STOPPED in method.signature.parameters
+            and isinstance(params, dict)
+        ):
+            params = {**params, STOPPED: stop}
+        request = Request(target, params, rid, meta=meta)
+        response = self.service.dispatch(request)
+        if response.error is not None or not rpc.server_streaming:
+            self._handled(request, response)
+            if response.error is not None:
+                abort(context, response.error)
+            return self._reply(rpc, response.result, context)
+        return self._send(rpc, request, response.result, context, stop)
+
+    def _send(
+        self, rpc: RpcMethod, request: Request, results: Any, context: Any, stop: threading.Event
+    ) -> Iterator[bytes]:
+        """Each result as a reply, until the results end or the call does.
+
+        ``stop`` (set by grpcio's termination callback) is checked before each item,
+        and the method's iterator is closed whatever ends the stream, so a cancelled
+        stream runs no further item and its ``finally`` blocks run now, not at GC.
+        """
+        error: ErrorInfo | None = None
+        sent = 0
+        items: Iterator[Any] | None = None
+        try:
+            if not isinstance(results, Iterable) or isinstance(results, str | bytes | dict):
+                raise InternalError(
+                    f"{rpc.name} streams, but the method returned a {_kind(results)}"
+                )
+            items = iter(results)
+            while not stop.is_set():
+                try:
+                    item = next(items)
+                except StopIteration:
+                    break
+                try:
+                    data: bytes = result_to_reply(rpc.reply, item).SerializeToString()
+                except CONVERSION_ERRORS as exc:
+                    raise InternalError(
+                        f"{rpc.name}: item does not fit {rpc.reply.DESCRIPTOR.full_name}: {exc}"
+                    ) from exc
+                yield data
+                sent += 1
+            if stop.is_set():
+                error = _ended(context)
+        except RpcError as exc:
+            error = ErrorInfo.from_exception(exc)
+        except Exception as exc:  # the method's own failure, as dispatch reports it
+            error = ErrorInfo.from_exception(
+                ApplicationError(f"{type(exc).__name__}: {exc}", data={"type": type(exc).__name__})
+            )
+        except GeneratorExit:  # grpcio dropped the stream: the call is over
+            error = _ended(context)
+            raise
+        finally:
+            close = getattr(items, "close", None)
+            if callable(close):
+                close()
+            request.meta["messages_sent"] = sent
+            self._handled(request, Response(request.id, result=None, error=error))
+        if error is not None and not stop.is_set():
+            abort(context, error)
 
     def close(self, grace: float | None = None) -> None:
         """Stop: calls in flight get ``grace`` seconds, then are cancelled."""
@@ -216,3 +364,42 @@ class GrpcServer:
 
     def __repr__(self) -> str:
         return f"GrpcServer({self.address!r}, {self.schema.full_name})"
+
+
+def _stopped(context: Any) -> threading.Event:
+    """An event set when the call ends, however it ends (grpcio's termination callback)."""
+    stop = threading.Event()
+    if not context.add_callback(stop.set):
+        stop.set()  # already over
+    return stop
+
+
+def _decoded(rpc: RpcMethod, requests: Iterator[bytes]) -> Iterator[Any]:
+    """A client stream as the method sees it: each request message as a dict of fields
+    (a ``google.protobuf.Value`` or other JSON-type message as its plain value).
+
+    An unreadable message raises ``ParseError`` (an RpcError): dispatch, or the reply
+    loop, reports it as the call's error, exactly as for a unary request.
+    """
+    for data in requests:
+        try:
+            incoming = rpc.request.FromString(data)
+        except message.DecodeError as exc:
+            raise ParseError(f"{rpc.name}: {exc}") from None
+        try:
+            params = request_to_params(incoming)
+        except CONVERSION_ERRORS as exc:
+            raise InvalidParams(f"{rpc.name}: {exc}") from None
+        yield params if isinstance(params, dict) else params[0]
+
+
+def _ended(context: Any) -> ErrorInfo:
+    """Why a stream ended early, as the server's journal records it."""
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        return ErrorInfo.from_exception(DeadlineExceeded("the stream's deadline passed"))
+    return ErrorInfo.from_exception(ServiceUnavailable("the stream ended before its last item"))
+
+
+def _kind(value: Any) -> str:
+    return type(value).__name__
