@@ -240,5 +240,6 @@ class H2Exchanges(Exchanges):
             )
 
     def _unanswered(self, kind: str, why: str) -> None:
+        for sid in list(self._pending):
+            self._close(sid, kind, why, None)
         self._streams.clear()
-        super()._unanswered(kind, why)

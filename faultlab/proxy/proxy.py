@@ -539,7 +539,7 @@ class Proxy:
             raise InvalidProxyRequest(
                 f"toxic {toxic.type_name!r} acts on whole messages, but proxy {self.name!r} "
                 "carries a raw byte stream: set a framing on the proxy (length-prefix, lines, "
-                "msgpack-stream, http, grpc) or use a message transport"
+                'msgpack-stream, http, h2; for gRPC protocol="grpc") or use a message transport'
             )
         if self.framing == "h2" and toxic.needs_frames and not toxic.h2_aware:
             raise InvalidProxyRequest(

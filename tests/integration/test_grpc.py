@@ -294,7 +294,7 @@ def test_our_client_against_generated_servicer(third_party_server: str) -> None:
 
 def test_a_lab_grpc_pair_is_provisioned_through_its_registered_protocol() -> None:
     """No ``== "grpc"`` in the lab: the protocol serves (journaling each request) and
-    connects; the pair's proxy knows it carries gRPC and relays its bytes unframed."""
+    connects; the pair's proxy knows it carries gRPC and reads its HTTP/2."""
     from faultlab.lab.pair import Lab
     from faultlab.proxy import ProxyError
 
@@ -303,6 +303,10 @@ def test_a_lab_grpc_pair_is_provisioned_through_its_registered_protocol() -> Non
         assert pair.run(lambda c: c.pow(2, 10)) == 1024  # the v2 proto reached both ends
         served = [e["method"] for e in pair.events() if e["kind"] == "server_request"]
         assert served.count("pow") == 1
-        assert lab.engine.get(pair.name).protocol == "grpc"
-        with pytest.raises(ProxyError, match="raw byte stream"):  # grpcio's HTTP/2: bytes only
-            pair.proxy.add_toxic("rpc_error", stream="upstream")
+        proxy = lab.engine.get(pair.name)
+        assert (proxy.protocol, proxy.framing) == ("grpc", "h2")  # it reads grpcio's HTTP/2
+        pair.proxy.add_toxic("rpc_error", stream="upstream", nth=1)
+        with pytest.raises(ServiceUnavailable):
+            pair.run(lambda c: c.pow(2, 3))
+        with pytest.raises(ProxyError, match="HTTP/2-aware toxics"):
+            pair.proxy.add_toxic("drop", stream="upstream")

@@ -98,6 +98,8 @@ from faultlab.codecs.framing.base import (
 from faultlab.codecs.framing.httpinfo import HttpHeadInfo
 from faultlab.errors import RemoteProtocolError
 
+_H2_PREFACE_START = b"PRI * HTTP/2.0"
+
 __all__ = ["HttpFrame", "HttpSplitter"]
 
 _TOKEN = rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+"
@@ -290,8 +292,18 @@ class HttpSplitter(Framer[HttpFrame | bytes]):
             if skip == size:  # only blank lines so far
                 return self._end(False)
         first = buf[skip]
+        if self._requests and buf.startswith(_H2_PREFACE_START, skip):
+            raise MalformedFrame(
+                "http: the client speaks HTTP/2 (it sent the HTTP/2 preface): create the proxy "
+                'with framing="h2" (or protocol="grpc" for gRPC)'
+            )
         if first not in self._starts:
-            raise MalformedFrame(f"http: a {self.kind[:-1]} cannot start with byte {first:#04x}")
+            hint = ""
+            if not self._requests and len(buf) - skip >= 9 and buf[skip + 3] == 4:
+                hint = ' (it looks like HTTP/2 SETTINGS: create the proxy with framing="h2")'
+            raise MalformedFrame(
+                f"http: a {self.kind[:-1]} cannot start with byte {first:#04x}{hint}"
+            )
         limit = self.max_header_size  # the head must end by then: never search further
         found = _HEAD_END.search(buf, self._scan if self._scan > skip else skip, limit)
         if found is None:

@@ -1,0 +1,272 @@
+"""The HTTP/2-aware gRPC relay with unmodified grpcio clients and servers.
+
+Clean traffic must pass byte for byte (values and metadata checked at the far end), every
+call must be journaled once, and each HTTP/2 fault must do what it says to the one call it
+selects while the connection and the other calls live on.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from typing import Any
+
+import pytest
+
+grpc = pytest.importorskip("grpc")
+
+from google.protobuf import struct_pb2  # noqa: E402
+
+from faultlab.examples.protos import calc_v1_pb2, calc_v1_pb2_grpc  # noqa: E402
+from faultlab.lab.pair import Lab, Pair  # noqa: E402
+from faultlab.proxy import ProxyError  # noqa: E402
+
+CALL_TIMEOUT = 10.0
+
+
+@pytest.fixture
+def lab() -> Iterator[Lab]:
+    """One lab (one journal) per test: each reads only its own events."""
+    with Lab(seed=11) as lab:
+        yield lab
+
+
+@pytest.fixture
+def pair(lab: Lab) -> Iterator[Pair]:
+    pair = lab.pair("faultlab.examples.calc:Calc", protocol="grpc", options={"proto": "v1"})
+    yield pair
+    pair.close()
+
+
+@pytest.fixture
+def stub(pair: Pair) -> Iterator[Any]:
+    channel = grpc.insecure_channel(pair.address.removeprefix("tcp://"))
+    yield calc_v1_pb2_grpc.CalcStub(channel)
+    channel.close()
+
+
+def add(stub: Any, a: float, **kw: Any) -> float | Any:
+    """The sum, or the grpc status code of the failure."""
+    try:
+        return stub.Add(calc_v1_pb2.AddRequest(a=a, b=1), timeout=CALL_TIMEOUT, **kw).value
+    except grpc.RpcError as exc:
+        return exc.code()
+
+
+def kinds(pair: Pair, *names: str) -> list[dict[str, Any]]:
+    return [e for e in pair.events() if e["kind"] in names]
+
+
+def served(pair: Pair, method: str) -> int:
+    return sum(1 for e in kinds(pair, "server_request") if e.get("method") == method)
+
+
+def test_the_grpc_proxy_reads_http2(pair: Pair, lab: Lab) -> None:
+    proxy = lab.engine.get(pair.name)
+    assert (proxy.framing, proxy.protocol) == ("h2", "grpc")
+
+
+def test_ten_thousand_clean_unary_calls_pass_unchanged_and_are_journaled_once(
+    pair: Pair, stub: Any
+) -> None:
+    rng = random.Random(7)
+    alphabet = "abcé€😀 \n\x00"
+    for i in range(10_000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 64)))
+        value = struct_pb2.Value(string_value=f"{i}:{text}")
+        assert stub.Echo(value, timeout=CALL_TIMEOUT).string_value == value.string_value
+    requests = kinds(pair, "wire_request")
+    responses = kinds(pair, "wire_response")
+    assert len(requests) == len(responses) == 10_000
+    assert all(r["grpc_status"] == 0 and "rpc_error" not in r for r in responses)
+    assert {r["rpc_method"] for r in requests} == {"/faultlab.calc.v1.Calc/Echo"}
+    assert all(r["messages_up"] == 1 and r["messages_down"] == 1 for r in responses)
+    assert all(r["deadline"] <= CALL_TIMEOUT + 0.1 for r in requests)  # grpc-timeout read
+    assert not kinds(pair, "framing_error", "error", "wire_unanswered")
+
+
+class _MetadataEcho(grpc.GenericRpcHandler):  # type: ignore[misc]
+    """A plain grpcio server answering every call with the metadata it received."""
+
+    def service(self, details: Any) -> Any:
+        def echo(request: bytes, context: Any) -> bytes:
+            pairs = sorted(
+                f"{k}={v}" for k, v in context.invocation_metadata() if k.startswith("x-")
+            )
+            return ("|".join(pairs) + "#" + request.decode()).encode()
+
+        return grpc.unary_unary_rpc_method_handler(echo)
+
+
+@pytest.fixture
+def metadata_server() -> Iterator[str]:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    server.add_generic_rpc_handlers((_MetadataEcho(),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield f"127.0.0.1:{port}"
+    server.stop(grace=None)
+
+
+def test_after_a_refused_call_headers_are_re_encoded_and_still_arrive_intact(
+    lab: Lab, metadata_server: str
+) -> None:
+    """A refused call's header block never reaches the server, so the HPACK table the client
+    and server share drifts apart: every later block (with metadata that would be indexed)
+    must still arrive exactly as sent."""
+    proxy = lab.engine.create("md", upstream=metadata_server, protocol="grpc")
+    try:
+        proxy.add_toxic("rpc_error", stream="upstream", sequence="PFPFP", status="UNAVAILABLE")
+        channel = grpc.insecure_channel(proxy.listen)
+        call = channel.unary_unary("/test.Echo/Call")
+        outcomes = []
+        for i in range(60):
+            metadata = (("x-same", "constant"), ("x-call", str(i)), ("x-round", str(i % 3)))
+            try:
+                reply = call(f"body{i}".encode(), metadata=metadata, timeout=CALL_TIMEOUT)
+                expected = f"x-call={i}|x-round={i % 3}|x-same=constant#body{i}"
+                assert reply.decode() == expected
+                outcomes.append("ok")
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.UNAVAILABLE
+                outcomes.append("fail")
+        assert outcomes[:5] == ["ok", "fail", "ok", "fail", "ok"]
+        assert outcomes[5:] == ["ok"] * 55
+        channel.close()
+    finally:
+        lab.engine.delete("md")
+
+
+def test_rpc_error_answers_selected_calls_with_a_status_and_pushback_the_server_never_sees(
+    pair: Pair, stub: Any
+) -> None:
+    pair.proxy.add_toxic(
+        "rpc_error",
+        stream="upstream",
+        sequence="FFP",
+        status="RESOURCE_EXHAUSTED",
+        message="slow down",
+        pushback_ms="250",
+        method="*/Add",
+    )
+    assert add(stub, 1) == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert add(stub, 2) == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert add(stub, 3) == 4.0
+    assert served(pair, "add") == 1  # the refused calls never reached the server
+    injected = [r for r in kinds(pair, "wire_response") if r["injected"]]
+    assert [r["rpc_error"] for r in injected] == ["grpc_resource_exhausted"] * 2
+    assert all(r["retry_after"] == 0.25 and r["grpc_message"] == "slow down" for r in injected)
+
+
+def test_fail_first_error_mode_speaks_grpc_too(pair: Pair, stub: Any) -> None:
+    pair.proxy.add_toxic("fail_first", stream="upstream", mode="error", count=2, kind="unavailable")
+    assert [add(stub, i) for i in range(3)] == [
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.UNAVAILABLE,
+        3.0,
+    ]
+
+
+def test_rst_stream_resets_one_call_and_the_connection_lives_on(pair: Pair, stub: Any) -> None:
+    pair.proxy.add_toxic("rst_stream", stream="upstream", nth=2, code="INTERNAL_ERROR")
+    assert [add(stub, i) for i in range(4)] == [1.0, grpc.StatusCode.INTERNAL, 3.0, 4.0]
+    assert served(pair, "add") == 3
+    assert len(kinds(pair, "connection")) == 1
+    reset = kinds(pair, "wire_unanswered")
+    assert [(e["error_kind"], e["rst_code"]) for e in reset] == [
+        ("BrokenResourceError", "INTERNAL_ERROR")
+    ]
+
+
+def test_a_downstream_reset_comes_after_the_server_did_the_work(pair: Pair, stub: Any) -> None:
+    pair.proxy.add_toxic("rst_stream", stream="downstream", nth=1, code="CANCEL")
+    assert add(stub, 1) == grpc.StatusCode.CANCELLED
+    assert served(pair, "add") == 1
+    assert add(stub, 2) == 3.0
+
+
+def test_an_error_after_the_response_started_replaces_the_rest(pair: Pair, stub: Any) -> None:
+    """rpc_error downstream with after_messages: the status comes in trailers after the
+    server's headers (a unary call has one message: 0 messages lets none through)."""
+    pair.proxy.add_toxic("rpc_error", stream="downstream", nth=1, status="DATA_LOSS")
+    assert add(stub, 1) == grpc.StatusCode.DATA_LOSS
+    assert add(stub, 2) == 3.0
+
+
+def test_a_graceful_goaway_leaves_the_call_out_and_the_client_retries_it_elsewhere(
+    pair: Pair, stub: Any
+) -> None:
+    pair.proxy.add_toxic("goaway", stream="upstream", nth=2, scope="proxy")
+    assert [add(stub, i) for i in range(4)] == [1.0, 2.0, 3.0, 4.0]  # transparent retry
+    assert served(pair, "add") == 4  # each call processed exactly once
+    assert len(kinds(pair, "connection")) == 2
+    refused = kinds(pair, "wire_unanswered")
+    assert len(refused) == 1
+    assert refused[0]["refused"] is True
+
+
+def test_an_abrupt_goaway_fails_the_call_in_flight(pair: Pair, stub: Any) -> None:
+    pair.proxy.add_toxic(
+        "goaway", stream="upstream", nth=1, mode="abrupt", include_call=True, scope="proxy"
+    )
+    assert add(stub, 1) == grpc.StatusCode.UNAVAILABLE
+    assert add(stub, 2) == 3.0  # a new connection
+
+
+def test_a_flow_control_stall_holds_a_large_response_until_released(pair: Pair, stub: Any) -> None:
+    big = struct_pb2.Value(string_value="x" * 3_000_000)  # far more than one window
+    started = time.monotonic()
+    pair.proxy.add_toxic("flow_stall", stream="upstream", duration=400)
+    assert stub.Echo(big, timeout=CALL_TIMEOUT).string_value == big.string_value
+    assert time.monotonic() - started >= 0.4
+    holds = [e for e in kinds(pair, "fault") if e.get("decision") == "hold"]
+    released = [e for e in kinds(pair, "fault") if e.get("decision") == "release"]
+    assert holds
+    assert len(released) == 1
+
+
+@pytest.mark.parametrize("toxic", ["drop", "duplicate", "reorder", "delay"])
+def test_frame_toxics_that_would_break_http2_are_refused_with_the_reason(
+    pair: Pair, toxic: str
+) -> None:
+    with pytest.raises(ProxyError, match="HTTP/2-aware toxics"):
+        pair.proxy.add_toxic(toxic, stream="downstream")
+
+
+def test_http2_toxics_are_refused_on_a_proxy_that_does_not_read_http2(lab: Lab) -> None:
+    proxy = lab.engine.create("plain", upstream="127.0.0.1:9")
+    try:
+        for toxic in ("rst_stream", "goaway", "flow_stall"):
+            with pytest.raises(ProxyError, match='protocol="grpc"'):
+                proxy.add_toxic(toxic, stream="upstream")
+    finally:
+        lab.engine.delete("plain")
+
+
+def test_bad_attributes_are_refused_with_a_typed_message(pair: Pair) -> None:
+    with pytest.raises(ProxyError, match="unknown gRPC status 'NOPE'"):
+        pair.proxy.add_toxic("rpc_error", stream="upstream", status="NOPE")
+    with pytest.raises(ProxyError, match="unknown HTTP/2 error code"):
+        pair.proxy.add_toxic("rst_stream", stream="upstream", code="WHATEVER")
+    with pytest.raises(ProxyError, match="pushback_ms"):
+        pair.proxy.add_toxic("rpc_error", stream="upstream", pushback_ms="1\r\nx: y")
+    with pytest.raises(ProxyError, match='stream="upstream"'):
+        pair.proxy.add_toxic("goaway", stream="downstream")
+
+
+def test_framing_http_on_grpc_traffic_fails_fast_with_the_reason(lab: Lab, pair: Pair) -> None:
+    upstream = lab.engine.get(pair.name).upstream
+    proxy = lab.engine.create("h1", upstream=upstream, framing="http")
+    try:
+        channel = grpc.insecure_channel(proxy.listen)
+        stub = calc_v1_pb2_grpc.CalcStub(channel)
+        started = time.monotonic()
+        assert add(stub, 1) == grpc.StatusCode.UNAVAILABLE
+        assert time.monotonic() - started < CALL_TIMEOUT / 2  # not a hang until the deadline
+        channel.close()
+        errors = [e["error"] for e in lab.journal.events() if e["kind"] == "framing_error"]
+        assert any('framing="h2"' in error for error in errors)
+    finally:
+        lab.engine.delete("h1")
