@@ -20,6 +20,7 @@ client retries it transparently, without counting an attempt).
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import unquote
 
 from faultlab.codecs.framing.h2 import (
     DATA,
@@ -189,7 +190,7 @@ class H2Exchanges(Exchanges):
         fields["grpc_status"] = code
         message = trailers.header("grpc-message") if trailers is not None else None
         if message is not None:
-            fields["grpc_message"] = message
+            fields["grpc_message"] = unquote(message)  # percent-encoded on the wire
         pushback = trailers.header("grpc-retry-pushback-ms") if trailers is not None else None
         if pushback is not None:
             text = pushback.strip()

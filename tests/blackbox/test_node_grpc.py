@@ -238,13 +238,6 @@ def test_invalid_argument_from_the_server_is_an_rpc_error_on_the_wire(
     node_grpc.assert_clean_wire()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="relay journal bug: wire_response.grpc_message is the raw grpc-message header, "
-    "not percent-decoded; grpc-js sends 'division%20by%20zero' (the spec allows encoding a "
-    "space), the client reports 'division by zero', the journal says 'division%20by%20zero' "
-    "(faultlab/proxy/h2wire.py _grpc_status)",
-)
 def test_the_journal_reads_grpc_message_as_the_client_does(node_grpc: NodeGrpc) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         node_grpc.stub.Div(pb.DivRequest(a=1, b=0), timeout=CALL_TIMEOUT)
