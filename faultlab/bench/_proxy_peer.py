@@ -4,7 +4,9 @@
 ``READY <listen>``; ``echo LISTEN`` runs an asyncio echo server that copes with
 thousands of connections; ``http-echo LISTEN`` answers each HTTP/1.1 request with its
 body; ``stall LISTEN`` accepts connections and never reads
-(the hostile upstream of the stalled-links figure). All exit when stdin closes.
+(the hostile upstream of the stalled-links figure); ``grpc-echo LISTEN`` is a grpcio server
+whose unary ``/bench.Echo/Unary`` and bidirectional ``/bench.Echo/Stream`` return what they
+get. All exit when stdin closes. ``--protocol grpc`` makes the proxy read HTTP/2.
 ``--toxic latency:upstream:latency=100`` adds one toxic (type, stream, attributes).
 """
 
@@ -86,6 +88,28 @@ async def _echo(listen: str, protocol: type[asyncio.Protocol] = _Echo) -> None:
     server.close()
 
 
+def _grpc_echo(listen: str) -> None:
+    """A plain grpcio server (raw bytes, no protobuf): the baseline gRPC peer."""
+    from concurrent import futures
+
+    import grpc  # type: ignore[import-untyped]
+
+    class Echo(grpc.GenericRpcHandler):  # type: ignore[misc]
+        def service(self, details: Any) -> Any:
+            if details.method.endswith("/Stream"):
+                return grpc.stream_stream_rpc_method_handler(lambda it, _ctx: iter(it))
+            return grpc.unary_unary_rpc_method_handler(lambda request, _ctx: request)
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    server.add_generic_rpc_handlers((Echo(),))
+    host, _, port = listen.removeprefix("tcp://").rpartition(":")
+    bound = server.add_insecure_port(f"{host or '127.0.0.1'}:{port}")
+    server.start()
+    print(f"READY tcp://{host or '127.0.0.1'}:{bound}", flush=True)
+    _wait_stdin()
+    server.stop(grace=None)
+
+
 def _wait_stdin() -> None:
     while os.read(0, 4096):
         pass
@@ -93,16 +117,20 @@ def _wait_stdin() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m faultlab.bench._proxy_peer")
-    parser.add_argument("mode", choices=["proxy", "echo", "http-echo", "stall"])
+    parser.add_argument("mode", choices=["proxy", "echo", "http-echo", "stall", "grpc-echo"])
     parser.add_argument("listen")
     parser.add_argument("upstream", nargs="?")
     parser.add_argument("--cpu", type=int)
     parser.add_argument("--no-journal-chunks", action="store_true")
     parser.add_argument("--framing", default=None, help="the proxy's framing (http: wire journal)")
+    parser.add_argument("--protocol", default=None, help="the proxy's protocol (grpc: HTTP/2)")
     parser.add_argument("--toxic", action="append", default=[], help="TYPE:STREAM:k=v,...")
     args = parser.parse_args()
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
+    if args.mode == "grpc-echo":
+        _grpc_echo(args.listen)
+        return
     if args.mode in ("echo", "http-echo", "stall"):
         kinds: dict[str, type[asyncio.Protocol]] = {
             "echo": _Echo,
@@ -124,6 +152,7 @@ def main() -> None:
             upstream=args.upstream,
             record_chunks=not args.no_journal_chunks,
             framing=args.framing,
+            protocol=args.protocol,
         )
         for spec in args.toxic:
             type_name, stream, _, attrs = (spec + ":").split(":", 3)

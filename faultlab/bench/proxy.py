@@ -6,6 +6,10 @@
 - HTTP: added p50 per request through a proxy with HTTP framing and the wire journal
   (every exchange journaled), beside the raw relay in the same run (goal: at most 1.5x the
   raw relay's added latency);
+- gRPC: added p50 of a unary call (grpcio client and server) through the HTTP/2-aware relay
+  (``protocol="grpc"``, every call journaled) beside the raw relay in the same run (goal: at
+  most 1.3x the raw relay's added latency), and bidirectional streaming throughput
+  (messages/s) through each vs direct;
 - API: toxic add + remove through the engine facade, p50;
 - stalled links: 100 clients write as fast as they can to an upstream that never
   reads (bare, and behind a ``latency`` toxic): proxy RSS (goal: < 500 MiB, each
@@ -125,6 +129,73 @@ def _http_figure(iterations: int, warmup: int, server_cpu: int | None) -> dict[s
     }
 
 
+def _grpc_figure(
+    iterations: int, warmup: int, server_cpu: int | None, stream_messages: int
+) -> dict[str, Any]:
+    """gRPC direct, through the raw relay and through the HTTP/2-aware relay."""
+    import grpc  # type: ignore[import-untyped]
+
+    children: list[ChildProcess] = []
+    figures: dict[str, dict[str, float]] = {}
+    try:
+        server = _spawn("grpc-echo", "tcp://127.0.0.1:0", cpu=server_cpu)
+        children.append(server)
+        upstream = server.address
+        raw = _spawn(
+            "proxy", "127.0.0.1:0", upstream, cpu=server_cpu, extra=["--no-journal-chunks"]
+        )
+        children.append(raw)
+        relay = _spawn(
+            "proxy", "127.0.0.1:0", upstream, cpu=server_cpu,
+            extra=["--no-journal-chunks", "--protocol", "grpc"],
+        )  # fmt: skip
+        children.append(relay)
+        for label, address in (
+            ("direct", upstream),
+            ("raw_relay", raw.address),
+            ("h2_relay", relay.address),
+        ):
+            with grpc.insecure_channel(address.removeprefix("tcp://")) as channel:
+                unary = channel.unary_unary("/bench.Echo/Unary")
+                stats = measure_round_trips(
+                    lambda payload: unary(payload, timeout=10), b"x" * 64, iterations, warmup
+                )
+                figures[label] = {
+                    "p50_us": stats.median_us,
+                    "p99_us": stats.p99_us,
+                    "stream_msgs_per_s": _grpc_stream_rate(channel, stream_messages),
+                }
+    finally:
+        for child in children:
+            child.close()
+    direct = figures["direct"]["p50_us"]
+    added_raw = figures["raw_relay"]["p50_us"] - direct
+    added_h2 = figures["h2_relay"]["p50_us"] - direct
+    rate = figures["direct"]["stream_msgs_per_s"]
+    return {
+        **figures,
+        "added_raw_p50_us": added_raw,
+        "added_h2_p50_us": added_h2,
+        "ratio": added_h2 / added_raw if added_raw > 0 else None,
+        "stream_ratio_raw": figures["raw_relay"]["stream_msgs_per_s"] / rate if rate else None,
+        "stream_ratio_h2": figures["h2_relay"]["stream_msgs_per_s"] / rate if rate else None,
+    }
+
+
+def _grpc_stream_rate(channel: Any, messages: int) -> float:
+    """Messages per second echoed through one bidirectional stream (1 KiB each way)."""
+    if not messages:
+        return 0.0
+    stream = channel.stream_stream("/bench.Echo/Stream")
+    payload = b"m" * 1024
+    started = time.perf_counter()
+    received = sum(1 for _ in stream(iter([payload] * messages), timeout=120))
+    elapsed = time.perf_counter() - started
+    if received != messages:
+        raise RuntimeError(f"gRPC stream echoed {received} of {messages} messages")
+    return messages / elapsed
+
+
 async def _many(address: str, connections: int, rounds: int) -> int:
     """Open ``connections`` at once, each doing ``rounds`` echoes; return the error count."""
     parsed = transports.parse_address(address)
@@ -166,6 +237,7 @@ def run_proxy_bench(
     rounds: int = 10,
     api_rounds: int = 200,
     stalled_links: int = 100,
+    grpc_stream_messages: int = 20_000,
     on_step: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     client_cpu, server_cpu = PLACEMENTS[placement]
@@ -228,6 +300,8 @@ def run_proxy_bench(
             children.clear()
         say("HTTP: direct, raw relay, HTTP framing with the wire journal")
         results["http"] = _http_figure(iterations, warmup, server_cpu)
+        say("gRPC: direct, raw relay, HTTP/2-aware relay with the wire journal")
+        results["grpc"] = _grpc_figure(iterations, warmup, server_cpu, grpc_stream_messages)
         say("API: toxic add + remove")
         results["api"] = _api_rounds(api_rounds)
         if stalled_links:

@@ -284,6 +284,25 @@ def run_proxy(args: argparse.Namespace) -> int:
             f"(+{http['added_http_p50_us']:.1f}): [{colour}]{_fmt(ratio, 2)}x[/] the raw "
             "relay's added latency (goal <= 1.5x)"
         )
+    grpc_figure = report.get("grpc")
+    if grpc_figure:
+        ratio = grpc_figure["ratio"]
+        colour = "green" if ratio is not None and ratio <= 1.3 else "red"
+        console.print(
+            f"gRPC unary 64 B, p50 µs: direct {grpc_figure['direct']['p50_us']:.1f}, raw relay "
+            f"{grpc_figure['raw_relay']['p50_us']:.1f} (+{grpc_figure['added_raw_p50_us']:.1f}), "
+            f"HTTP/2-aware relay + wire journal {grpc_figure['h2_relay']['p50_us']:.1f} "
+            f"(+{grpc_figure['added_h2_p50_us']:.1f}): [{colour}]{_fmt(ratio, 2)}x[/] the raw "
+            "relay's added latency (goal <= 1.3x)"
+        )
+        console.print(
+            "gRPC bidi stream, 1 KiB messages/s: direct "
+            f"{grpc_figure['direct']['stream_msgs_per_s']:.0f}, raw relay "
+            f"{grpc_figure['raw_relay']['stream_msgs_per_s']:.0f} "
+            f"({_fmt(grpc_figure['stream_ratio_raw'], 2)}x), HTTP/2-aware relay "
+            f"{grpc_figure['h2_relay']['stream_msgs_per_s']:.0f} "
+            f"({_fmt(grpc_figure['stream_ratio_h2'], 2)}x)"
+        )
     api = report["api"]
     console.print(
         f"toxic add + remove (engine facade): p50 {api['engine_add_remove_p50_us']:.0f} µs"

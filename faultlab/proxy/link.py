@@ -381,7 +381,7 @@ class Link:
         index = self.index
         self.index += 1
         proxy = self.conn.proxy
-        if proxy.record_chunks:
+        if proxy.record_chunks and self._h2 is None:  # HTTP/2: the per-call wire events
             proxy.journal.record(
                 "chunk",
                 proxy=proxy.name,

@@ -270,3 +270,46 @@ def test_framing_http_on_grpc_traffic_fails_fast_with_the_reason(lab: Lab, pair:
         assert any('framing="h2"' in error for error in errors)
     finally:
         lab.engine.delete("h1")
+
+
+def test_a_hundred_bidi_streams_of_a_thousand_messages_each_way_pass_unchanged(
+    pair: Pair, stub: Any
+) -> None:
+    messages = 1000
+    for round_ in range(100):
+        items = [calc_v1_pb2.Item(index=i, value=round_ * 7919 + i) for i in range(messages)]
+        got = [(m.index, m.value) for m in stub.Chat(iter(items), timeout=60)]
+        assert got == [(m.index, m.value) for m in items]
+    responses = kinds(pair, "wire_response")
+    assert len(responses) == 100
+    assert all(r["messages_up"] == r["messages_down"] == messages for r in responses)
+    assert not kinds(pair, "framing_error", "error", "wire_unanswered")
+
+
+@pytest.mark.parametrize("toxic", ["rst_stream", "rpc_error"])
+def test_a_server_stream_cut_after_n_messages_is_resumed_and_the_oracle_judges_it(
+    pair: Pair, stub: Any, toxic: str
+) -> None:
+    """Cut the first Count stream after 300 items (a reset, or an UNAVAILABLE in trailers):
+    the correct client resumes at the next index and gets every item once; the off-by-one
+    client repeats the item at the cut, and the stream oracle says so (S2)."""
+    from faultlab.examples.stream_clients import resume_count, resume_count_buggy
+    from faultlab.oracles.streams import check_stream_resume
+
+    fault = {"status": "UNAVAILABLE"} if toxic == "rpc_error" else {"code": "INTERNAL_ERROR"}
+    expected = [(i, i * i) for i in range(1000)]
+    for client, should_pass in ((resume_count, True), (resume_count_buggy, False)):
+        name = pair.proxy.add_toxic(toxic, stream="downstream", nth=1, after_messages=300, **fault)[
+            "name"
+        ]
+        attempts: list[int] = []
+        got = client(stub, 1000, deadline=30.0, max_resumes=5, attempts=attempts)
+        pair.proxy.remove_toxic(name)
+        if toxic == "rpc_error":
+            assert attempts[0] == 300  # the cut came exactly where it was asked
+        else:  # a reset may discard messages the client had received but not yet read
+            assert 0 < attempts[0] <= 300
+        verdict = check_stream_resume(got, expected, label="Count", attempts=attempts)
+        assert verdict.passed is should_pass, verdict
+        if not should_pass:
+            assert [v.property.split()[0] for v in verdict.failed_checks()] == ["S2"]
