@@ -200,6 +200,8 @@ def _usable(
     cls = get_toxic_class(type_name)
     if cls.needs_frames and framing is None and not message_based:
         return False
+    if cls.needs_frames and framing == "h2" and not cls.h2_aware:
+        return False  # HTTP/2 frames: dropping or reordering them breaks the connection
     try:
         toxic = cls(**attrs)
     except InvalidToxic:
@@ -245,6 +247,8 @@ def toxics(
         if allow is None and not cls.drawn_by_default:
             continue
         if cls.needs_frames and proxy_framing is None and not message_based:
+            continue
+        if cls.needs_frames and proxy_framing == "h2" and not cls.h2_aware:
             continue
 
         def usable(attrs: dict[str, Any], name: str = name) -> bool:
