@@ -32,6 +32,7 @@ from faultlab.toxics.base import (
 )
 from faultlab.toxics.rpc_error import (
     ERROR_ATTRIBUTES,
+    GRPC_ERROR_ATTRIBUTES,
     check_error_attributes,
     decode,
     error_reason,
@@ -68,6 +69,7 @@ class FailFirst(Toxic):
         "sequence": Attr(
             str, "", help="instead of count: 'fail,fail,pass' or 'FFP' over matching requests"
         ),
+        **GRPC_ERROR_ATTRIBUTES,
     }
 
     @classmethod

@@ -38,7 +38,7 @@ from faultlab.toxics._common import check_choice
 from faultlab.toxics._match import MATCH_ATTRIBUTES, RequestMatcher
 from faultlab.toxics.base import Attr, Chunk, Emit, Toxic, ToxicContext, register_toxic
 
-__all__ = ["RpcErrorToxic", "http_fields", "inject_error", "request_head"]
+__all__ = ["GRPC_ERROR_ATTRIBUTES", "RpcErrorToxic", "http_fields", "inject_error", "request_head"]
 
 INT32 = 2**31 - 1
 DRAWN_KINDS = ("unavailable", "deadline_exceeded", "internal_error", "invalid_params")
@@ -58,6 +58,8 @@ ERROR_ATTRIBUTES = {
         int, 0, -INT32 - 1, INT32, "native error code; 0: the kind's standard code", options=(0,)
     ),
     "message": Attr(str, "", help="error message; default names the kind"),
+}
+GRPC_ERROR_ATTRIBUTES = {
     "status": Attr(
         str, "", help="gRPC: the status, a name or number (UNAVAILABLE, 14); default: the kind's"
     ),
@@ -196,6 +198,7 @@ class RpcErrorToxic(Toxic):
         "match_header": MATCH_ATTRIBUTES["match_header"],
         "times": MATCH_ATTRIBUTES["times"],
         "sequence": MATCH_ATTRIBUTES["sequence"],
+        **GRPC_ERROR_ATTRIBUTES,
         "after_messages": Attr(
             int,
             0,

@@ -80,7 +80,7 @@ def test_a_misspelt_attribute_is_a_400_naming_the_known_ones(proxy: ProxyHandle)
     assert str(raised.value) == (
         "fail_first: unknown attribute 'n'; "
         "known: count, scope, mode, protocol, kind, code, message, "
-        "match_method, match_path, match_header, match_rpc_method, sequence"
+        "match_method, match_path, match_header, match_rpc_method, sequence, status, pushback_ms"
     )
     assert proxy.toxics() == []
     proxy.add_toxic("fail_first", name="ff", count=3)
@@ -224,11 +224,24 @@ def http_proxy() -> Iterator[ProxyHandle]:
         engine.close()
 
 
+H2_ONLY = {"rst_stream", "goaway", "flow_stall"}
+
+
+@pytest.fixture(scope="module")
+def h2_proxy() -> Iterator[ProxyHandle]:
+    """A gRPC proxy (HTTP/2 framing), never dialled."""
+    engine = ProxyEngine(seed=1, journal=Journal())
+    try:
+        yield engine.create("declared-h2", upstream="tcp://127.0.0.1:9", protocol="grpc")
+    finally:
+        engine.close()
+
+
 @pytest.mark.parametrize(
     "type_name", [t for t in sorted(toxic_types()) if t not in {"noop", "partition"}]
 )
 def test_each_toxic_shrinks_to_its_declared_mildest(
-    type_name: str, proxy: ProxyHandle, http_proxy: ProxyHandle
+    type_name: str, proxy: ProxyHandle, http_proxy: ProxyHandle, h2_proxy: ProxyHandle
 ) -> None:
     cls: type[Toxic] = get_toxic_class(type_name)
     framing = None if type_name == "slicer" else "length-prefix"
@@ -236,6 +249,9 @@ def test_each_toxic_shrinks_to_its_declared_mildest(
     target = proxy
     if type_name == "http_error":  # HTTP requests only: an HTTP proxy's upstream stream
         framing, streams, target = "http", ("upstream",), http_proxy
+    if type_name in H2_ONLY:  # HTTP/2 streams: a gRPC proxy (goaway: requests, upstream)
+        framing, target = "h2", h2_proxy
+        streams = ("upstream",) if type_name == "goaway" else streams
     spec = find(
         toxics(allow=[type_name], framing=framing, protocol="binrpc", streams=streams),
         lambda s: True,
@@ -275,7 +291,8 @@ def test_over_http_an_unknown_attribute_is_a_400_and_toxiproxys_keep_their_toler
                 {
                     "error": "fail_first: unknown attribute 'n'; "
                     "known: count, scope, mode, protocol, kind, code, message, "
-                    "match_method, match_path, match_header, match_rpc_method, sequence",
+                    "match_method, match_path, match_header, match_rpc_method, sequence, "
+                    "status, pushback_ms",
                     "status": 400,
                 },
             )
