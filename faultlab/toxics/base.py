@@ -410,6 +410,7 @@ BUILTIN_TOXICS = (
     "rst_stream",
     "goaway",
     "flow_stall",
+    "stream_latency",
 )
 """The toxics that ship with faultlab, Toxiproxy's eight first."""
 _registry: Registry[type[Toxic]] = Registry(

@@ -313,3 +313,40 @@ def test_a_server_stream_cut_after_n_messages_is_resumed_and_the_oracle_judges_i
         assert verdict.passed is should_pass, verdict
         if not should_pass:
             assert [v.property.split()[0] for v in verdict.failed_checks()] == ["S2"]
+
+
+def test_stream_latency_slows_the_selected_method_and_not_the_calls_beside_it(
+    pair: Pair, stub: Any
+) -> None:
+    """A Sleep call's request is delayed 400 ms; Add calls made meanwhile on the same
+    connection are not held behind it (``latency`` would hold them all)."""
+    pair.proxy.add_toxic("stream_latency", stream="upstream", latency=400, method="*/Sleep")
+    with futures.ThreadPoolExecutor(max_workers=1) as pool:
+        started = time.monotonic()
+        slow = pool.submit(lambda: stub.Sleep(calc_v1_pb2.SleepRequest(ms=0), timeout=10))
+        fast_took = []
+        for i in range(5):
+            t0 = time.monotonic()
+            assert add(stub, i) == i + 1.0
+            fast_took.append(time.monotonic() - t0)
+        slow.result(timeout=10)
+        slow_took = time.monotonic() - started
+    assert slow_took >= 0.4
+    assert max(fast_took) < 0.4  # not behind the held call (generous on a loaded machine)
+    delays = [e for e in kinds(pair, "fault") if e.get("decision") == "delay"]
+    assert [e["delay_ms"] for e in delays] == [400]
+    assert len(kinds(pair, "wire_response")) == 6
+
+
+def test_stream_latency_downstream_delays_the_answers_of_every_nth_call(
+    pair: Pair, stub: Any
+) -> None:
+    pair.proxy.add_toxic("stream_latency", stream="downstream", latency=300, every=2)
+    took = []
+    for i in range(4):
+        t0 = time.monotonic()
+        assert add(stub, i) == i + 1.0
+        took.append(time.monotonic() - t0)
+    assert took[1] >= 0.3
+    assert took[3] >= 0.3
+    assert len(kinds(pair, "wire_response")) == 4
