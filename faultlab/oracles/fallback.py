@@ -101,14 +101,18 @@ def fallback_checks(source: Source | Timeline, policy: FallbackPolicy) -> list[V
 
 def _iff(tl: Timeline, policy: FallbackPolicy) -> Verdict:
     check = PropertyCheck(ORACLE, F1)
+    succeeded: set[str | None] = set()
     for call in tl.calls:
         if call.end_event is None or not policy.covers(call.method):
             continue
         used = fell_back(call, policy)
         last = call.last
+        nothing_yet = policy.needs_success and call.method not in succeeded
+        if last is not None and last.ok and not used:
+            succeeded.add(call.method)
         if last is None:
             check.checked += 1
-            if policy.on_reject and not used:
+            if policy.on_reject and not used and not nothing_yet:
                 check.fail(
                     f"{call.name} made no request (a breaker rejected it, or the client gave up "
                     f"before sending) and the caller got {_got(call)} instead of the fallback, "
@@ -136,7 +140,7 @@ def _iff(tl: Timeline, policy: FallbackPolicy) -> Verdict:
                 evidence_for(tl, call),
                 call=call.id,
             )
-        elif last.failed and policy.handles(last.error_kind) and not used:
+        elif last.failed and policy.handles(last.error_kind) and not used and not nothing_yet:
             check.fail(
                 f"{call.name}: its last attempt failed with {last.error_kind!r}, which is "
                 f"eligible ({_eligible(policy)}), but the caller got {_got(call)} instead "

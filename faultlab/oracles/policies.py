@@ -1145,7 +1145,10 @@ class FallbackPolicy:
     returned value has the same ``repr`` is taken as a fallback.
     ``inner_attempts`` is the retry budget inside the fallback, if any (F2).
     ``methods`` limits the policy to the calls of those methods (``None``: every call),
-    for a client that falls back on reads only.
+    for a client that falls back on reads only. ``needs_success``: the fallback answers
+    from what an earlier call of the same method returned (a stale cache), so before the
+    first success of a method it has nothing to give and an eligible failure reaches the
+    caller.
     """
 
     eligible: frozenset[str] = DEFAULT_RETRY_ON
@@ -1155,6 +1158,7 @@ class FallbackPolicy:
     tolerance: Tolerance = DEFAULT_TOLERANCE
     name: str = ""
     methods: frozenset[str] | None = None
+    needs_success: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "eligible", frozenset(self.eligible))

@@ -550,7 +550,8 @@ def jittered_loop(
 def stale_cache_client(name: str, *, masks_errors: bool = False) -> Client:
     """GETs answered from the last good answer (a stale cache, not a constant) when the
     service fails transiently. The fallback declares no value: the oracle must see that a
-    value returned after a failed last attempt came from it. ``masks_errors``: the cache
+    value returned after a failed last attempt came from it. Before the first success it has
+    nothing to answer with (``needs_success``). ``masks_errors``: the cache
     also answers the caller's own 4xx (``except requests.RequestException``)."""
     session = requests.Session()
     session.mount("http://", HTTPAdapter(max_retries=default_retry()))
@@ -579,7 +580,7 @@ def stale_cache_client(name: str, *, masks_errors: bool = False) -> Client:
         response.raise_for_status()
         return response.json()
 
-    fallback = replace(_fallback_policy(), value=NOT_SET)
+    fallback = replace(_fallback_policy(), value=NOT_SET, needs_success=True)
     policies: dict[str, Any] = {
         "retry": RetryPolicy.from_urllib3(
             default_retry(), non_idempotent=POSTS, tolerance=TOLERANCE

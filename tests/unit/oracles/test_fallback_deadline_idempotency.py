@@ -67,6 +67,23 @@ def test_f1_replaces_a_success_and_misses_a_handled_error() -> None:
     assert "instead of the fallback" in check_fallback(s3.journal, FALLBACK).message
 
 
+def test_a_cache_fallback_has_nothing_to_give_before_the_first_success() -> None:
+    """``needs_success``: an eligible failure before any call of that method succeeded may
+    reach the caller; after one did, it must be answered from the cache."""
+    cache = FallbackPolicy(value=None, needs_success=True)
+    s = Script()
+    s.simple("get", ["unavailable"])  # nothing cached yet: the error is all it has
+    s.simple("get")
+    verdict = check_fallback(s.journal, cache)
+    assert verdict.passed, verdict.report()
+    s.simple("get", ["unavailable"])  # now it has an answer and still gave the error
+    verdict = check_fallback(s.journal, cache)
+    assert "but the caller got the error" in verdict.message
+    first = Script()
+    first.simple("get", ["unavailable"])
+    assert not check_fallback(first.journal, FALLBACK).passed  # without the flag: caught
+
+
 def test_f2_fallback_event_before_the_last_attempt_and_premature() -> None:
     s = Script()
     with s.call("add") as c:
