@@ -25,6 +25,7 @@ import hpack
 
 from faultlab.codecs.errors import MalformedFrame, TruncatedFrame
 from faultlab.codecs.framing.base import CLOSED, NEED_DATA, FrameEvent, Framer
+from faultlab.codecs.framing.hpack_decode import HpackDecoder, HpackError
 from faultlab.errors import LocalProtocolError
 
 __all__ = [
@@ -239,8 +240,7 @@ class H2Splitter(Framer[Any]):
         self._pos = 0
         self._want_preface = client_side
         self.max_block = max_block
-        self._decoder = hpack.Decoder()
-        self._decoder.max_header_list_size = MAX_HEADER_LIST
+        self._decoder = HpackDecoder(max_header_list_size=MAX_HEADER_LIST)
         self._blocks = 0
         self._open: list[bytes] = []
         """Frames of a header block still waiting for END_HEADERS."""
@@ -367,10 +367,9 @@ class H2Splitter(Framer[Any]):
             first = first[: len(first) - pad]
         fragment = first + b"".join(f[9:] for f in frames[1:])
         try:
-            decoded = self._decoder.decode(fragment)
-        except Exception as exc:  # hpack raises several types; all mean COMPRESSION_ERROR
+            headers = self._decoder.decode(fragment)
+        except HpackError as exc:  # COMPRESSION_ERROR: the peers would end the connection
             raise MalformedFrame(f"h2: header block does not decode: {exc}") from None
-        headers = [(str(k), str(v)) for k, v in decoded]
         block = self._blocks
         self._blocks += 1
         flags = (flags & ~PADDED) | END_HEADERS
