@@ -156,10 +156,7 @@ def _grpc_figure(
             ("h2_relay", relay.address),
         ):
             with grpc.insecure_channel(address.removeprefix("tcp://")) as channel:
-                unary = channel.unary_unary("/bench.Echo/Unary")
-                stats = measure_round_trips(
-                    lambda payload: unary(payload, timeout=10), b"x" * 64, iterations, warmup
-                )
+                stats = measure_round_trips(_grpc_unary(channel), b"x" * 64, iterations, warmup)
                 figures[label] = {
                     "p50_us": stats.median_us,
                     "p99_us": stats.p99_us,
@@ -180,6 +177,16 @@ def _grpc_figure(
         "stream_ratio_raw": figures["raw_relay"]["stream_msgs_per_s"] / rate if rate else None,
         "stream_ratio_h2": figures["h2_relay"]["stream_msgs_per_s"] / rate if rate else None,
     }
+
+
+def _grpc_unary(channel: Any) -> Callable[[bytes], bytes]:
+    unary = channel.unary_unary("/bench.Echo/Unary")
+
+    def round_trip(payload: bytes) -> bytes:
+        reply: bytes = unary(payload, timeout=10)
+        return reply
+
+    return round_trip
 
 
 def _grpc_stream_rate(channel: Any, messages: int) -> float:
