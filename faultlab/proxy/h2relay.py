@@ -134,9 +134,11 @@ class H2Relay:
         )
 
     # ---- output ------------------------------------------------------------------------
-    def forwarded(self, direction: str, data: bytes | memoryview) -> None:
-        """Bytes the link forwarded before reading them (the fast path)."""
-        self._boundary[direction].feed(data)
+    def forwarded(self, direction: str, splitter: H2Splitter) -> None:
+        """The link forwarded what ``splitter`` has now read, before reading it (the fast
+        path): the output ends where the splitter's input does."""
+        held, preface = splitter.held_bytes() if splitter.held else (b"", False)
+        self._boundary[direction].resync(held, preface)
 
     def forwarded_unit(self, direction: str, unit: H2Unit) -> None:
         """A unit whose bytes went out before it was read: keep the write-side bookkeeping."""

@@ -305,8 +305,11 @@ class Link:
         if self._direct() and relay.clean(self.direction) and self._ahead == framer.held:
             # Nothing acts here: forward first, read after (the peers' frames unchanged).
             self.sink.write(data)
-            relay.forwarded(self.direction, data)
             self._ahead += len(data)
+            framer.receive_data(data)
+            self._drain_h2()
+            relay.forwarded(self.direction, framer)
+            return
         framer.receive_data(data)
         self._drain_h2()
 

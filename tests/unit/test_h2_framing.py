@@ -267,3 +267,22 @@ def test_goaway_frames_are_read_as_units() -> None:
     units = units_of(PREFACE + bytes(frame.serialize()))
     assert units[1].type == 7
     assert int.from_bytes(units[1].data[:4], "big") == 5
+
+
+def test_frame_boundary_resyncs_from_what_a_splitter_still_holds() -> None:
+    wire = client_bytes()
+    cut = len(wire) - 5  # inside the last frame (a PING)
+    splitter = H2Splitter(client_side=True)
+    splitter.receive_data(wire[:cut])
+    drain(splitter)
+    boundary = FrameBoundary(client_side=True)
+    boundary.resync(*splitter.held_bytes())
+    assert not boundary.at_boundary
+    boundary.feed(wire[cut:])
+    assert boundary.at_boundary
+    fresh = H2Splitter(client_side=True)
+    fresh.receive_data(PREFACE[:7])
+    drain(fresh)
+    boundary.resync(*fresh.held_bytes())
+    boundary.feed(PREFACE[7:])
+    assert boundary.at_boundary

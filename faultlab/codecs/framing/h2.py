@@ -267,7 +267,11 @@ class H2Splitter(Framer[Any]):
     @property
     def held(self) -> int:
         """Bytes received and not yet returned in a unit (a partial frame or block)."""
-        return self.buffered + sum(len(f) for f in self._open)
+        return self.buffered + sum(len(f) for f in self._open) if self._open else self.buffered
+
+    def held_bytes(self) -> tuple[bytes, bool]:
+        """What :attr:`held` counts, in order, and whether it is (part of) the preface."""
+        return b"".join(self._open) + bytes(self._buf[self._pos :]), self._want_preface
 
     def _next(self) -> H2Unit | FrameEvent:
         buf, pos = self._buf, self._pos
@@ -405,6 +409,17 @@ class FrameBoundary:
     @property
     def at_boundary(self) -> bool:
         return not self._preface and not self._head and not self._rest and not self._in_block
+
+    def resync(self, held: bytes, preface: bool) -> None:
+        """The output is whatever a splitter has read, ``held`` being the part it has not
+        cut into units yet (which starts at a frame boundary): cheaper than feeding every
+        forwarded byte, since ``held`` is nearly always empty."""
+        self._head.clear()
+        self._rest = 0
+        self._in_block = False
+        self._preface = len(PREFACE) if preface else 0
+        if held:
+            self.feed(held)
 
     def feed(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
