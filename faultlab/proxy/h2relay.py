@@ -36,6 +36,7 @@ from faultlab.codecs.framing.h2 import (
     HEADERS,
     PUSH_PROMISE,
     RST_STREAM,
+    WINDOW_UPDATE,
     FrameBoundary,
     H2Splitter,
     H2Unit,
@@ -118,6 +119,8 @@ class H2Relay:
         self.max_opened = 0
         """The highest client stream whose HEADERS reached the server."""
         self._close_when_flushed = False
+        self._debt: dict[str, dict[int, int]] = {"upstream": {}, "downstream": {}}
+        """Window increments owed, per direction the WINDOW_UPDATEs travel and stream."""
         self.credited = {"upstream": 0, "downstream": 0}
         """DATA bytes dropped on the way to each side and credited back to its sender."""
 
@@ -131,6 +134,7 @@ class H2Relay:
             and not self.refused
             and not self.reset
             and self.goaway_last is None
+            and not self._debt[direction]
         )
 
     # ---- output ------------------------------------------------------------------------
@@ -163,6 +167,11 @@ class H2Relay:
             self._stream_ended(direction, unit)
             return False
         data = unit.raw
+        if unit.type == WINDOW_UPDATE and self._debt[direction]:
+            repaid = self._repaid(direction, unit)
+            if repaid is None:
+                return False
+            data = repaid
         if unit.block >= 0:
             if unit.block != self._next_block[direction] or self._encoder[direction] is not None:
                 data = self._reencode(direction, unit)
@@ -248,6 +257,46 @@ class H2Relay:
         self.credited[direction] += size
         sender = "downstream" if direction == "upstream" else "upstream"
         self.inject(sender, window_update_frame(0, size))
+
+    def credit_stream(self, direction: str, stream: int, size: int) -> None:
+        """``size`` DATA bytes of a live ``stream`` sent towards ``direction`` were dropped:
+        give the sender both windows back, the stream's and the connection's."""
+        if size <= 0:
+            return
+        self.credited[direction] += size
+        sender = "downstream" if direction == "upstream" else "upstream"
+        frames = window_update_frame(stream, size) + window_update_frame(0, size)
+        self.inject(sender, frames)
+
+    def owe(self, direction: str, stream: int, size: int) -> None:
+        """``size`` DATA bytes the sender never sent were added towards ``direction`` (a
+        duplicated message): the receiver will grant window for them, which the sender must
+        not get, so that much is taken off the receiver's next WINDOW_UPDATEs."""
+        if size <= 0:
+            return
+        updates = "downstream" if direction == "upstream" else "upstream"
+        debts = self._debt[updates]
+        for key in (stream, 0):
+            debts[key] = debts.get(key, 0) + size
+        if len(debts) > MAX_TRACKED_STREAMS:
+            debts.pop(next(iter(debts)))
+
+    def _repaid(self, direction: str, unit: H2Unit) -> bytes | None:
+        """A WINDOW_UPDATE towards ``direction`` with what is owed taken off (``None``:
+        nothing left to send)."""
+        debts = self._debt[direction]
+        owed = debts.get(unit.stream, 0)
+        if not owed or len(unit.data) < 4:
+            return unit.raw
+        increment = int.from_bytes(unit.data[:4], "big") & 0x7FFFFFFF
+        taken = min(owed, increment)
+        if owed - taken:
+            debts[unit.stream] = owed - taken
+        else:
+            del debts[unit.stream]
+        if increment == taken:
+            return None
+        return window_update_frame(unit.stream, increment - taken)
 
     def refuse(self, stream: int, reply: bytes) -> None:
         """Answer client stream ``stream`` with ``reply`` (frames for the client); none of

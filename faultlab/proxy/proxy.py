@@ -546,8 +546,9 @@ class Proxy:
                 f"toxic {toxic.type_name!r} acts on whole frames, and on proxy {self.name!r} "
                 "(HTTP/2) those are HTTP/2 frames: dropping, repeating or reordering them "
                 "would break the connection. Use the HTTP/2-aware toxics (rpc_error, "
-                "fail_first, rst_stream, goaway, flow_stall, stream_latency) or a byte "
-                "toxic (latency, bandwidth, timeout, reset_peer, ...)"
+                "fail_first, rst_stream, goaway, flow_stall, stream_latency, grpc_message: "
+                "it drops, repeats or reorders gRPC messages inside a stream) or a byte toxic "
+                "(latency, bandwidth, timeout, reset_peer, ...)"
             )
         reason = toxic.unsupported_reason(
             stream=stream,

@@ -411,6 +411,7 @@ BUILTIN_TOXICS = (
     "goaway",
     "flow_stall",
     "stream_latency",
+    "grpc_message",
 )
 """The toxics that ship with faultlab, Toxiproxy's eight first."""
 _registry: Registry[type[Toxic]] = Registry(

@@ -350,3 +350,70 @@ def test_stream_latency_downstream_delays_the_answers_of_every_nth_call(
     assert took[1] >= 0.3
     assert took[3] >= 0.3
     assert len(kinds(pair, "wire_response")) == 4
+
+
+def _count(stub: Any, n: int) -> list[tuple[int, int]] | Any:
+    try:
+        return [(m.index, m.value) for m in stub.Count(calc_v1_pb2.CountRequest(n=n), timeout=30)]
+    except grpc.RpcError as exc:
+        return exc.code()
+
+
+@pytest.mark.parametrize(
+    ("action", "expected"),
+    [
+        ("drop", [(i, i * i) for i in range(1000) if i != 499]),
+        ("duplicate", [(i, i * i) for i in range(500)] + [(i, i * i) for i in range(499, 1000)]),
+        (
+            "reorder",
+            [(i, i * i) for i in range(499)]
+            + [(500, 250000), (499, 249001)]
+            + [(i, i * i) for i in range(501, 1000)],
+        ),
+    ],
+)
+def test_grpc_message_faults_act_on_one_message_inside_a_server_stream(
+    pair: Pair, stub: Any, action: str, expected: list[tuple[int, int]]
+) -> None:
+    """The 500th item of a 1,000-item server stream is dropped, repeated or swapped with the
+    next; the stream itself, the connection and flow control stay healthy (a second stream
+    right after is intact)."""
+    pair.proxy.add_toxic("grpc_message", stream="downstream", action=action, nth_message=500,
+                         nth=1)  # fmt: skip
+    assert _count(stub, 1000) == expected
+    assert _count(stub, 1000) == [(i, i * i) for i in range(1000)]  # only the 1st call
+    faults = [e for e in kinds(pair, "fault") if e.get("decision") == action]
+    assert [e["message"] for e in faults] == [500]
+
+
+def test_a_corrupt_message_reaches_the_decoder_and_the_call_fails_or_differs(
+    pair: Pair, stub: Any
+) -> None:
+    pair.proxy.add_toxic("grpc_message", stream="downstream", action="corrupt", nth_message=3,
+                         nth=1)  # fmt: skip
+    got = _count(stub, 10)
+    assert got != [(i, i * i) for i in range(10)]  # the damage is visible to the client
+    assert _count(stub, 10) == [(i, i * i) for i in range(10)]
+
+
+def test_dropped_and_duplicated_upload_messages_keep_flow_control_balanced(
+    pair: Pair, stub: Any
+) -> None:
+    """Client-streaming Sum with every 2nd message dropped, then duplicated: the server
+    sums what it got, and 2 MB more flows on the same connection afterwards (a leaked or
+    over-granted window would stall or break it)."""
+    items = [calc_v1_pb2.Item(index=i, value=1) for i in range(2000)]
+    pair.proxy.add_toxic("grpc_message", name="drop", stream="upstream", action="drop",
+                         probability=0.5, nth=1)  # fmt: skip
+    dropped_sum = stub.Sum(iter(items), timeout=30).value
+    dropped = [e for e in kinds(pair, "fault") if e.get("decision") == "drop"]
+    assert dropped_sum == 2000 - len(dropped)
+    assert 0 < len(dropped) < 2000
+    pair.proxy.remove_toxic("drop")
+    pair.proxy.add_toxic("grpc_message", name="dup", stream="upstream", action="duplicate",
+                         probability=0.5, nth=1)  # fmt: skip
+    duplicated_sum = stub.Sum(iter(items), timeout=30).value
+    duplicated = [e for e in kinds(pair, "fault") if e.get("decision") == "duplicate"]
+    assert duplicated_sum == 2000 + len(duplicated)
+    big = struct_pb2.Value(string_value="y" * 2_000_000)
+    assert stub.Echo(big, timeout=CALL_TIMEOUT).string_value == big.string_value

@@ -224,7 +224,7 @@ def http_proxy() -> Iterator[ProxyHandle]:
         engine.close()
 
 
-H2_ONLY = {"rst_stream", "goaway", "flow_stall", "stream_latency"}
+H2_ONLY = {"rst_stream", "goaway", "flow_stall", "stream_latency", "grpc_message"}
 
 
 @pytest.fixture(scope="module")
