@@ -62,6 +62,6 @@ class Grpc(WireProtocol):
         if framing == "h2":
             return None
         return (
-            "gRPC travels in HTTP/2: create the proxy with protocol=\"grpc\" (it reads "
+            'gRPC travels in HTTP/2: create the proxy with protocol="grpc" (it reads '
             "HTTP/2 then; over tls:// it can only relay encrypted bytes)"
         )
