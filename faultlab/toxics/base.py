@@ -104,6 +104,9 @@ class Attr:
     also: tuple[Any, ...] = ()
     step: float | None = None
     options: tuple[Any, ...] = ()
+    numbers_as_text: bool = False
+    """A string attribute that also takes an integer, as its decimal text (a gRPC status
+    or HTTP/2 error code given as a name or a number)."""
 
     def check(self, toxic: str, name: str, value: Any) -> Any:
         if self.kind is int:
@@ -119,6 +122,8 @@ class Attr:
             if not math.isfinite(value):
                 raise InvalidToxic(f"{toxic}: attribute {name!r} must be finite")
         elif self.kind is str:
+            if self.numbers_as_text and isinstance(value, int) and not isinstance(value, bool):
+                value = str(value)
             if not isinstance(value, str):
                 raise InvalidToxic(f"{toxic}: attribute {name!r} must be a string")
         elif self.kind is bool and not isinstance(value, bool):

@@ -48,6 +48,7 @@ class Goaway(Toxic):
             "NO_ERROR",
             help="HTTP/2 error code: a name (NO_ERROR, ENHANCE_YOUR_CALM, ...) or number",
             options=("NO_ERROR",),
+            numbers_as_text=True,
         ),
         "include_call": Attr(
             bool, False, help="the selected call is the last one processed (false: left out)"

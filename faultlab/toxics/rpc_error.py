@@ -61,12 +61,16 @@ ERROR_ATTRIBUTES = {
 }
 GRPC_ERROR_ATTRIBUTES = {
     "status": Attr(
-        str, "", help="gRPC: the status, a name or number (UNAVAILABLE, 14); default: the kind's"
+        str,
+        "",
+        help="gRPC: the status, a name or number (UNAVAILABLE, 14); default: the kind's",
+        numbers_as_text=True,
     ),
     "pushback_ms": Attr(
         str,
         "",
         help="gRPC: grpc-retry-pushback-ms sent as given ('250'; negative: do not retry)",
+        numbers_as_text=True,
     ),
 }
 

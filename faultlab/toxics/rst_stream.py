@@ -66,6 +66,7 @@ class RstStream(Toxic):
             "INTERNAL_ERROR",
             help="HTTP/2 error code: a name (CANCEL, REFUSED_STREAM, ...) or number",
             options=("INTERNAL_ERROR", "CANCEL", "REFUSED_STREAM"),
+            numbers_as_text=True,
         ),
         "after_messages": Attr(
             int, 0, 0, INT32, "gRPC messages on this stream before the reset", options=(0,)

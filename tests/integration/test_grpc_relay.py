@@ -417,3 +417,36 @@ def test_dropped_and_duplicated_upload_messages_keep_flow_control_balanced(
     assert duplicated_sum == 2000 + len(duplicated)
     big = struct_pb2.Value(string_value="y" * 2_000_000)
     assert stub.Echo(big, timeout=CALL_TIMEOUT).string_value == big.string_value
+
+
+def test_concurrent_calls_keep_their_headers_while_every_third_is_refused(
+    lab: Lab, metadata_server: str
+) -> None:
+    """Eight threads share one connection; refusals make the relay re-encode header blocks
+    while other streams are in flight: every answered call still gets exactly its own
+    metadata and body."""
+    proxy = lab.engine.create("md-many", upstream=metadata_server, protocol="grpc")
+    try:
+        proxy.add_toxic("rpc_error", stream="upstream", every=3, scope="proxy", status=14)
+        channel = grpc.insecure_channel(proxy.listen)
+        call = channel.unary_unary("/test.Echo/Call")
+
+        def one(i: int) -> str:
+            metadata = (("x-call", str(i)), ("x-thread", str(i % 8)), ("x-pad", "p" * (i % 50)))
+            try:
+                reply = call(f"b{i}".encode(), metadata=metadata, timeout=CALL_TIMEOUT)
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.UNAVAILABLE
+                return "refused"
+            expected = f"x-call={i}|x-pad={'p' * (i % 50)}|x-thread={i % 8}#b{i}"
+            assert reply.decode() == expected
+            return "ok"
+
+        with futures.ThreadPoolExecutor(max_workers=8) as pool:
+            outcomes = list(pool.map(one, range(300)))
+        assert outcomes.count("refused") == 100
+        assert outcomes.count("ok") == 200
+        channel.close()
+        assert not [e for e in lab.journal.events() if e["kind"] in ("error", "framing_error")]
+    finally:
+        lab.engine.delete("md-many")
