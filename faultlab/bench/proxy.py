@@ -150,18 +150,29 @@ def _grpc_figure(
             extra=["--no-journal-chunks", "--protocol", "grpc"],
         )  # fmt: skip
         children.append(relay)
-        for label, address in (
-            ("direct", upstream),
-            ("raw_relay", raw.address),
-            ("h2_relay", relay.address),
-        ):
-            with grpc.insecure_channel(address.removeprefix("tcp://")) as channel:
-                stats = measure_round_trips(_grpc_unary(channel), b"x" * 64, iterations, warmup)
+        channels = {
+            label: grpc.insecure_channel(address.removeprefix("tcp://"))
+            for label, address in (
+                ("direct", upstream),
+                ("raw_relay", raw.address),
+                ("h2_relay", relay.address),
+            )
+        }
+        try:
+            stats = _interleaved(
+                {label: _grpc_unary(ch) for label, ch in channels.items()},
+                b"x" * 64,
+                iterations,
+                warmup,
+            )
+            for label, channel in channels.items():
                 figures[label] = {
-                    "p50_us": stats.median_us,
-                    "p99_us": stats.p99_us,
+                    **stats[label],
                     "stream_msgs_per_s": _grpc_stream_rate(channel, stream_messages),
                 }
+        finally:
+            for channel in channels.values():
+                channel.close()
     finally:
         for child in children:
             child.close()
@@ -177,6 +188,34 @@ def _grpc_figure(
         "stream_ratio_raw": figures["raw_relay"]["stream_msgs_per_s"] / rate if rate else None,
         "stream_ratio_h2": figures["h2_relay"]["stream_msgs_per_s"] / rate if rate else None,
     }
+
+
+def _interleaved(
+    round_trips: dict[str, Callable[[bytes], bytes]],
+    payload: bytes,
+    iterations: int,
+    warmup: int,
+    rounds: int = 10,
+) -> dict[str, dict[str, float]]:
+    """Median and p99 per target, measured in ``rounds`` blocks taken in turn, so that a
+    drift of the machine during the run (another process, a frequency change) falls on
+    every target alike instead of on whichever was measured then."""
+    samples: dict[str, list[float]] = {label: [] for label in round_trips}
+    block = max(1, iterations // rounds)
+    for round_trip in round_trips.values():
+        measure_round_trips(round_trip, payload, 1, warmup)
+    for _ in range(rounds):
+        for label, round_trip in round_trips.items():
+            stats = measure_round_trips(round_trip, payload, block, 0)
+            samples[label].extend(stats.sample_us)
+    out: dict[str, dict[str, float]] = {}
+    for label, values in samples.items():
+        values.sort()
+        out[label] = {
+            "p50_us": values[len(values) // 2],
+            "p99_us": values[min(len(values) - 1, int(len(values) * 0.99))],
+        }
+    return out
 
 
 def _grpc_unary(channel: Any) -> Callable[[bytes], bytes]:

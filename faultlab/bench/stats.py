@@ -17,6 +17,8 @@ class LatencyStats:
     p99_us: float
     msgs_per_s: float
     samples: int
+    sample_us: tuple[float, ...] = ()
+    """Every round trip, sorted (for pooling blocks measured in turn)."""
 
 
 def measure_round_trips(
@@ -42,6 +44,7 @@ def measure_round_trips(
         p99_us=samples[min(iterations - 1, int(iterations * 0.99))] / 1000,
         msgs_per_s=iterations / wall if wall > 0 else float("inf"),
         samples=iterations,
+        sample_us=tuple(x / 1000 for x in samples),
     )
 
 

@@ -69,13 +69,8 @@ class H2Exchanges(Exchanges):
         self.headers = tuple(dict.fromkeys((*self.headers, *GRPC_WIRE_HEADERS)))
         self._streams: dict[int, _Stream] = {}
 
-    def _picked(self, unit: H2Unit) -> dict[str, str]:
-        wanted = self.headers
-        found: dict[str, str] = {}
-        for name, value in unit.headers or ():
-            if name in wanted and name not in found:
-                found[name] = value
-        return found
+    def _picked(self, first: dict[str, str]) -> dict[str, str]:
+        return {name: first[name] for name in self.headers if name in first}
 
     # ---- from the client ---------------------------------------------------------------
     def request(self, data: bytes, parsed: Any) -> None:
@@ -84,8 +79,10 @@ class H2Exchanges(Exchanges):
             return
         stream = self._streams.get(unit.stream)
         if unit.type == HEADERS:
-            if stream is None and unit.header(":method") is not None:
-                self._open(unit)
+            if stream is None:
+                first = _first(unit)
+                if ":method" in first:
+                    self._open(unit, first)
             return
         if stream is None:
             return
@@ -94,24 +91,23 @@ class H2Exchanges(Exchanges):
         elif unit.type == RST_STREAM and not stream.answered:
             self._close(unit.stream, wk.CLIENT_GAVE_UP, "the client cancelled the stream", unit)
 
-    def _open(self, unit: H2Unit) -> None:
+    def _open(self, unit: H2Unit, first: dict[str, str]) -> None:
         if len(self._streams) >= MAX_PENDING:
             oldest = next(iter(self._streams))
             del self._streams[oldest]
             if oldest in self._pending:
                 self._pending.remove(oldest)
-        content_type = unit.header("content-type") or ""
-        grpc = content_type.startswith("application/grpc")
+        grpc = first.get("content-type", "").startswith("application/grpc")
         self._streams[unit.stream] = _Stream(grpc)
         self._pending.append(unit.stream)
         self._count += 1
-        headers = self._picked(unit)
-        path = unit.header(":path")
+        headers = self._picked(first)
+        path = first.get(":path")
         fields: dict[str, Any] = {
             "proxy": self.proxy,
             "connection": self.connection,
             "exchange": unit.stream,
-            "method": unit.header(":method"),
+            "method": first[":method"],
             "target": path,
             "headers": headers,
             "size": len(unit.raw),
@@ -140,14 +136,15 @@ class H2Exchanges(Exchanges):
         if stream is None:
             return
         if unit.type == HEADERS:
-            status = unit.header(":status")
+            first = _first(unit)
+            status = first.get(":status")
             if status is not None and status.isdigit():
                 if int(status) < 200:
                     return  # 1xx is not the answer
                 stream.status = int(status)
             stream.size += len(unit.raw)
             if unit.end_stream:
-                self._answer(unit.stream, stream, unit, injected)
+                self._answer(unit.stream, stream, first, injected)
         elif unit.type == DATA:
             stream.down.feed(unit.data)
             stream.size += len(unit.data)
@@ -157,7 +154,9 @@ class H2Exchanges(Exchanges):
             who = "the proxy" if injected else "the server"
             self._close(unit.stream, wk.RESET, f"{who} reset the stream", unit)
 
-    def _answer(self, sid: int, stream: _Stream, trailers: H2Unit | None, injected: bool) -> None:
+    def _answer(
+        self, sid: int, stream: _Stream, trailers: dict[str, str] | None, injected: bool
+    ) -> None:
         stream.answered = True
         self._streams.pop(sid, None)
         if sid in self._pending:
@@ -179,8 +178,9 @@ class H2Exchanges(Exchanges):
         self.journal.record(WIRE_RESPONSE, **fields)
 
     @staticmethod
-    def _grpc_status(fields: dict[str, Any], trailers: H2Unit | None) -> None:
-        status = trailers.header("grpc-status") if trailers is not None else None
+    def _grpc_status(fields: dict[str, Any], trailers: dict[str, str] | None) -> None:
+        trailers = trailers or {}
+        status = trailers.get("grpc-status")
         if status is None or not (status.isascii() and status.isdigit()):
             # no status: the client fails the call as UNKNOWN (or INTERNAL)
             fields.update(rpc_error=wk.grpc_kind(2), rpc_code=2, transient=False)
@@ -188,10 +188,10 @@ class H2Exchanges(Exchanges):
             return
         code = int(status)
         fields["grpc_status"] = code
-        message = trailers.header("grpc-message") if trailers is not None else None
+        message = trailers.get("grpc-message")
         if message is not None:
             fields["grpc_message"] = unquote(message)  # percent-encoded on the wire
-        pushback = trailers.header("grpc-retry-pushback-ms") if trailers is not None else None
+        pushback = trailers.get("grpc-retry-pushback-ms")
         if pushback is not None:
             text = pushback.strip()
             body = text[1:] if text.startswith("-") else text
@@ -244,3 +244,8 @@ class H2Exchanges(Exchanges):
         for sid in list(self._pending):
             self._close(sid, kind, why, None)
         self._streams.clear()
+
+
+def _first(unit: H2Unit) -> dict[str, str]:
+    """A header block as a dict, each name's first value (in one C-level pass)."""
+    return dict(reversed(unit.headers)) if unit.headers else {}
