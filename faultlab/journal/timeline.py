@@ -105,6 +105,16 @@ class Attempt:
     """False when ``t_end`` is only an upper bound on when the client saw the failure: a
     wire attempt the client gave up on ends when its close reaches the proxy, which can be
     well after its timeout fired (a delay's lower bound cannot be judged from it)."""
+    protocol: str | None = None
+    """The RPC protocol a wire attempt was read as (``"grpc"``); ``None``: plain HTTP or a
+    client-journaled attempt."""
+    deadline: float | None = None
+    """Seconds the attempt told the server it had left (gRPC ``grpc-timeout``); ``None``:
+    none sent (under a black hole such an attempt waits forever)."""
+    pushback_ms: int | None = None
+    """The server's ``grpc-retry-pushback-ms`` (negative: "do not retry"); ``None``: absent."""
+    previous_attempts: int | None = None
+    """The ``grpc-previous-rpc-attempts`` the client sent (absent on a first attempt)."""
 
     @property
     def failed(self) -> bool:
@@ -402,7 +412,17 @@ def _wire_outcome(end: dict[str, Any] | None) -> tuple[str | None, str | None, s
     return "error", kind, str(end.get("error") or kind), True
 
 
-def _wire_attempt(start: dict[str, Any], end: dict[str, Any] | None, call: Any, n: int) -> Attempt:
+def _wire_attempt(
+    start: dict[str, Any],
+    end: dict[str, Any] | None,
+    call: Any,
+    n: int,
+    decided: float | None = None,
+) -> Attempt:
+    """An attempt from one exchange. ``decided``: when a fault had the proxy answer it
+    itself (``replied``): the answer cannot have reached the client earlier, while the
+    ``wire_response`` stamp can trail the write (an h2 answer is journaled as it passes
+    the relay, measured up to 23 ms after grpcio had it), so the earlier time ends it."""
     outcome, kind, error, transient = _wire_outcome(end)
     headers = start.get("headers") if isinstance(start.get("headers"), dict) else {}
     method = start.get("method")
@@ -416,7 +436,7 @@ def _wire_attempt(start: dict[str, Any], end: dict[str, Any] | None, call: Any, 
         method=label,
         key=headers.get("idempotency-key") if headers else None,
         t_start=float(start["t"]),
-        t_end=None if end is None else float(end["t"]),
+        t_end=_answered(end, decided),
         outcome=outcome,
         error=error,
         error_kind=kind,
@@ -429,7 +449,35 @@ def _wire_attempt(start: dict[str, Any], end: dict[str, Any] | None, call: Any, 
         retry_after=float(retry_after) if isinstance(retry_after, int | float) else None,
         connection=_int(start.get("connection")),
         end_exact=end is None or end.get("error_kind") != wire.CLIENT_GAVE_UP,
+        protocol=str(start["protocol"]) if start.get("protocol") else None,
+        deadline=_number(start.get("deadline")),
+        pushback_ms=_whole(end.get("pushback_ms")) if end is not None else None,
+        previous_attempts=_whole(start.get("previous_attempts")),
     )
+
+
+def _answered(end: dict[str, Any] | None, decided: float | None) -> float | None:
+    if end is None:
+        return None
+    t = float(end["t"])
+    if decided is not None and end.get("injected") is True:
+        return min(decided, t)  # an HTTP/2 stream id is never reused on a connection
+    return t
+
+
+def _number(value: Any) -> float | None:
+    """A number as journaled, or ``None`` (a hand-edited journal may hold anything)."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _whole(value: Any) -> int | None:
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _transparent(end: dict[str, Any] | None) -> bool:
+    """A stream the server never processed (left out by a GOAWAY, refused): gRPC clients
+    retry it transparently, and A6 does not count it as an attempt."""
+    return end is not None and end.get("kind") == ev.WIRE_UNANSWERED and end.get("refused") is True
 
 
 def _wire_attempts(
@@ -447,11 +495,15 @@ def _wire_attempts(
     Ref = tuple[str, Any, Any]
     requests: dict[Ref, dict[str, Any]] = {}
     closing: dict[Ref, dict[str, Any]] = {}
+    decided: dict[Ref, float] = {}
     found: list[tuple[dict[str, Any], Ref | None]] = []
     for e in events:
         kind = e.get("kind")
         here = (str(e.get("proxy", "")), _hk(e.get("connection")), _hk(e.get("exchange")))
-        if kind == ev.WIRE_REQUEST:
+        if kind == ev.FAULT and e.get("replied") is True and e.get("stream") is not None:
+            stream = (here[0], here[1], _hk(e.get("stream")))
+            decided.setdefault(stream, float(e["t"]))
+        elif kind == ev.WIRE_REQUEST:
             requests[here] = e
             found.append((e, here))
         elif kind in (ev.WIRE_RESPONSE, ev.WIRE_UNANSWERED):
@@ -508,8 +560,10 @@ def _wire_attempts(
                 "error": f"the proxy could not reach the server: {e.get('error')}",
             }
             attempts.append(_wire_attempt(request, closed, owner, len(attempts) + 1))
-        else:
-            attempts.append(_wire_attempt(e, closing.get(ref), owner, len(attempts) + 1))
+        elif not _transparent(closing.get(ref)):
+            end = closing.get(ref)
+            n = len(attempts) + 1
+            attempts.append(_wire_attempt(e, end, owner, n, decided.get(ref)))
     closes = {
         (str(e.get("proxy", "")), _hk(e.get("connection"))): float(e["t"])
         for e in events

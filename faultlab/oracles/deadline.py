@@ -4,6 +4,10 @@ A black hole (the ``timeout`` toxic, a paused server) is where deadlines
 break: a per-attempt timeout that ignores the overall budget, or a retry
 started after the budget ran out, keeps the caller waiting. A call still
 running when the excerpt ends counts as not returned.
+
+gRPC carries the deadline on the wire (``grpc-timeout``), so for a gRPC attempt the
+proxy also checks what the server was told: at most the time left of the declared
+deadline, and present at all (a call without one waits forever under a black hole).
 """
 
 from __future__ import annotations
@@ -18,6 +22,13 @@ __all__ = ["check_deadline", "deadline_checks"]
 ORACLE = "deadline"
 T2_RETURN = "T2 overall deadline"
 T2_SEND = "T2 no attempt after the deadline"
+T2_WIRE = "T2 deadline sent on the wire"
+
+GRPC_TIMEOUT_ROUNDING = 0.01
+"""How much above the time left a ``grpc-timeout`` may be, relative: grpc-core rounds the
+value up to about 3 significant digits (1 s is sent as ``1010m``, 150 s as ``151S``)."""
+GRPC_TIMEOUT_UNIT = 0.001
+"""Seconds: the smallest rounding step (a millisecond) allowed on top."""
 
 
 def _selected(tl: Timeline, policy: DeadlinePolicy) -> list[Call]:
@@ -25,7 +36,8 @@ def _selected(tl: Timeline, policy: DeadlinePolicy) -> list[Call]:
 
 
 def check_deadline(source: Source | Timeline, policy: DeadlinePolicy) -> Verdict:
-    """One verdict over T2 (return by the deadline; no attempt at or after it).
+    """One verdict over T2 (return by the deadline; no attempt at or after it; for gRPC, a
+    ``grpc-timeout`` on every attempt within the time left).
 
     Vacuous when no call came under pressure: no failed attempt, no fault
     acting while it ran, none slower than half the deadline.
@@ -104,4 +116,49 @@ def deadline_checks(source: Source | Timeline, policy: DeadlinePolicy) -> list[V
                     attempt=attempt.number,
                 )
                 break
-    return [returned.verdict(), sent.verdict()]
+    # the wire first: a gRPC call that sent no deadline is why it did not return in time
+    return [_on_the_wire(tl, calls, policy), returned.verdict(), sent.verdict()]
+
+
+def _on_the_wire(tl: Timeline, calls: list[Call], policy: DeadlinePolicy) -> Verdict:
+    """T2 for gRPC: each attempt's ``grpc-timeout`` is at most the declared deadline minus
+    the time since the call's first attempt, plus grpc-core's rounding; none sent is a
+    finding. One-sided: time is counted from the first attempt the proxy saw (the client
+    started its clock no later), so a correct client is never blamed for our latency."""
+    check = PropertyCheck(ORACLE, T2_WIRE)
+    tol = policy.tolerance
+    for call in calls:
+        grpc = [a for a in call.attempts if a.protocol == "grpc"]
+        if not grpc:
+            continue
+        t0 = call.attempts[0].t_start
+        for attempt in grpc:
+            check.checked += 1
+            if attempt.deadline is None:
+                check.fail(
+                    f"{call.name}: attempt {attempt.number} sent no grpc-timeout although the "
+                    f"call's deadline is {secs(policy.deadline)}: no deadline sent, so under a "
+                    f"black hole this call waits forever (the server cannot give up either)",
+                    evidence_for(tl, call),
+                    call=call.id,
+                    attempt=attempt.number,
+                )
+                break
+            left = policy.deadline - (attempt.t_start - t0)
+            limit = left + abs(left) * GRPC_TIMEOUT_ROUNDING + GRPC_TIMEOUT_UNIT + tol.eps_late
+            if attempt.deadline > limit:
+                check.fail(
+                    f"{call.name}: attempt {attempt.number} told the server grpc-timeout "
+                    f"{secs(attempt.deadline)}, but only {secs(left)} of the "
+                    f"{secs(policy.deadline)} deadline was left when it was sent (a per-attempt "
+                    f"deadline must not outlive the call's)",
+                    evidence_for(tl, call),
+                    call=call.id,
+                    attempt=attempt.number,
+                    sent=attempt.deadline,
+                    left=left,
+                )
+                break
+    if check.checked == 0:
+        check.vacuous_reason = "T2: no gRPC attempt (no grpc-timeout to read on the wire)"
+    return check.verdict()

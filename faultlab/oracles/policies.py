@@ -20,7 +20,9 @@ responses) per kind: faultlab's own and those of the HTTP libraries installed
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import faultlab.codecs.errors  # noqa: F401  (registers the protocol error subclasses)
 from faultlab.errors import RemoteProtocolError, TransportError
-from faultlab.journal.wire import http_kind
+from faultlab.journal.wire import GRPC_CODES, grpc_code, grpc_kind, http_kind
 from faultlab.oracles._samples import WIRE_TRANSPORT_KINDS, Sample, library_samples
 from faultlab.oracles.stats import ALPHA, MIN_SAMPLES, Uniform
 from faultlab.rpc.errors import KINDS, error_for
@@ -55,10 +57,12 @@ __all__ = [
     "Exponential",
     "FallbackPolicy",
     "Fixed",
+    "GrpcBackoff",
     "Incrementing",
     "PolicyImportError",
     "RandomWait",
     "RetryPolicy",
+    "ServiceConfigError",
     "Tolerance",
     "Urllib3Backoff",
     "Wait",
@@ -101,6 +105,11 @@ class PolicyImportError(ValueError):
     nothing: the message names what was not understood and the override to
     pass instead (``retry_on=...`` / ``excluded=...``), which skips the probe.
     """
+
+
+class ServiceConfigError(PolicyImportError):
+    """A gRPC service config that grpcio would refuse (or faultlab cannot read): the message
+    names the field (``methodConfig[0].retryPolicy.maxAttempts``) and what it must be."""
 
 
 class _NotSet:
@@ -411,6 +420,44 @@ class Decorrelated(Wait):
         return text + (f" up to {self.cap:g} s" if math.isfinite(self.cap) else "")
 
 
+@dataclass(frozen=True)
+class GrpcBackoff(Wait):
+    """gRPC's retry backoff (A6 as revised in 2024, and grpc-core's ``BackOff``):
+    ``min(initial * multiplier**(k-1), max) * U(1 - jitter, 1 + jitter)``.
+
+    The jitter multiplies the capped value, so a wait may sit up to 20 % above
+    ``maxBackoff``. Measured on grpcio 1.85 through the proxy (docs/grpc.md): the
+    ratio of wait to nominal stayed within [0.81, 1.2] plus a few ms of latency, never
+    near 0, so grpcio does not use the older full jitter ``U(0, cur)``. After a server
+    pushback the index restarts at 1 (:meth:`RetryPolicy.backoff_index`).
+    """
+
+    initial: float
+    multiplier: float = 2.0
+    max: float = math.inf
+    jitter: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.initial <= 0 or self.multiplier <= 0 or self.max <= 0 or not 0 <= self.jitter < 1:
+            raise ValueError("GrpcBackoff: need initial, multiplier, max > 0 and 0 <= jitter < 1")
+
+    def _nominal(self, k: int) -> float:
+        return min(self.initial * _power(self.multiplier, max(k, 1) - 1), self.max)
+
+    def bounds(self, k: int) -> tuple[float, float]:
+        value = self._nominal(k)
+        return (value * (1 - self.jitter), value * (1 + self.jitter))
+
+    def distribution(self, k: int, previous: float | None = None) -> Uniform | None:
+        return Uniform(*self.bounds(k))
+
+    def describe(self) -> str:
+        text = f"gRPC {self.initial:g} s x{self.multiplier:g}"
+        if math.isfinite(self.max):
+            text += f" up to {self.max:g} s"
+        return text + f", x U({1 - self.jitter:g}, {1 + self.jitter:g})"
+
+
 UNKNOWN_WAIT = Bounds(lambda k: 0.0, lambda k: math.inf, "unknown wait (not checked)")
 
 
@@ -587,6 +634,8 @@ class RetryPolicy:
     retry_budgets: tuple[tuple[frozenset[str], int], ...] = ()
     alpha: float = ALPHA
     min_samples: int = MIN_SAMPLES
+    respect_pushback: bool = False
+    hedging: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 < self.alpha < 1.0:
@@ -622,19 +671,50 @@ class RetryPolicy:
         return attempt.http_method.upper() in self.retry_methods
 
     def retry_after_wait(self, attempt: Attempt) -> float | None:
-        """The wait this attempt's ``Retry-After`` asks for, if the policy honours it."""
+        """The wait this attempt's ``Retry-After`` (or gRPC pushback) asks for, if the policy
+        honours it."""
+        pushback = self.pushback_wait(attempt)
+        if pushback is not None:
+            return pushback
+        return self._header_wait(attempt)
+
+    def _header_wait(self, attempt: Attempt) -> float | None:
         if not self.respect_retry_after or attempt.retry_after is None:
             return None
         if attempt.status not in self.retry_after_statuses:
             return None
         return min(max(0.0, float(attempt.retry_after)), self.retry_after_max)
 
+    def pushback_wait(self, attempt: Attempt) -> float | None:
+        """Seconds a ``grpc-retry-pushback-ms: n >= 0`` asks for (A6: retry after exactly n
+        ms), if the policy honours pushback."""
+        if not self.respect_pushback or attempt.pushback_ms is None or attempt.pushback_ms < 0:
+            return None
+        return attempt.pushback_ms / 1000.0
+
+    def pushback_forbids(self, attempt: Attempt) -> bool:
+        """Did the server's pushback say "do not retry" (a negative value, A6)?"""
+        return self.respect_pushback and attempt.pushback_ms is not None and attempt.pushback_ms < 0
+
+    def backoff_index(self, attempts: Sequence[Attempt], attempt: Attempt) -> int:
+        """The retry index the backoff after ``attempt`` is drawn for: its number, or, when
+        an earlier attempt of the call was pushed back (A6 resets the backoff to
+        ``initialBackoff``), the count since that one."""
+        k = attempt.number
+        if not self.respect_pushback:
+            return k
+        for before in reversed(attempts):
+            if before.number < k and self.pushback_wait(before) is not None:
+                return k - before.number
+        return k
+
     def may_retry(self, attempt: Attempt) -> bool:
         """May the client retry after this attempt (failed, retryable kind or a Retry-After
-        it honours, and a method it retries)?"""
+        it honours, and a method it retries)? A gRPC pushback never makes a status
+        retryable: it only sets the wait (or forbids the retry, :meth:`pushback_forbids`)."""
         if not attempt.failed or not self.method_retryable(attempt):
             return False
-        return self.retryable(attempt.error_kind) or self.retry_after_wait(attempt) is not None
+        return self.retryable(attempt.error_kind) or self._header_wait(attempt) is not None
 
     def budget_for(self, kind: str | None) -> tuple[frozenset[str], int] | None:
         """The per-kind retry counter a failure of this kind spends, if any."""
@@ -676,7 +756,70 @@ class RetryPolicy:
         if self.respect_retry_after:
             statuses = ", ".join(str(s) for s in sorted(self.retry_after_statuses))
             text += f", honouring Retry-After on {statuses}"
+        if self.respect_pushback:
+            text += ", honouring grpc-retry-pushback-ms"
         return text
+
+    @classmethod
+    def from_grpc_service_config(
+        cls,
+        config: Mapping[str, Any] | str,
+        *,
+        method: str | None = None,
+        deadline: float | None = None,
+        non_idempotent: Iterable[str] = (),
+        **overrides: Any,
+    ) -> RetryPolicy:
+        """The retry policy grpcio applies to ``method`` under this service config (the dict,
+        or JSON text, passed as the ``grpc.service_config`` channel option).
+
+        ``method`` is the full method name (``/pkg.Service/Method`` or
+        ``pkg.Service/Method``); the ``methodConfig`` entry is chosen as gRPC does:
+        the exact service and method, else the service's, else the default (empty
+        name). It may be omitted when the config has a single entry. What is read:
+
+        - ``retryPolicy``: ``maxAttempts`` (clamped to 5, as A6 says),
+          ``initialBackoff``/``maxBackoff``/``backoffMultiplier`` (:class:`GrpcBackoff`,
+          measured on grpcio 1.85), ``retryableStatusCodes`` (names or numbers; kinds
+          ``grpc_unavailable``, and ``EndOfStream`` with UNAVAILABLE: a lost connection is
+          UNAVAILABLE to grpc-core). Pushback is honoured (R9): a retry waits exactly the
+          ``grpc-retry-pushback-ms`` asked, a negative one forbids it, and the backoff
+          restarts at ``initialBackoff`` afterwards.
+        - ``hedgingPolicy``: ``maxAttempts`` (clamped to 5) bounds the attempts (R1),
+          ``nonFatalStatusCodes`` are the kinds after which a further hedge may go
+          (R3). Not judged: the hedge schedule (``hedgingDelay``: attempts overlap, so
+          R4-R6 have no gaps to read) and the cancelling of the losers (H3).
+        - ``timeout``: the overall deadline of the call, covering every attempt (R8, mode
+          ``"before"``: every attempt starts before it). ``deadline`` is the timeout the
+          caller passes per call; the smaller one counts.
+        - ``retryThrottling`` is not judged (it spans calls: B1).
+
+        ``non_idempotent`` lists methods that must not be re-sent without an
+        ``idempotency-key`` on every attempt (R11; A6 has no such marker). An invalid
+        config raises :class:`ServiceConfigError` naming the field; a method no entry
+        matches gets one attempt and no retry (grpcio's behaviour).
+        """
+        service, name = _split_method(method) if method is not None else (None, None)
+        entry, where = _method_config(_config_dict(config), service, name, method)
+        fields: dict[str, Any] = {
+            "max_attempts": 1,
+            "retry_on": frozenset(),
+            "deadline_mode": "before",
+            "respect_pushback": True,
+            "name": f"grpc {method or 'service config'}",
+            "non_idempotent": frozenset(_full_method(m) for m in non_idempotent),
+        }
+        if entry is not None:
+            fields.update(_grpc_retry_fields(entry, where))
+            timeout = entry.get("timeout")
+            if timeout is not None:
+                fields["deadline"] = _duration(timeout, f"{where}.timeout")
+        if deadline is not None:
+            if deadline <= 0:
+                raise ServiceConfigError(f"deadline must be > 0 seconds, got {deadline!r}")
+            fields["deadline"] = min(deadline, fields.get("deadline", math.inf))
+        fields.update(overrides)
+        return cls(**fields)
 
     # constructors from the libraries' own objects
     @classmethod
@@ -1022,6 +1165,172 @@ def _tenacity_name(strategy: Any) -> str:
     return name if isinstance(strategy, retry_base) else _callable_name(strategy)
 
 
+# ---- gRPC service config ----------------------------------------------------------------------
+GRPC_MAX_ATTEMPTS = 5
+"""A6: ``maxAttempts`` above 5 are treated as 5 (the clamp grpc-core applies by default)."""
+_DURATION = re.compile(r"^(\d+)(\.\d{1,9})?s$")
+
+
+def _config_dict(config: Mapping[str, Any] | str) -> Mapping[str, Any]:
+    if isinstance(config, str):
+        try:
+            config = json.loads(config)
+        except json.JSONDecodeError as exc:
+            raise ServiceConfigError(f"the service config is not valid JSON: {exc}") from None
+    if not isinstance(config, Mapping):
+        raise ServiceConfigError("the service config must be a JSON object")
+    return config
+
+
+def _full_method(method: str) -> str:
+    """``pkg.Service/Method`` -> ``/pkg.Service/Method`` (the name the wire journals)."""
+    service, name = _split_method(method)
+    return f"/{service}/{name}"
+
+
+def _split_method(method: str) -> tuple[str, str]:
+    parts = method.strip().lstrip("/").split("/")
+    if len(parts) != 2 or not all(parts):
+        raise ServiceConfigError(
+            f"method {method!r}: give the full gRPC method name, /package.Service/Method"
+        )
+    return parts[0], parts[1]
+
+
+def _method_config(
+    config: Mapping[str, Any], service: str | None, name: str | None, method: str | None
+) -> tuple[Mapping[str, Any] | None, str]:
+    """The ``methodConfig`` entry gRPC applies to ``service/name`` (exact, service, default),
+    and where it is (for messages); names repeated across entries are refused, as gRPC does."""
+    entries = config.get("methodConfig", [])
+    if not isinstance(entries, list):
+        raise ServiceConfigError("methodConfig must be a list of method configs")
+    by_name: dict[tuple[str, str], int] = {}
+    for i, entry in enumerate(entries):
+        where = f"methodConfig[{i}]"
+        if not isinstance(entry, Mapping):
+            raise ServiceConfigError(f"{where} must be an object")
+        names = entry.get("name", [])
+        if not isinstance(names, list):
+            raise ServiceConfigError(f"{where}.name must be a list of {{service, method}}")
+        for j, item in enumerate(names):
+            if not isinstance(item, Mapping):
+                raise ServiceConfigError(f"{where}.name[{j}] must be an object")
+            svc, meth = str(item.get("service") or ""), str(item.get("method") or "")
+            if meth and not svc:
+                raise ServiceConfigError(f"{where}.name[{j}]: a method needs its service")
+            if (svc, meth) in by_name:
+                raise ServiceConfigError(
+                    f"{where}.name[{j}]: {svc or '(default)'}/{meth or '*'} is already named "
+                    f"by methodConfig[{by_name[(svc, meth)]}]"
+                )
+            by_name[(svc, meth)] = i
+    if service is None:
+        if len(entries) == 1:
+            return entries[0], "methodConfig[0]"
+        if not entries:
+            return None, ""
+        raise ServiceConfigError(
+            f"the service config has {len(entries)} methodConfig entries: pass method= "
+            f"(/package.Service/Method) to say which call is judged"
+        )
+    for key in ((service, name or ""), (service, ""), ("", "")):
+        if key in by_name:
+            i = by_name[key]
+            return entries[i], f"methodConfig[{i}]"
+    return None, ""
+
+
+def _grpc_retry_fields(entry: Mapping[str, Any], where: str) -> dict[str, Any]:
+    retry, hedge = entry.get("retryPolicy"), entry.get("hedgingPolicy")
+    if retry is not None and hedge is not None:
+        raise ServiceConfigError(f"{where}: retryPolicy and hedgingPolicy exclude each other")
+    if retry is not None:
+        where += ".retryPolicy"
+        if not isinstance(retry, Mapping):
+            raise ServiceConfigError(f"{where} must be an object")
+        initial = _duration(_required(retry, "initialBackoff", where), f"{where}.initialBackoff")
+        most = _duration(_required(retry, "maxBackoff", where), f"{where}.maxBackoff")
+        multiplier = _required(retry, "backoffMultiplier", where)
+        if isinstance(multiplier, bool) or not isinstance(multiplier, int | float):
+            raise ServiceConfigError(f"{where}.backoffMultiplier must be a number")
+        if initial <= 0 or most <= 0 or multiplier <= 0:
+            bad = "initialBackoff" if initial <= 0 else "maxBackoff" if most <= 0 else ""
+            raise ServiceConfigError(f"{where}.{bad or 'backoffMultiplier'} must be greater than 0")
+        codes = _codes(_required(retry, "retryableStatusCodes", where), where, "retryable")
+        if not codes:
+            raise ServiceConfigError(f"{where}.retryableStatusCodes must not be empty")
+        return {
+            "max_attempts": _attempts(retry, where),
+            "wait": GrpcBackoff(initial, float(multiplier), most),
+            "retry_on": codes | ({"EndOfStream"} if "grpc_unavailable" in codes else set()),
+        }
+    if hedge is not None:
+        where += ".hedgingPolicy"
+        if not isinstance(hedge, Mapping):
+            raise ServiceConfigError(f"{where} must be an object")
+        delay = _duration(hedge.get("hedgingDelay", "0s"), f"{where}.hedgingDelay")
+        return {
+            "max_attempts": _attempts(hedge, where),
+            "wait": Bounds(
+                lambda k: -math.inf,
+                lambda k: math.inf,
+                f"hedged every {delay:g} s (attempts overlap: the schedule is not judged)",
+            ),
+            "retry_on": _codes(hedge.get("nonFatalStatusCodes", []), where, "nonFatal"),
+            "hedging": True,
+        }
+    return {}
+
+
+def _required(section: Mapping[str, Any], key: str, where: str) -> Any:
+    if key not in section:
+        raise ServiceConfigError(f"{where}.{key} is required")
+    return section[key]
+
+
+def _attempts(section: Mapping[str, Any], where: str) -> int:
+    value = _required(section, "maxAttempts", where)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+        raise ServiceConfigError(f"{where}.maxAttempts must be an integer of at least 2")
+    return min(value, GRPC_MAX_ATTEMPTS)
+
+
+def _duration(value: Any, where: str) -> float:
+    """A protobuf JSON duration (``"0.1s"``, ``"2s"``) in seconds."""
+    if not isinstance(value, str) or not _DURATION.match(value.strip()):
+        raise ServiceConfigError(
+            f'{where} must be a duration string like "0.1s" (seconds, up to 9 decimals), '
+            f"got {value!r}"
+        )
+    return float(value.strip()[:-1])
+
+
+def _codes(values: Any, where: str, what: str) -> frozenset[str]:
+    if not isinstance(values, list):
+        raise ServiceConfigError(f"{where}.{what}StatusCodes must be a list of status codes")
+    kinds = set()
+    for i, value in enumerate(values):
+        try:
+            code = grpc_code(value) if isinstance(value, int) else _code_name(value)
+        except (TypeError, ValueError):
+            raise ServiceConfigError(
+                f"{where}.{what}StatusCodes[{i}]: {value!r} is not a gRPC status (a number "
+                f"from 0 to 16 or one of {', '.join(GRPC_CODES)})"
+            ) from None
+        if code == 0:
+            raise ServiceConfigError(f"{where}.{what}StatusCodes[{i}]: OK is not a failure")
+        kinds.add(grpc_kind(code))
+    return frozenset(kinds)
+
+
+def _code_name(value: Any) -> int:
+    """A status name as grpcio reads it (``UNAVAILABLE``; case-insensitive here)."""
+    if not isinstance(value, str) or value.strip().upper() not in GRPC_CODES:
+        raise ValueError(value)
+    return GRPC_CODES.index(value.strip().upper())
+
+
 # ---- breaker -----------------------------------------------------------------------------------
 REJECTION_KINDS = frozenset(
     {"CircuitBreakerError", "CircuitBreakerOpen", "CircuitOpenError", "BrokenCircuitError"}
@@ -1188,6 +1497,30 @@ class DeadlinePolicy:
             raise ValueError("deadline must be > 0 seconds")
         if self.methods is not None:
             object.__setattr__(self, "methods", frozenset(self.methods))
+
+    @classmethod
+    def from_grpc_service_config(
+        cls,
+        config: Mapping[str, Any] | str,
+        *,
+        method: str | None = None,
+        deadline: float | None = None,
+        **overrides: Any,
+    ) -> DeadlinePolicy:
+        """The deadline of ``method``'s calls: its ``methodConfig`` ``timeout``, or
+        ``deadline`` (the caller's per-call timeout), the smaller of the two; only calls of
+        ``method`` are judged when it is given. Neither set: :class:`ServiceConfigError`."""
+        retry = RetryPolicy.from_grpc_service_config(config, method=method, deadline=deadline)
+        if retry.deadline is None:
+            raise ServiceConfigError(
+                f"no deadline for {method or 'the calls'}: the methodConfig sets no timeout; "
+                f"pass deadline= (the timeout your calls use)"
+            )
+        fields: dict[str, Any] = {"deadline": retry.deadline, "name": retry.name}
+        if method is not None:
+            fields["methods"] = frozenset({_full_method(method)})
+        fields.update(overrides)
+        return cls(**fields)
 
 
 def policy_summary(policies: Mapping[str, Any]) -> dict[str, str]:

@@ -30,13 +30,15 @@ R5 = "R5 delay upper bound"
 R6 = "R6 delay distribution"
 R8 = "R8 time budget"
 R9 = "R9 Retry-After honoured"
+"""Also gRPC pushback: a retry waits exactly the ``grpc-retry-pushback-ms`` asked, and none
+follows a negative one (the server said "do not retry")."""
 R11 = "R11 idempotency gate"
 R16 = "R16 no trailing sleep"
 
 
 def check_retry(source: Source | Timeline, policy: RetryPolicy) -> Verdict:
     """One verdict over R0 R1 R2 R3 R4 R5 R6 R8 R11 R16 (and R9 when the policy honours
-    ``Retry-After``), named after the first property that failed.
+    ``Retry-After`` or gRPC pushback), named after the first property that failed.
 
     Vacuous when no attempt failed with a retryable error: the retry path
     never ran, so the check could not have caught a wrong retry.
@@ -78,14 +80,14 @@ def retry_checks(source: Source | Timeline, policy: RetryPolicy) -> list[Verdict
     checks = [
         _first_attempt(tl, calls, policy),
         _attempt_bound(tl, calls, policy),
-        _after_success(tl, calls),
+        _after_success(tl, calls, policy),
         _classification(tl, calls, policy),
         _lower_bound(tl, calls, policy),
         _upper_bound(tl, calls, policy),
         _distribution(tl, policy, delay_samples(tl, policy)),
         _budget(tl, calls, policy),
     ]
-    if policy.respect_retry_after:
+    if policy.respect_retry_after or policy.respect_pushback:
         checks.append(_retry_after(tl, calls, policy))
     checks += [_idempotency_gate(tl, calls, policy), _trailing_sleep(tl, calls, policy)]
     return checks
@@ -134,12 +136,18 @@ def _kinds_text(kinds: frozenset[str]) -> str:
     return ", ".join(names) if len(names) <= 4 else ", ".join(names[:4]) + ", ..."
 
 
-def _after_success(tl: Timeline, calls: list[Call]) -> Verdict:
+def _overlaps(policy: RetryPolicy, attempt: Attempt, nxt: Attempt) -> bool:
+    """A hedge sent while ``attempt`` was still running (hedging policies only): it was not
+    sent because of how ``attempt`` ended, so R2 and R3 do not judge it by that."""
+    return policy.hedging and (attempt.t_end is None or nxt.t_start < attempt.t_end)
+
+
+def _after_success(tl: Timeline, calls: list[Call], policy: RetryPolicy) -> Verdict:
     check = PropertyCheck(ORACLE, R2)
     for call in calls:
         check.checked += 1
         for attempt, nxt in zip(call.attempts, call.attempts[1:], strict=False):
-            if attempt.ok:
+            if attempt.ok and not _overlaps(policy, attempt, nxt):
                 check.fail(
                     f"{call.name}: attempt {attempt.number} succeeded, yet attempt "
                     f"{nxt.number} was sent; a success must end the call",
@@ -155,8 +163,10 @@ def _classification(tl: Timeline, calls: list[Call], policy: RetryPolicy) -> Ver
     check = PropertyCheck(ORACLE, R3)
     for call in calls:
         for attempt, nxt in zip(call.attempts, call.attempts[1:], strict=False):
-            if not attempt.failed:
+            if not attempt.failed or _overlaps(policy, attempt, nxt):
                 continue
+            if policy.pushback_forbids(attempt):
+                continue  # the server's pushback said "do not retry": R9's finding
             check.checked += 1
             judged = _with_method(call, attempt)
             if not policy.may_retry(judged):
@@ -176,7 +186,7 @@ def _classification(tl: Timeline, calls: list[Call], policy: RetryPolicy) -> Ver
         last = _with_method(call, last)
         if policy.retry_methods is not None and last.http_method is None:
             continue  # no request was read (server unreachable): its method, so its fate, unknown
-        if not policy.may_retry(last):
+        if not policy.may_retry(last) or policy.pushback_forbids(last):
             continue
         if not policy.gate_allows(call.method, call.idempotent, call.attempts):
             continue  # R11 forbids another send of this non-idempotent call: not retrying is right
@@ -261,14 +271,16 @@ def _gaps(call: Call) -> list[tuple[Attempt, float]]:
     return found
 
 
-def _wait_bounds(policy: RetryPolicy, attempt: Attempt) -> tuple[float, float]:
+def _wait_bounds(policy: RetryPolicy, call: Call, attempt: Attempt) -> tuple[float, float]:
     """The wait after ``attempt``: the backoff, or a ``Retry-After`` the policy honours.
 
     Libraries either replace the backoff by the header's wait (urllib3) or take
     the larger of the two, so with a ``Retry-After`` the lower bound is the
-    smaller and the upper bound the larger (R9 holds the header's wait itself).
+    smaller and the upper bound the larger (R9 holds the header's wait itself,
+    and a gRPC pushback's exactly). The backoff's index restarts after a pushback
+    (:meth:`RetryPolicy.backoff_index`).
     """
-    lo, hi = policy.wait.bounds(attempt.number)
+    lo, hi = policy.wait.bounds(policy.backoff_index(call.attempts, attempt))
     asked = policy.retry_after_wait(attempt)
     if asked:
         return (min(lo, asked), max(hi, asked))
@@ -282,9 +294,11 @@ def _lower_bound(tl: Timeline, calls: list[Call], policy: RetryPolicy) -> Verdic
         for attempt, gap in _gaps(call):
             if not attempt.end_exact:
                 continue  # the client failed some time before the end we saw: no lower bound
+            if policy.pushback_forbids(attempt):
+                continue  # no retry was allowed at all: R9's finding, not a wait to judge
             k = attempt.number
             check.checked += 1
-            lo, _ = _wait_bounds(policy, attempt)
+            lo, _ = _wait_bounds(policy, call, attempt)
             if gap < tol.early(lo):
                 check.fail(
                     f"{call.name}: attempt {k + 1} started {secs(gap)} after attempt {k} "
@@ -306,7 +320,9 @@ def _upper_bound(tl: Timeline, calls: list[Call], policy: RetryPolicy) -> Verdic
     for call in calls:
         for attempt, gap in _gaps(call):
             k = attempt.number
-            _, hi = _wait_bounds(policy, attempt)
+            if policy.pushback_forbids(attempt):
+                continue  # no retry was allowed at all: R9's finding, not a wait to judge
+            _, hi = _wait_bounds(policy, call, attempt)
             if hi == float("inf"):
                 continue
             check.checked += 1
@@ -326,26 +342,63 @@ def _upper_bound(tl: Timeline, calls: list[Call], policy: RetryPolicy) -> Verdic
 
 
 def _retry_after(tl: Timeline, calls: list[Call], policy: RetryPolicy) -> Verdict:
-    """R9: after a response whose ``Retry-After`` the policy honours, wait at least that long."""
+    """R9: after a response whose ``Retry-After`` the policy honours, wait at least that long;
+    after a gRPC pushback, exactly that long, and not at all after a negative one (A6)."""
     check = PropertyCheck(ORACLE, R9)
     tol = policy.tolerance
     statuses = ", ".join(str(s) for s in sorted(policy.retry_after_statuses))
-    check.vacuous_reason = (
-        f"R9: no failed response with status {statuses} carried a Retry-After header"
-    )
+    asked_for = []
+    if policy.respect_retry_after:
+        asked_for.append(f"no failed response with status {statuses} carried a Retry-After header")
+    if policy.respect_pushback:
+        asked_for.append("no gRPC response carried grpc-retry-pushback-ms")
+    check.vacuous_reason = "R9: " + " and ".join(asked_for)
     for call in calls:
+        for attempt, nxt in zip(call.attempts, call.attempts[1:], strict=False):
+            if policy.pushback_forbids(attempt):
+                check.vacuous_reason = ""
+                check.checked += 1
+                check.fail(
+                    f"{call.name}: attempt {attempt.number} got {attempt.error_kind} with "
+                    f"grpc-retry-pushback-ms: {attempt.pushback_ms} (the server said do not "
+                    f"retry), yet attempt {nxt.number} was sent",
+                    evidence_for(tl, call),
+                    call=call.id,
+                    retry=attempt.number,
+                    pushback_ms=attempt.pushback_ms,
+                )
+                break
         for attempt, gap in _gaps(call):
             asked = policy.retry_after_wait(attempt)
             if asked is None:
                 continue
             check.vacuous_reason = ""
             check.checked += 1
+            pushback = policy.pushback_wait(attempt) is not None
             if gap < tol.early(asked):
+                what = (
+                    f"got {attempt.error_kind} with grpc-retry-pushback-ms: {attempt.pushback_ms}"
+                    if pushback
+                    else f"got HTTP {attempt.status} with Retry-After: {attempt.retry_after:g} s"
+                )
+                honours = "gRPC pushback" if pushback else "Retry-After"
                 check.fail(
-                    f"{call.name}: attempt {attempt.number} got HTTP {attempt.status} with "
-                    f"Retry-After: {attempt.retry_after:g} s, yet attempt {attempt.number + 1} "
-                    f"started {secs(gap)} later; the policy honours Retry-After, so the retry "
-                    f"must wait at least {secs(asked)}",
+                    f"{call.name}: attempt {attempt.number} {what}, yet attempt "
+                    f"{attempt.number + 1} started {secs(gap)} later; the policy honours "
+                    f"{honours}, so the retry must wait at least {secs(asked)}",
+                    evidence_for(tl, call),
+                    call=call.id,
+                    retry=attempt.number,
+                    gap=gap,
+                    retry_after=asked,
+                )
+                break
+            if pushback and gap > tol.late(asked):
+                check.fail(
+                    f"{call.name}: attempt {attempt.number} got {attempt.error_kind} with "
+                    f"grpc-retry-pushback-ms: {attempt.pushback_ms}, yet attempt "
+                    f"{attempt.number + 1} started {secs(gap)} later; a pushback sets the wait "
+                    f"to exactly {secs(asked)} (A6; tolerance {secs(tol.late(asked) - asked)})",
                     evidence_for(tl, call),
                     call=call.id,
                     retry=attempt.number,
@@ -494,8 +547,10 @@ def delay_samples(source: Source | Timeline, policy: RetryPolicy) -> list[tuple[
         previous: float | None = None
         for attempt, gap in _gaps(call):
             before, previous = previous, gap
-            k = attempt.number
+            k = policy.backoff_index(call.attempts, attempt)
             if not attempt.failed or not attempt.end_exact or attempt.t_end is None:
+                continue
+            if policy.pushback_forbids(attempt):
                 continue
             if policy.retry_after_wait(attempt) is not None:
                 continue
