@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from faultlab import transports
+from faultlab.codecs.framing import hpack_decode
 from faultlab.errors import AddressError, FaultlabError, TransportError
 from faultlab.journal import Journal
 from faultlab.proxy.endpoints import BridgeEndpoint, Endpoint, SocketEndpoint
@@ -227,6 +228,8 @@ class Proxy:
                 "it cannot see frames, so framing must not be set"
             )
         self.framing = framing
+        if framing == "h2":
+            hpack_decode.warm()
         self.record_chunks = record_chunks
         self.journal_wire = journal_wire
         """With HTTP framing, journal each exchange (``wire_request``/``wire_response``)."""

@@ -201,7 +201,7 @@ def injected_headers(
     state: every field is a never-indexed literal (or a static-table reference), so the
     dynamic table the peers share stays exactly as their own frames left it."""
     encoder = hpack.Encoder()
-    block = encoder.encode([(k, v, True) for k, v in headers], huffman=True)
+    block = encoder.encode([(k, v, True) for k, v in headers], huffman=False)
     return header_block_frames(stream, block, end_stream=end_stream)
 
 

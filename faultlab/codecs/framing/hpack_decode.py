@@ -53,6 +53,7 @@ __all__ = [
     "HpackDecoder",
     "HpackError",
     "huffman_decode",
+    "warm",
 ]
 
 DEFAULT_TABLE_SIZE: Final = 4096
@@ -192,6 +193,12 @@ def _byte_tables() -> tuple[list[int], list[bytes | None]]:
     _EMIT[:] = emits
     _NEXT[:] = nexts  # last: a non-empty _NEXT means both are ready
     return _NEXT, _EMIT
+
+
+def warm() -> None:
+    """Build the Huffman tables now (a proxy that will read HTTP/2 calls this when it is
+    created, so that no call is the one that pays ~20 ms for them)."""
+    _byte_tables()
 
 
 def huffman_decode(raw: bytes) -> bytes:
