@@ -19,7 +19,7 @@ length-prefixed messages inside a stream's DATA.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -133,8 +133,6 @@ class H2Unit:
     flow: int = 0
     """DATA: bytes it takes from the flow-control windows (payload with padding)."""
     injected: bool = False
-    notes: dict[str, Any] = field(default_factory=dict)
-    """What a fault decided about this unit (read by the relay when it is written)."""
 
     @property
     def end_stream(self) -> bool:
