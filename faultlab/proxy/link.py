@@ -257,14 +257,7 @@ class Link:
             try:
                 frame = self._framer.next_frame()
             except RemoteProtocolError as exc:
-                self.conn.proxy.journal.record(
-                    "framing_error",
-                    proxy=self.conn.proxy.name,
-                    connection=self.conn.ordinal,
-                    direction=self.direction,
-                    error=str(exc),
-                )
-                self.conn.close()
+                self._framing_error(exc)
                 return
             if isinstance(frame, HttpFrame):
                 if self.direction == "downstream":
@@ -322,14 +315,7 @@ class Link:
             try:
                 unit = framer.next_frame()
             except RemoteProtocolError as exc:
-                self.conn.proxy.journal.record(
-                    "framing_error",
-                    proxy=self.conn.proxy.name,
-                    connection=self.conn.ordinal,
-                    direction=self.direction,
-                    error=str(exc),
-                )
-                self.conn.close()
+                self._framing_error(exc)
                 return
             if not isinstance(unit, H2Unit):
                 return
@@ -361,6 +347,17 @@ class Link:
         for i in range(0, len(payload) - 5, 6):
             if int.from_bytes(payload[i : i + 2], "big") == SETTINGS_HEADER_TABLE_SIZE:
                 other._framer.allow_table_size(int.from_bytes(payload[i + 2 : i + 6], "big"))
+
+    def _framing_error(self, exc: RemoteProtocolError) -> None:
+        """What the peer sent breaks the framing: journal why and close the connection."""
+        self.conn.proxy.journal.record(
+            "framing_error",
+            proxy=self.conn.proxy.name,
+            connection=self.conn.ordinal,
+            direction=self.direction,
+            error=str(exc),
+        )
+        self.conn.close()
 
     def _forwarded(self, frame: HttpFrame) -> None:
         """A message whose bytes went out before it was split (all, or its first part if a

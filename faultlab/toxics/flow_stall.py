@@ -14,8 +14,8 @@ client's uploads stall. Small calls that fit in the window are not slowed at all
 from __future__ import annotations
 
 from faultlab.codecs.framing.h2 import WINDOW_UPDATE, H2Unit, window_update_frame
+from faultlab.toxics._h2call import h2_reason
 from faultlab.toxics.base import Attr, Chunk, Emit, Toxic, ToxicContext, register_toxic
-from faultlab.toxics.rst_stream import h2_reason
 
 MAX_MS = 3_600_000
 

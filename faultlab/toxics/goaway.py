@@ -17,30 +17,24 @@ as ``rpc_error`` selects; upstream stream only) triggers a GOAWAY to the client 
 
 from __future__ import annotations
 
-from typing import Any
-
-from faultlab.codecs.framing.h2 import ERROR_NAMES, error_code
+from faultlab.codecs.framing.h2 import ERROR_NAMES
 from faultlab.toxics import _grpcwire as grpcwire
+from faultlab.toxics._h2call import H2_CALL_ATTRIBUTES, H2CallToxic
 from faultlab.toxics.base import (
     Attr,
     Chunk,
     Emit,
-    InvalidToxic,
-    Toxic,
     ToxicContext,
     register_toxic,
 )
-from faultlab.toxics.rst_stream import H2_CALL_ATTRIBUTES, call_matcher, h2_reason
 
 MODES = ("graceful", "abrupt")
 
 
 @register_toxic
-class Goaway(Toxic):
+class Goaway(H2CallToxic):
     type_name = "goaway"
     description = "send HTTP/2 GOAWAY to the client when a selected call arrives"
-    needs_frames = True
-    h2_aware = True
     attributes_spec = {
         "mode": Attr(str, "graceful", help="graceful | abrupt (close after it)", choices=MODES),
         "code": Attr(
@@ -56,25 +50,14 @@ class Goaway(Toxic):
         **H2_CALL_ATTRIBUTES,
     }
 
-    def validate(self, attributes: dict[str, Any]) -> None:
-        try:
-            error_code(attributes["code"])
-        except ValueError as exc:
-            raise InvalidToxic(f"{self.type_name}: attribute 'code': {exc}") from None
-        call_matcher(self.type_name, attributes)
-
-    def update(self, attributes: dict[str, Any]) -> None:
-        super().update(attributes)
-        self.matcher = call_matcher(self.type_name, self.attributes)
-        self.code = error_code(self.attributes["code"])
-
     def unsupported_reason(
         self, *, stream: str, framing: str | None, protocol: str | None, message_based: bool
     ) -> str | None:
-        reason = h2_reason(framing)
-        if reason is None and stream != "upstream":
-            reason = 'it acts when a call arrives from the client: add it with stream="upstream"'
-        return reason or self.matcher.unsupported_reason(stream=stream, framing=framing)
+        if framing == "h2" and stream != "upstream":
+            return 'it acts when a call arrives from the client: add it with stream="upstream"'
+        return super().unsupported_reason(
+            stream=stream, framing=framing, protocol=protocol, message_based=message_based
+        )
 
     async def process(self, ctx: ToxicContext, chunk: Chunk, emit: Emit) -> None:
         found = grpcwire.request_head(chunk)

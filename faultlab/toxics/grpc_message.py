@@ -25,8 +25,6 @@ message of up to the frame size in one frame); others pass. Calls are selected a
 
 from __future__ import annotations
 
-from typing import Any
-
 from faultlab.codecs.framing.h2 import (
     DATA,
     END_STREAM,
@@ -37,15 +35,14 @@ from faultlab.codecs.framing.h2 import (
     encode_frame,
 )
 from faultlab.toxics import _grpcwire as grpcwire
+from faultlab.toxics._h2call import H2_CALL_ATTRIBUTES, H2CallToxic
 from faultlab.toxics.base import (
     Attr,
     Chunk,
     Emit,
-    Toxic,
     ToxicContext,
     register_toxic,
 )
-from faultlab.toxics.rst_stream import H2_CALL_ATTRIBUTES, call_matcher, h2_reason
 
 ACTIONS = ("drop", "duplicate", "corrupt", "reorder")
 INT32 = 2**31 - 1
@@ -61,11 +58,9 @@ class _Stream:
 
 
 @register_toxic
-class GrpcMessage(Toxic):
+class GrpcMessage(H2CallToxic):
     type_name = "grpc_message"
     description = "drop, duplicate, corrupt or reorder gRPC messages inside selected streams"
-    needs_frames = True
-    h2_aware = True
     attributes_spec = {
         "action": Attr(str, "drop", help="drop | duplicate | corrupt | reorder", choices=ACTIONS),
         "probability": Attr(
@@ -81,18 +76,6 @@ class GrpcMessage(Toxic):
         ),
         **H2_CALL_ATTRIBUTES,
     }
-
-    def validate(self, attributes: dict[str, Any]) -> None:
-        call_matcher(self.type_name, attributes)
-
-    def update(self, attributes: dict[str, Any]) -> None:
-        super().update(attributes)
-        self.matcher = call_matcher(self.type_name, self.attributes)
-
-    def unsupported_reason(
-        self, *, stream: str, framing: str | None, protocol: str | None, message_based: bool
-    ) -> str | None:
-        return h2_reason(framing) or self.matcher.unsupported_reason(stream=stream, framing=framing)
 
     async def process(self, ctx: ToxicContext, chunk: Chunk, emit: Emit) -> None:
         unit = grpcwire.response_unit(chunk)

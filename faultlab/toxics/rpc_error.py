@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from faultlab.codecs.framing.h2 import DATA, HEADERS
 from faultlab.codecs.framing.httpinfo import HttpHeadInfo, parse_head
 from faultlab.journal import wire as wk
 from faultlab.rpc.errors import KINDS
@@ -35,6 +34,7 @@ from faultlab.rpc.frames import Item, WireMessage
 from faultlab.toxics import _grpcwire as grpcwire
 from faultlab.toxics import _rpcwire as wire
 from faultlab.toxics._common import check_choice
+from faultlab.toxics._h2call import h2_call_fault
 from faultlab.toxics._match import MATCH_ATTRIBUTES, RequestMatcher
 from faultlab.toxics.base import Attr, Chunk, Emit, Toxic, ToxicContext, register_toxic
 
@@ -317,37 +317,13 @@ class RpcErrorToxic(Toxic):
         """gRPC, downstream: a selected response fails after ``after_messages`` messages
         (0: instead of the server's answer; the server did the work) with the status; the
         server's stream is cancelled and the rest of its answer dropped."""
-        unit = grpcwire.response_unit(chunk)
-        armed: grpcwire.ArmedStreams = ctx.state.setdefault("armed", grpcwire.ArmedStreams())
-        if unit is None:
-            await emit(chunk)
-            return
-        sid = unit.stream
-        after = self.attributes["after_messages"]
-        if unit.type == HEADERS and unit.header(":status") is not None:
-            n = self.matcher.select(ctx, chunk, None, None, {"stream": sid})
-            if n is None:
-                await emit(chunk)
-            elif after == 0 or unit.end_stream:
-                self._fail(ctx, chunk, sid, match=n, messages=0, headers_sent=False)
-            else:
-                armed.arm(sid, n)
-                await emit(chunk)
-            return
-        state = armed.get(sid)
-        if state is None:
-            await emit(chunk)
-            return
-        n, counter = state
-        if unit.type != DATA:
-            if unit.end_stream:  # the server ended first: fewer messages than asked
-                armed.disarm(sid)
-                ctx.record("pass", chunk, reason="stream ended", stream=sid, match=n)
-            await emit(chunk)
-            return
-        if await grpcwire.forward_until(ctx, chunk, unit, counter, after, emit):
-            armed.disarm(sid)
-            self._fail(ctx, chunk, sid, match=n, messages=counter.count, headers_sent=True)
+        await h2_call_fault(self, ctx, chunk, emit, self._failed_after)
+
+    def _failed_after(
+        self, ctx: ToxicContext, chunk: Chunk, sid: int, match: int, messages: int
+    ) -> None:
+        # at 0 messages the server's response headers were held back: trailers-only
+        self._fail(ctx, chunk, sid, match=match, messages=messages, headers_sent=messages > 0)
 
     def _fail(
         self,

@@ -22,16 +22,15 @@ from typing import Any
 from faultlab.codecs.framing.h2 import HEADERS, RST_STREAM
 from faultlab.toxics import _grpcwire as grpcwire
 from faultlab.toxics._common import chain_lock
+from faultlab.toxics._h2call import H2_CALL_ATTRIBUTES, H2CallToxic
 from faultlab.toxics.base import (
     HOLD_LIMIT,
     Attr,
     Chunk,
     Emit,
-    Toxic,
     ToxicContext,
     register_toxic,
 )
-from faultlab.toxics.rst_stream import H2_CALL_ATTRIBUTES, call_matcher, h2_reason
 
 MAX_MS = 3_600_000
 
@@ -47,28 +46,14 @@ class _Held:
 
 
 @register_toxic
-class StreamLatency(Toxic):
+class StreamLatency(H2CallToxic):
     type_name = "stream_latency"
     description = "delay the selected gRPC calls' frames by latency ± jitter ms, others untouched"
-    needs_frames = True
-    h2_aware = True
     attributes_spec = {
         "latency": Attr(int, 0, 0, MAX_MS, "milliseconds", generate=(0, 300)),
         "jitter": Attr(int, 0, 0, MAX_MS, "uniform ± milliseconds, drawn per call", options=(0,)),
         **H2_CALL_ATTRIBUTES,
     }
-
-    def validate(self, attributes: dict[str, Any]) -> None:
-        call_matcher(self.type_name, attributes)
-
-    def update(self, attributes: dict[str, Any]) -> None:
-        super().update(attributes)
-        self.matcher = call_matcher(self.type_name, self.attributes)
-
-    def unsupported_reason(
-        self, *, stream: str, framing: str | None, protocol: str | None, message_based: bool
-    ) -> str | None:
-        return h2_reason(framing) or self.matcher.unsupported_reason(stream=stream, framing=framing)
 
     async def process(self, ctx: ToxicContext, chunk: Chunk, emit: Emit) -> None:
         unit = grpcwire.response_unit(chunk)
