@@ -74,7 +74,8 @@ def test_grpc_is_a_protocol_served_by_grpcio_not_rpcserver() -> None:
     assert grpc.incompatibility("tcp") is None
     assert "grpcio owns its sockets" in (grpc.incompatibility("udp") or "")
     assert grpc.version_options(2) == {"proto": "v2"}
-    assert "relays as bytes" in (grpc.frame_reason("length-prefix", False) or "")
+    assert "travels in HTTP/2" in (grpc.frame_reason("length-prefix", False) or "")
+    assert grpc.frame_reason("h2", False) is None  # the HTTP/2-aware relay reads it
     with pytest.raises(LocalProtocolError, match="not served by faultlab's RpcServer"):
         get_rpc_protocol("grpc")
 
