@@ -121,8 +121,6 @@ class H2Relay:
         self._close_when_flushed = False
         self._debt: dict[str, dict[int, int]] = {"upstream": {}, "downstream": {}}
         """Window increments owed, per direction the WINDOW_UPDATEs travel and stream."""
-        self.credited = {"upstream": 0, "downstream": 0}
-        """DATA bytes dropped on the way to each side and credited back to its sender."""
 
     # ---- state -------------------------------------------------------------------------
     def clean(self, direction: str) -> bool:
@@ -254,7 +252,6 @@ class H2Relay:
         connection window back (the receiver, which never saw them, will not)."""
         if size <= 0:
             return
-        self.credited[direction] += size
         sender = "downstream" if direction == "upstream" else "upstream"
         self.inject(sender, window_update_frame(0, size))
 
@@ -263,7 +260,6 @@ class H2Relay:
         give the sender both windows back, the stream's and the connection's."""
         if size <= 0:
             return
-        self.credited[direction] += size
         sender = "downstream" if direction == "upstream" else "upstream"
         frames = window_update_frame(stream, size) + window_update_frame(0, size)
         self.inject(sender, frames)

@@ -24,6 +24,7 @@ from faultlab.codecs.framing.h2 import (
 )
 from faultlab.codecs.framing.httpinfo import HttpHeadInfo
 from faultlab.journal import wire as wk
+from faultlab.rpc.grpc.codes import STATUS_CODE_FOR_KIND
 from faultlab.toxics.base import Chunk, Emit, InvalidToxic, ToxicContext
 
 __all__ = [
@@ -38,17 +39,7 @@ __all__ = [
     "trailers",
 ]
 
-STATUS_FOR_KIND = {
-    "method_not_found": 12,  # UNIMPLEMENTED
-    "invalid_params": 3,  # INVALID_ARGUMENT
-    "invalid_request": 3,
-    "parse_error": 3,
-    "application_error": 9,  # FAILED_PRECONDITION
-    "internal_error": 13,  # INTERNAL
-    "unavailable": 14,  # UNAVAILABLE
-    "deadline_exceeded": 4,  # DEADLINE_EXCEEDED
-    "version_mismatch": 9,
-}
+STATUS_FOR_KIND = STATUS_CODE_FOR_KIND
 """The gRPC status a server answers for each faultlab error kind (as faultlab's own
 gRPC server does)."""
 MAX_PUSHBACK_TEXT = 32

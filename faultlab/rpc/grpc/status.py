@@ -22,6 +22,7 @@ from faultlab.rpc.errors import (
     ServiceUnavailable,
     error_for,
 )
+from faultlab.rpc.grpc.codes import STATUS_CODE_FOR_KIND
 from faultlab.rpc.messages import ErrorInfo
 
 __all__ = [
@@ -40,16 +41,9 @@ DATA_KEY = "faultlab-data-bin"  # "-bin": gRPC carries the value as raw bytes
 IDEMPOTENCY_KEY = "idempotency-key"
 
 _SC = grpc.StatusCode
+_BY_CODE = {code.value[0]: code for code in _SC}
 STATUS_FOR_KIND: dict[str, Any] = {
-    "method_not_found": _SC.UNIMPLEMENTED,
-    "invalid_params": _SC.INVALID_ARGUMENT,
-    "invalid_request": _SC.INVALID_ARGUMENT,
-    "parse_error": _SC.INVALID_ARGUMENT,
-    "application_error": _SC.FAILED_PRECONDITION,
-    "internal_error": _SC.INTERNAL,
-    "unavailable": _SC.UNAVAILABLE,
-    "deadline_exceeded": _SC.DEADLINE_EXCEEDED,
-    "version_mismatch": _SC.FAILED_PRECONDITION,
+    kind: _BY_CODE[number] for kind, number in STATUS_CODE_FOR_KIND.items()
 }
 # For statuses that come without our metadata (a third-party server, grpcio itself).
 # ABORTED and RESOURCE_EXHAUSTED are the ones gRPC's own guidance calls retryable.
