@@ -31,7 +31,7 @@ from tests.quality.harness import (
 )
 
 SEARCH_PLANS = {"max_faults": 5, "min_faults": 0, "toxicity": 1.0, "quantum": 0.1}
-MIN_WINDOW = {"jitter": 6.0}
+MIN_WINDOW = {"jitter": 6.0, "exhaust": 1.5}
 """The shortest fault window a workload's shrinking may reach (default: 20 ms)."""
 WORKLOADS = {
     "retry": (RETRY_WORKLOAD, plans(allow=SEARCH_TOXICS, **SEARCH_PLANS)),
@@ -41,6 +41,13 @@ WORKLOADS = {
     "jitter": (
         RETRY_WORKLOAD,
         plans(duration=20.0, allow=SEARCH_TOXICS, min_duration=6.0, **SEARCH_PLANS),
+    ),
+    # Faults of at least 1.5 s: a bug seen only once a call's four attempts all failed (0.7 s of
+    # backoff on the virtual clock plus the attempts' real time). Shrunk to the edge (0.83 s),
+    # the trailing sleep failed twice in the search, then passed four replays on a loaded CI.
+    "exhaust": (
+        RETRY_WORKLOAD,
+        plans(duration=3.0, allow=SEARCH_TOXICS, min_duration=1.5, **SEARCH_PLANS),
     ),
     # Faults of at least 0.8 s: a black hole shorter than the attempts it swallows sits on a
     # timing edge and does not replay reliably on a loaded machine.

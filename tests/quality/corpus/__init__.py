@@ -62,7 +62,7 @@ CORPUS: tuple[Bug, ...] = (
         "R4",
         "tenacity #162 / PR #425",
     ),
-    Bug("trailing-sleep", retry_bugs.TrailingSleep, "retry", "retry", "R16", "R16"),
+    Bug("trailing-sleep", retry_bugs.TrailingSleep, "exhaust", "retry", "R16", "R16"),
     Bug(
         "retry-on-falsy-result",
         retry_bugs.RetryOnFalsyResult,
