@@ -33,7 +33,7 @@ from faultlab.codecs.framing.h2 import (
     grpc_timeout_seconds,
 )
 from faultlab.journal import wire as wk
-from faultlab.journal.schema import WIRE_REQUEST, WIRE_RESPONSE, WIRE_UNANSWERED
+from faultlab.journal.schema import WIRE_RESPONSE, WIRE_UNANSWERED
 from faultlab.proxy.wire import MAX_PENDING, Exchanges
 
 __all__ = ["GRPC_WIRE_HEADERS", "H2Exchanges"]
@@ -122,7 +122,7 @@ class H2Exchanges(Exchanges):
             previous = headers.get("grpc-previous-rpc-attempts", "")
             if previous.isascii() and previous.isdigit():
                 fields["previous_attempts"] = int(previous)
-        self.journal.record(WIRE_REQUEST, **fields)
+        self._record_request(**fields)
 
     # ---- to the client -----------------------------------------------------------------
     def response(self, data: bytes, parsed: Any, *, injected: bool) -> None:

@@ -77,6 +77,14 @@ class Exchanges(ABC):
         self._pending: deque[int] = deque()
         self._count = 0
         self.client_closed = False
+        self.tls = False
+        """The requests were read inside TLS (an intercepting proxy): ``tls: true`` on each
+        ``wire_request``, which is how the eavesdropping check tells encrypted from clear."""
+
+    def _record_request(self, **fields: Any) -> None:
+        if self.tls:
+            fields["tls"] = True
+        self.journal.record(WIRE_REQUEST, **fields)
 
     @abstractmethod
     def request(self, data: bytes, parsed: Any) -> None:
@@ -163,7 +171,7 @@ class HttpExchanges(Exchanges):
                 fields["rpc_method"] = decoded.method
                 rpc_id = decoded.id
                 fields["rpc_id"] = rpc_id if isinstance(rpc_id, int | str) else None
-        self.journal.record(WIRE_REQUEST, **fields)
+        self._record_request(**fields)
 
     def response(self, data: bytes, parsed: Any, *, injected: bool) -> None:
         """A whole response was written to the client (``parsed``: the splitter's frame)."""
@@ -244,7 +252,7 @@ class RpcExchanges(Exchanges):
             "rpc_method": message.method,
         }
         if message.kind == "notification":
-            self.journal.record(WIRE_REQUEST, exchange=None, notification=True, **fields)
+            self._record_request(exchange=None, notification=True, **fields)
             return
         exchange = self._next_exchange()
         for item in message.items:
@@ -254,7 +262,7 @@ class RpcExchanges(Exchanges):
                 self._by_id[item.id] = exchange
         rpc_id = message.id
         fields["rpc_id"] = rpc_id if isinstance(rpc_id, int | str) else None
-        self.journal.record(WIRE_REQUEST, exchange=exchange, **fields)
+        self._record_request(exchange=exchange, **fields)
 
     def response(self, data: bytes, parsed: Any, *, injected: bool) -> None:
         protocol = self.protocol
