@@ -19,13 +19,21 @@ Transient (a retry may cure it): 5xx, 429, gRPC UNAVAILABLE, RESOURCE_EXHAUSTED 
 and every connection-level failure; every other 4xx and gRPC status is permanent. Override
 per policy: :class:`~faultlab.oracles.policies.RetryPolicy`'s
 ``retry_on`` is what the client is declared to retry, whatever this mapping calls transient.
+
+Credentials are never journaled: a request carrying an ``Authorization`` header (gRPC: the
+``authorization`` metadata) gets a ``credential`` fingerprint and its ``credential_scheme``
+(:func:`credential_fields`), enough to tell "the same token again" from "a refreshed one".
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
+
 __all__ = [
     "CLIENT_GAVE_UP",
     "CLOSED_WITHOUT_RESPONSE",
+    "FINGERPRINT_HEX",
     "GRPC_CODES",
     "GRPC_KIND_PREFIX",
     "GRPC_TRANSIENT",
@@ -34,6 +42,8 @@ __all__ = [
     "TRANSIENT_STATUSES",
     "UNREACHABLE",
     "WIRE_FAILURE_KINDS",
+    "credential_fields",
+    "credential_fingerprint",
     "grpc_code",
     "grpc_kind",
     "http_kind",
@@ -114,3 +124,32 @@ def grpc_kind(code: int) -> str:
     if 0 <= code < len(GRPC_CODES):
         return GRPC_KIND_PREFIX + GRPC_CODES[code].lower()
     return f"{GRPC_KIND_PREFIX}{int(code)}"
+
+
+FINGERPRINT_HEX = 12
+"""Hex digits of a credential's fingerprint: 48 bits, plenty to tell a test's tokens apart."""
+
+
+def credential_fingerprint(value: str) -> str:
+    """The first :data:`FINGERPRINT_HEX` hex digits of the SHA-256 of an ``Authorization``
+    value (scheme included): equal credentials compare equal, the secret is not kept.
+
+    It is unsalted, so a guessable secret (a short password) can be found by hashing
+    candidates: a journal is test data, and tests use throwaway credentials."""
+    digest = hashlib.sha256(value.strip().encode("utf-8", "surrogateescape")).hexdigest()
+    return digest[:FINGERPRINT_HEX]
+
+
+def credential_fields(value: str | None) -> dict[str, str]:
+    """The ``wire_request`` fields for an ``Authorization`` value: ``credential`` (its
+    fingerprint) and ``credential_scheme`` (``Bearer``, ``Basic``...; ``?`` when the value
+    has no scheme word before the secret, which is then never echoed); none without one."""
+    if value is None or not value.strip():
+        return {}
+    parts = value.strip().split(None, 1)
+    scheme = parts[0] if len(parts) == 2 and _SCHEME.fullmatch(parts[0]) else "?"
+    return {"credential": credential_fingerprint(value), "credential_scheme": scheme}
+
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]{0,31}")
+"""An auth scheme name (RFC 9110 ``token``, short: a long word is more likely the secret)."""

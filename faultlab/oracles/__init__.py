@@ -4,14 +4,15 @@
 Lab journals (logical calls, attempts, server requests, faults) and say
 whether the client kept the resilience properties documented in
 ``docs/oracles.md`` (R#, C#, F#, T#, I#; V# for what a library reports of
-itself), with a message a user understands and the journal excerpt that
-proves it. Suites and the pytest plugin are thin wrappers around these
-functions.
+itself; A# for token refresh and credentials), with a message a user
+understands and the journal excerpt that proves it. Suites and the pytest
+plugin are thin wrappers around these functions.
 """
 
 from __future__ import annotations
 
 from faultlab.journal.timeline import Attempt, Call, Timeline, timeline
+from faultlab.oracles.auth import AuthPolicy, auth_checks, check_auth
 from faultlab.oracles.breaker import breaker_checks, check_breaker
 from faultlab.oracles.clock import ClockJournal, VirtualClock
 from faultlab.oracles.deadline import check_deadline, deadline_checks
@@ -58,6 +59,7 @@ from faultlab.oracles.reporters import (
 from faultlab.oracles.retry import check_backoff_distribution, check_retry, retry_checks
 from faultlab.oracles.roundtrip import check_roundtrip, check_roundtrip_pair, check_roundtrip_pairs
 from faultlab.oracles.streams import check_stream_resume, stream_attempts, stream_checks
+from faultlab.oracles.tls import check_mtls_enforced, check_tls_verification, tls_checks
 from faultlab.oracles.verdict import OracleFailure, Verdict, combine, format_evidence
 
 __all__ = [
@@ -69,6 +71,7 @@ __all__ = [
     "TRANSIENT_RPC_KINDS",
     "TRANSPORT_ERROR_KINDS",
     "Attempt",
+    "AuthPolicy",
     "Bounds",
     "BreakerPolicy",
     "Call",
@@ -93,18 +96,22 @@ __all__ = [
     "Verdict",
     "VirtualClock",
     "Wait",
+    "auth_checks",
     "breaker_checks",
+    "check_auth",
     "check_backoff_distribution",
     "check_breaker",
     "check_deadline",
     "check_fallback",
     "check_idempotency",
+    "check_mtls_enforced",
     "check_reported",
     "check_retry",
     "check_roundtrip",
     "check_roundtrip_pair",
     "check_roundtrip_pairs",
     "check_stream_resume",
+    "check_tls_verification",
     "combine",
     "deadline_checks",
     "fallback_checks",
@@ -124,4 +131,5 @@ __all__ = [
     "stream_checks",
     "tenacity_before_sleep",
     "timeline",
+    "tls_checks",
 ]

@@ -5,8 +5,9 @@ Each client stream is one exchange (its ``exchange`` is the stream id). ``wire_r
 journaled when the request's header block arrives from the client: the RPC method (the
 ``:path``, gRPC's full method name ``/package.Service/Method``), the deadline it carries
 (``grpc-timeout`` in seconds as ``deadline``), ``grpc-previous-rpc-attempts`` as
-``previous_attempts``. The answer is journaled when the client gets the end of the response
-stream (``wire_response``): the HTTP ``status``, the gRPC status (``grpc_status``,
+``previous_attempts``, an ``authorization`` as a ``credential`` fingerprint (never itself).
+The answer is journaled when the client gets the end of the response stream
+(``wire_response``): the HTTP ``status``, the gRPC status (``grpc_status``,
 ``grpc_message``, the kind ``grpc_<name>`` as ``rpc_error`` when not OK), the server's
 pushback (``pushback_ms``; a pushback of 0 or more is also ``retry_after`` in seconds, a
 negative one means "do not retry"), and how many gRPC messages went each way
@@ -112,6 +113,7 @@ class H2Exchanges(Exchanges):
             "headers": headers,
             "size": len(unit.raw),
             "http2": True,
+            **wk.credential_fields(first.get("authorization")),
         }
         if grpc:
             fields["protocol"] = "grpc"

@@ -46,7 +46,8 @@ __all__ = [
 
 
 DEFAULT_WIRE_HEADERS = ("idempotency-key", "retry-after", "traceparent", "x-request-id")
-"""Headers resilience depends on, journaled when present (credentials never are)."""
+"""Headers resilience depends on, journaled when present (credentials never are: an
+``Authorization`` header is journaled as a ``credential`` fingerprint and its scheme)."""
 _NEVER = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
 MAX_PENDING = 10_000
 """Requests one connection may have waiting for an answer before the oldest is no longer
@@ -159,6 +160,7 @@ class HttpExchanges(Exchanges):
             "target": info.target,
             "headers": {k: given[k] for k in self.headers if k in given},
             "size": len(frame.raw),
+            **wk.credential_fields(given.get("authorization")),
         }
         protocol = self.protocol
         if protocol is not None and frame.body:

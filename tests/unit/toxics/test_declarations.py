@@ -247,7 +247,7 @@ def test_each_toxic_shrinks_to_its_declared_mildest(
     framing = None if type_name == "slicer" else "length-prefix"
     streams: tuple[str, ...] = ("downstream", "upstream")
     target = proxy
-    if type_name == "http_error":  # HTTP requests only: an HTTP proxy's upstream stream
+    if type_name in ("http_error", "auth_error"):  # HTTP requests only: an HTTP proxy, upstream
         framing, streams, target = "http", ("upstream",), http_proxy
     if type_name in H2_ONLY:  # HTTP/2 streams: a gRPC proxy (goaway: requests, upstream)
         framing, target = "h2", h2_proxy
