@@ -28,7 +28,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from faultlab.journal import schema as ev
-from faultlab.journal.timeline import Attempt, Call, Source, Timeline, timeline
+from faultlab.journal.timeline import (
+    WHOLE_EXCERPT_CALL,
+    Attempt,
+    Call,
+    Source,
+    Timeline,
+    timeline,
+)
 from faultlab.journal.wire import grpc_kind
 from faultlab.oracles._common import PropertyCheck
 from faultlab.oracles.verdict import Verdict, combine
@@ -149,6 +156,14 @@ def _show(credential: str | None) -> str:
     return f"credential {credential}" if credential else "no credential"
 
 
+def _call(episode: _Episode) -> str:
+    """How a message starts: the marked call it is in (nothing when none was marked)."""
+    call = episode.call
+    if call.id == WHOLE_EXCERPT_CALL and call.start_event.get("seq") == -1:
+        return ""
+    return f"call {call.id} ({call.label or call.method}): "
+
+
 def _what(attempt: Attempt) -> str:
     request = _request(attempt) or {}
     where = f"connection {request.get('connection')}, exchange {request.get('exchange')}"
@@ -220,7 +235,7 @@ def _refreshes(tl: Timeline, episodes: list[_Episode], policy: AuthPolicy) -> Ve
             refreshes += 1
             if refreshes > limit:
                 check.fail(
-                    f"{episode.call.name}: {_what(episode.rejected)} was rejected, and the "
+                    f"{_call(episode)}{_what(episode.rejected)} was rejected, and the "
                     f"client came back with {refreshes} different credentials (retry {n} "
                     f"brought a new one again); the policy allows at most {limit} refresh(es) "
                     f"per rejection, so a refresh that fails means giving up, not refreshing "
@@ -247,7 +262,7 @@ def _same_credential(tl: Timeline, episodes: list[_Episode], policy: AuthPolicy)
                 again += 1
                 if again > allowed:
                     check.fail(
-                        f"{episode.call.name}: {_what(episode.rejected)} was rejected, and "
+                        f"{_call(episode)}{_what(episode.rejected)} was rejected, and "
                         f"retry {n} sent the failed call again with the rejected "
                         f"{_show(credential)} ({again} such retr{'y' if again == 1 else 'ies'}"
                         f"; the policy allows {allowed}: a rejected credential must be "
@@ -279,7 +294,7 @@ def _retries_after_refresh(tl: Timeline, episodes: list[_Episode], policy: AuthP
             sent[credential] = sent.get(credential, 0) + 1
             if sent[credential] > limit:
                 check.fail(
-                    f"{episode.call.name}: {_what(episode.rejected)} was rejected, then "
+                    f"{_call(episode)}{_what(episode.rejected)} was rejected, then "
                     f"re-sent {sent[credential]} times with the refreshed "
                     f"{_show(credential)} (retry {n}); the policy allows {limit} retry(ies) "
                     f"of the failed call per refresh. Seen: {_history(episode, policy, n)}",
