@@ -26,6 +26,11 @@ __all__ = [
     "CONNECTION_CLOSED",
     "FALLBACK",
     "FAULT",
+    "HOSTILE_ATTACK",
+    "HOSTILE_CANARY",
+    "HOSTILE_PROBE",
+    "HOSTILE_RSS",
+    "HOSTILE_RUN",
     "KINDS",
     "MARK",
     "PASSIVE_DECISIONS",
@@ -41,6 +46,7 @@ __all__ = [
     "SERVER_REQUEST",
     "SIDE_EFFECT",
     "TEST",
+    "TLS_HANDSHAKE",
     "TOXIC_ADDED",
     "TOXIC_REMOVED",
     "TOXIC_UPDATED",
@@ -86,6 +92,13 @@ WIRE_REQUEST = "wire_request"
 WIRE_RESPONSE = "wire_response"
 WIRE_UNANSWERED = "wire_unanswered"
 WIRE_CLIENT_CLOSED = "wire_client_closed"
+TLS_HANDSHAKE = "tls_handshake"
+# ---- the hostile-client suite (faultlab.suites.hostile) ---------------------------------------
+HOSTILE_RUN = "hostile_run"
+HOSTILE_ATTACK = "hostile_attack"
+HOSTILE_CANARY = "hostile_canary"
+HOSTILE_RSS = "hostile_rss"
+HOSTILE_PROBE = "hostile_probe"
 # ---- the test run ---------------------------------------------------------------------------
 MARK = "mark"
 TEST = "test"
@@ -148,6 +161,12 @@ KINDS: MappingProxyType[str, _F] = MappingProxyType(
         ),
         WIRE_UNANSWERED: ("proxy", "connection", "exchange", "error_kind", "error"),
         WIRE_CLIENT_CLOSED: ("proxy", "connection", "answered"),
+        TLS_HANDSHAKE: ("proxy", "connection", "side", "ok", "error"),
+        HOSTILE_RUN: ("run", "phase", "target", "protocol", "wire", "seed", "pid", "attacks"),
+        HOSTILE_ATTACK: ("run", "attack", "phase", "bad_input", "counts", "answers", "error"),
+        HOSTILE_CANARY: ("run", "latency", "ok", "error"),
+        HOSTILE_RSS: ("run", "pid", "rss"),
+        HOSTILE_PROBE: ("run", "ok", "latency", "error", "alive"),
         MARK: ("proxy",),
         TEST: (
             "nodeid",

@@ -46,6 +46,7 @@ from faultlab.proxy.proxy import (
     to_uri,
     toxiproxy_address,
 )
+from faultlab.proxy.tlsintercept import TlsSettings, TlsSettingsError
 from faultlab.proxy.validate import (
     check_address,
     check_framing,
@@ -327,6 +328,7 @@ _PROXY_FIELDS = {
     "enabled": _BOOL,
     "framing": _STR,  # faultlab: frame-aware toxics (drop, reorder...) need one
     "protocol": _STR,  # faultlab: protocol-aware toxics (rpc_error, version_skew)
+    "tls": _OBJ,  # faultlab: {"mode": "intercept" | "passthrough", "upstream_ca": ...}
 }
 _TOXIC_FIELDS = {
     "name": _STR,
@@ -447,8 +449,23 @@ async def _proxy_create(req: _Request) -> ApiResponse:
         enabled=fields.get("enabled", True),
         framing=fields.get("framing") or None,
         protocol=fields.get("protocol") or None,
+        tls=fields.get("tls"),
     )
     return _json(201, proxy_json(proxy))
+
+
+def _same_tls(proxy: Proxy, value: Any) -> None:
+    """A live proxy keeps its TLS mode: the same ``tls`` may be sent back, a change is a 400."""
+    try:
+        wanted = TlsSettings.parse(value)
+    except TlsSettingsError as exc:
+        raise _ApiError(str(exc), 400) from None
+    if wanted != proxy.tls:
+        raise _ApiError(
+            f"proxy {proxy.name!r}: tls cannot change on an existing proxy; delete it and "
+            "create it again with the new tls",
+            400,
+        )
 
 
 async def _proxy_show(req: _Request) -> ApiResponse:
@@ -464,10 +481,13 @@ async def _proxy_update(req: _Request) -> ApiResponse:
     stopped on the new address, so a failed request would change it."""
     proxy = req.engine.get(req.params["proxy"])
     fields = _fields(_decode(req.body), "Proxy", _PROXY_FIELDS)
+    if "tls" in fields:
+        _same_tls(proxy, fields["tls"])
+    intercepting = proxy.tls is not None and proxy.tls.intercept
     for role in ("listen", "upstream"):
         if role in fields:
             check_address(fields[role], role)
-            if proxy.framing and to_uri(fields[role]).startswith("tls://"):
+            if proxy.framing and not intercepting and to_uri(fields[role]).startswith("tls://"):
                 raise _ApiError(  # the rule Proxy() applies at creation
                     f"proxy {proxy.name!r} has framing {proxy.framing!r}, and a TLS proxy "
                     "passes encrypted records through, so it cannot see frames",
@@ -588,13 +608,16 @@ async def populate(engine: ProxyEngine, body: bytes) -> ApiResponse:
         entries = _populate_entries(_decode(body))
     except _ApiError as exc:
         return reply(exc.status, exc.message)
-    for name, listen, upstream, enabled, framing, protocol in entries:
+    for name, listen, upstream, enabled, framing, protocol, tls_field in entries:
         existing = engine.proxies.get(name)
         try:
             if existing is not None:
-                tls = any(to_uri(a).startswith("tls://") for a in (listen, upstream))
-                wanted = (effective_framing(framing, protocol, tls=tls), protocol)
-                same_kind = (existing.framing, existing.protocol) == wanted
+                settings = TlsSettings.parse(tls_field)
+                opaque = not (settings and settings.intercept) and any(
+                    to_uri(a).startswith("tls://") for a in (listen, upstream)
+                )
+                wanted = (effective_framing(framing, protocol, tls=opaque), protocol, settings)
+                same_kind = (existing.framing, existing.protocol, existing.tls) == wanted
                 if same_kind and not await _differs(existing, listen, upstream):
                     processed.append(existing)
                     continue
@@ -602,7 +625,13 @@ async def populate(engine: ProxyEngine, body: bytes) -> ApiResponse:
                 del engine.proxies[name]
             try:
                 proxy = await engine.create_async(
-                    name, listen, upstream, enabled=enabled, framing=framing, protocol=protocol
+                    name,
+                    listen,
+                    upstream,
+                    enabled=enabled,
+                    framing=framing,
+                    protocol=protocol,
+                    tls=tls_field,
                 )
             except BaseException:
                 if existing is not None:  # Toxiproxy keeps the old one, stopped
@@ -644,6 +673,7 @@ def _populate_entries(value: Any) -> list[_Entry]:
             fields.get("enabled", True),
             fields.get("framing") or None,
             fields.get("protocol") or None,
+            fields.get("tls"),
         )
         try:  # every entry, before the first is applied: a refused populate changes nothing
             check_name(entry.name)
@@ -651,6 +681,9 @@ def _populate_entries(value: Any) -> list[_Entry]:
             check_address(entry.upstream, "upstream")
             check_framing(entry.framing)
             check_protocol(entry.protocol)
+            TlsSettings.parse(entry.tls)
+        except TlsSettingsError as exc:
+            raise _ApiError(f"{exc} at proxy {index}", 400) from None
         except ProxyError as exc:
             raise _ApiError(f"{exc} at proxy {index}", http_status(exc)) from None
         entries.append(entry)
@@ -664,6 +697,7 @@ class _Entry(NamedTuple):
     enabled: bool
     framing: str | None
     protocol: str | None
+    tls: Any
 
 
 # ---- faultlab extensions -------------------------------------------------------
@@ -743,6 +777,14 @@ async def _ext_toxics(req: _Request) -> ApiResponse:
     return _json(200, toxic_catalogue())
 
 
+async def _ext_ca(req: _Request) -> ApiResponse:
+    """The lab CA an intercepting proxy's certificates chain to: trust it in the client."""
+    from faultlab.transports.tls import lab_ca
+
+    pem = lab_ca().cert_pem.bytes()
+    return ApiResponse(200, "application/x-pem-file", pem, _NOSNIFF)
+
+
 @dataclass(frozen=True)
 class _Route:
     pattern: tuple[str, ...]
@@ -767,6 +809,7 @@ EXTENSION_ROUTES: tuple[_Route, ...] = (
     _Route(("faultlab", "proxies", "{proxy}", "events"), {"GET": _ext_proxy_events}, False),
     _Route(("faultlab", "seed"), {"GET": _ext_seed}, locked=False),
     _Route(("faultlab", "toxics"), {"GET": _ext_toxics}, locked=False),
+    _Route(("faultlab", "ca.pem"), {"GET": _ext_ca}, locked=False),
 )
 
 

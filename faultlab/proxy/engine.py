@@ -134,6 +134,7 @@ class ProxyEngine:
         record_chunks: bool = True,
         protocol: str | None = None,
         wire_headers: tuple[str, ...] | None = None,
+        tls: Any = None,
     ) -> Proxy:
         """Add a proxy, listening unless ``enabled`` is False.
 
@@ -158,6 +159,7 @@ class ProxyEngine:
             record_chunks=record_chunks,
             protocol=protocol,
             wire_headers=wire_headers,
+            tls=tls,
         )
         if enabled:
             await start_proxy(proxy)
@@ -208,10 +210,13 @@ class ProxyEngine:
         record_chunks: bool = True,
         protocol: str | None = None,
         wire_headers: tuple[str, ...] | None = None,
+        tls: Any = None,
     ) -> ProxyHandle:
         """``protocol`` (jsonrpc, binrpc...) lets rpc_error and version_skew speak it;
         with ``framing="http"`` each exchange is journaled, with the headers resilience
-        depends on plus ``wire_headers``."""
+        depends on plus ``wire_headers``. ``tls={"mode": "intercept"}`` ends the client's
+        TLS with a lab certificate and opens the proxy's own upstream (see
+        :class:`~faultlab.proxy.tlsintercept.TlsSettings`)."""
         self.call(
             lambda: self.create_async(
                 name,
@@ -222,6 +227,7 @@ class ProxyEngine:
                 record_chunks=record_chunks,
                 protocol=protocol,
                 wire_headers=wire_headers,
+                tls=tls,
             )
         )
         return ProxyHandle(self, name)

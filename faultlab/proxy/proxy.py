@@ -26,6 +26,8 @@ from faultlab.proxy.endpoints import BridgeEndpoint, Endpoint, SocketEndpoint
 from faultlab.proxy.h2relay import H2Relay
 from faultlab.proxy.h2wire import H2Exchanges
 from faultlab.proxy.link import Link
+from faultlab.proxy.tlsendpoint import TlsEndpoint
+from faultlab.proxy.tlsintercept import Interceptor, TlsSettings, TlsSettingsError, intercept
 from faultlab.proxy.wire import (
     DEFAULT_WIRE_HEADERS,
     RPC_STREAM_FRAMINGS,
@@ -133,6 +135,8 @@ class Connection:
     """The exchanges journaled on this connection (HTTP framing, or an RPC stream)."""
     h2: H2Relay | None = None
     """With ``h2`` framing: what the relay drops, re-encodes or adds on this connection."""
+    tls: tuple[TlsEndpoint, TlsEndpoint] | None = None
+    """Intercepted TLS: the client's session and the upstream's (they count the bytes)."""
 
     def link_finished(self, link: Link) -> None:
         if all(each.done for each in self.links.values()):
@@ -211,6 +215,7 @@ class Proxy:
         protocol: str | None = None,
         journal_wire: bool = True,
         wire_headers: tuple[str, ...] | None = None,
+        tls: TlsSettings | dict[str, Any] | None = None,
     ) -> None:
         self.name = name
         self.protocol = protocol
@@ -220,13 +225,30 @@ class Proxy:
         self.enabled = False
         self.journal = journal
         self.seed = seed
-        tls = any(to_uri(a).startswith("tls://") for a in (listen, upstream))
-        framing = effective_framing(framing, protocol, tls=tls)
-        if framing and any(to_uri(a).startswith("tls://") for a in (listen, upstream)):
+        try:
+            self.tls = TlsSettings.parse(tls)
+        except TlsSettingsError as exc:
+            raise InvalidProxyRequest(str(exc)) from None
+        intercepting = self.tls is not None and self.tls.intercept
+        opaque = not intercepting and any(
+            to_uri(a).startswith("tls://") for a in (listen, upstream)
+        )
+        framing = effective_framing(framing, protocol, tls=opaque)
+        if framing and opaque:
             raise InvalidProxyRequest(
                 "a TLS proxy passes encrypted records through (faults act below TLS): "
-                "it cannot see frames, so framing must not be set"
+                'it cannot see frames, so framing must not be set (or set "tls": '
+                '{"mode": "intercept"} to read inside TLS)'
             )
+        if intercepting:
+            for role, address in (("listen", listen), ("upstream", upstream)):
+                scheme = to_uri(address).split("://", 1)[0]
+                if scheme not in SOCKET_SCHEMES:
+                    raise InvalidProxyRequest(
+                        f"TLS interception needs a socket {role} (tcp, tls or unix), got "
+                        f"{scheme}://"
+                    )
+        self._interceptor = Interceptor(self.tls) if self.tls and self.tls.intercept else None
         self.framing = framing
         if framing == "h2":
             hpack_decode.warm()
@@ -257,6 +279,8 @@ class Proxy:
             view["framing"] = self.framing
         if self.protocol is not None:
             view["protocol"] = self.protocol
+        if self.tls is not None:
+            view["tls"] = self.tls.to_json()
         view["toxics"] = [e.to_json() for e in self.toxic_list()]
         return view
 
@@ -326,6 +350,16 @@ class Proxy:
                 try:
                     await client.connected
                 except Exception:
+                    return
+                if self._interceptor is not None:
+                    ordinal = next(self._ordinals)
+                    ends = await intercept(self, self._interceptor, client, ordinal)
+                    if ends is not None:
+                        if not self.enabled:
+                            ends[0].close()
+                            ends[1].close()
+                            return
+                        self._wire(ordinal, ends[0], ends[1], tls=ends)
                     return
             await self._connect_upstream(client)
         except asyncio.CancelledError:
@@ -418,6 +452,14 @@ class Proxy:
             return
         self._wire(ordinal, client, server)
 
+    def upstream_host(self) -> str:
+        """The upstream's host name or address (what an intercepting proxy verifies)."""
+        parsed = transports.parse_address(to_uri(self.upstream))
+        return parsed.host or "localhost"
+
+    async def open_upstream_socket(self) -> SocketEndpoint:
+        return await self._open_socket(to_uri(self.upstream))
+
     async def _open_socket(self, uri: str) -> SocketEndpoint:
         parsed = transports.parse_address(uri)
         loop = asyncio.get_running_loop()
@@ -440,11 +482,18 @@ class Proxy:
             )
         return endpoint
 
-    def _wire(self, ordinal: int, client: Endpoint, server: Endpoint) -> None:
+    def _wire(
+        self,
+        ordinal: int,
+        client: Endpoint,
+        server: Endpoint,
+        *,
+        tls: tuple[TlsEndpoint, TlsEndpoint] | None = None,
+    ) -> None:
         message_based = any(
             isinstance(e, BridgeEndpoint) and e.stream.kind == "message" for e in (client, server)
         )
-        conn = Connection(self, ordinal, client, server, message_based=message_based)
+        conn = Connection(self, ordinal, client, server, message_based=message_based, tls=tls)
         framing = None if message_based else self.framing
         if framing == "h2":
             conn.h2 = H2Relay(conn)
@@ -458,6 +507,8 @@ class Proxy:
             )
         elif framing in RPC_STREAM_FRAMINGS and self.protocol and self.journal_wire:
             conn.exchanges = RpcExchanges(self.journal, self.name, ordinal, protocol=self.protocol)
+        if conn.exchanges is not None and tls is not None:
+            conn.exchanges.tls = True
         up = Link(conn, "upstream", client, server, framing)
         down = Link(conn, "downstream", server, client, framing)
         conn.links = {"upstream": up, "downstream": down}
@@ -492,7 +543,13 @@ class Proxy:
     def _forget(self, conn: Connection) -> None:
         if conn in self.connections:
             self.connections.discard(conn)
-            self.journal.record("connection_closed", proxy=self.name, connection=conn.ordinal)
+            fields: dict[str, Any] = {}
+            if conn.tls is not None:  # what each side sent inside TLS: the refusal's witness
+                fields["client_app_bytes"] = conn.tls[0].bytes_in
+                fields["server_app_bytes"] = conn.tls[1].bytes_in
+            self.journal.record(
+                "connection_closed", proxy=self.name, connection=conn.ordinal, **fields
+            )
 
     # ---- toxics ------------------------------------------------------------
     def _entries(self, stream: str) -> list[ToxicEntry]:
@@ -534,6 +591,11 @@ class Proxy:
         return entry
 
     def _check_expressible(self, toxic: Toxic, stream: str) -> None:
+        if toxic.needs_tls_intercept and self._interceptor is None:
+            raise InvalidProxyRequest(
+                f"toxic {toxic.type_name!r} acts on the TLS handshake, and proxy {self.name!r} "
+                'does not intercept TLS: create it with "tls": {"mode": "intercept"}'
+            )
         kinds = {
             transports.get(transports.parse_address(to_uri(a)).scheme).capabilities.kind
             for a in (self.listen, self.upstream)

@@ -306,6 +306,8 @@ class Toxic:
     h2_aware: ClassVar[bool] = False
     """True if it acts on HTTP/2 as HTTP/2 (a call, a stream) on a proxy with ``h2`` framing;
     a frame toxic that is not would break the connection there and is refused."""
+    needs_tls_intercept: ClassVar[bool] = False
+    """True if it acts on the TLS handshake of a proxy that intercepts TLS (``tls_cert``)."""
     description: ClassVar[str] = ""
     closes_on_remove: ClassVar[bool] = False
     """Removing it tears live connections down (Toxiproxy's timeout: data was dropped)."""
@@ -412,11 +414,13 @@ BUILTIN_TOXICS = (
     "rpc_error",
     "http_error",
     "version_skew",
+    "auth_error",
     "rst_stream",
     "goaway",
     "flow_stall",
     "stream_latency",
     "grpc_message",
+    "tls_cert",
 )
 """The toxics that ship with faultlab, Toxiproxy's eight first."""
 _registry: Registry[type[Toxic]] = Registry(

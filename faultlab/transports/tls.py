@@ -34,7 +34,7 @@ from faultlab.transports._sockets import SocketByteStream, SocketListener, wait_
 from faultlab.transports.base import Capabilities, ParsedAddress, Transport
 from faultlab.transports.tcp import format_host_port, listen_tcp, open_tcp
 
-__all__ = ["TLSTransport", "test_ca_files"]
+__all__ = ["TLSTransport", "lab_ca", "test_ca_files"]
 
 _HOSTS = ("localhost", "127.0.0.1", "::1")
 _FIX = "remove the folder, or set FAULTLAB_RUNTIME_DIR to a directory of your own"
@@ -43,13 +43,16 @@ _FIX = "remove the folder, or set FAULTLAB_RUNTIME_DIR to a directory of your ow
 def test_ca_files() -> tuple[Path, Path]:
     """(CA cert, server cert+key PEM) of the cached test CA, created once per user.
 
-    ``server.pem`` holds the private key: both files are 0600 whatever the
+    The same CA (its key in ``ca-key.pem``) is the lab CA an intercepting proxy issues its
+    certificates from (:func:`lab_ca`), so a client that trusts one trusts both.
+    ``server.pem`` holds the private key: the files are 0600 whatever the
     umask. Files left by an older version are fixed (0644 becomes 0600); any
     that is not a regular file of ours (a symlink, another user's) is not
     trusted, and the pair is created afresh.
     """
     folder = private_dir(runtime_dir() / "tls")
     ca_path, server_path = folder / "ca.pem", folder / "server.pem"
+    key_path = folder / "ca-key.pem"
     flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
         lock = os.open(folder / ".lock", flags, 0o600)
@@ -63,16 +66,38 @@ def test_ca_files() -> tuple[Path, Path]:
         for old in ("ca.pem.tmp", "server.pem.tmp"):  # an older version's, maybe 0644
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(folder / old)
-        if not (check_private_file(ca_path) and check_private_file(server_path)):
+        if not all(check_private_file(p) for p in (ca_path, server_path, key_path)):
             import trustme
 
             ca = trustme.CA()
             cert = ca.issue_cert(*_HOSTS)
+            write_private(key_path, ca.private_key_pem.bytes())
             write_private(ca_path, ca.cert_pem.bytes())
             write_private(server_path, cert.private_key_and_cert_chain_pem.bytes())
     finally:
         os.close(lock)  # drops the flock
     return ca_path, server_path
+
+
+_lab_ca: Any = None
+_lab_ca_lock = threading.Lock()
+
+
+def lab_ca() -> Any:
+    """The lab CA (a ``trustme.CA``) an intercepting proxy issues certificates from.
+
+    It is the cached test CA of :func:`test_ca_files`: loaded once per process, so every
+    proxy, pair and client of a user agrees on one root (served at ``GET /faultlab/ca.pem``).
+    """
+    global _lab_ca
+    with _lab_ca_lock:
+        if _lab_ca is None:
+            import trustme
+
+            ca_path, _ = test_ca_files()
+            key_path = ca_path.with_name("ca-key.pem")
+            _lab_ca = trustme.CA.from_pem(ca_path.read_bytes(), key_path.read_bytes())
+        return _lab_ca
 
 
 def _server_context(parsed: ParsedAddress) -> ssl.SSLContext:
