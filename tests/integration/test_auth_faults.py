@@ -11,6 +11,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from concurrent import futures
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -317,3 +318,111 @@ def test_over_the_http_api(engine: ProxyEngine, backend: Backend) -> None:
         assert "auth_error" in json.dumps(catalogue)
     finally:
         api.close()
+
+
+# ---- gRPC ---------------------------------------------------------------------------------------
+class _TokenEcho:
+    """A plain grpcio server answering each call with the bearer token it was sent."""
+
+    def __init__(self) -> None:
+        import grpc
+
+        self.seen: list[str] = []
+        echo = grpc.unary_unary_rpc_method_handler(self._echo)
+        handler = grpc.method_handlers_generic_handler("test.Items", {"Get": echo})
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        self.server.add_generic_rpc_handlers((handler,))
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+
+    def _echo(self, request: bytes, context: Any) -> bytes:
+        token = dict(context.invocation_metadata()).get("authorization", "")
+        self.seen.append(token)
+        return token.encode()
+
+
+@pytest.fixture
+def grpc_server() -> Iterator[_TokenEcho]:
+    pytest.importorskip("grpc")
+    made = _TokenEcho()
+    yield made
+    made.server.stop(grace=None).wait(TIMEOUT)
+
+
+class _Plugin:
+    """``grpc.metadata_call_credentials``: the channel adds the current token to each call."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def __call__(self, context: Any, callback: Any) -> None:
+        callback((("authorization", self.token),), None)
+
+
+def test_grpc_unauthenticated_with_a_challenge_never_reaches_the_server(
+    engine: ProxyEngine, grpc_server: _TokenEcho
+) -> None:
+    """An unmodified grpcio client with call credentials (a refresh on UNAUTHENTICATED, one
+    retry) recovers; the same client re-sending its rejected token is caught by A2."""
+    import grpc
+
+    from faultlab.oracles import AuthPolicy, check_auth
+    from faultlab.oracles.auth import A2, A4
+
+    proxy = engine.create(
+        "items", listen="127.0.0.1:0", upstream=f"127.0.0.1:{grpc_server.port}", protocol="grpc"
+    )
+    proxy.add_toxic("auth_error", stream="upstream", nth=2, scope="proxy", realm="items")
+    plugin = _Plugin(TOKEN_A)
+    credentials = grpc.composite_channel_credentials(
+        grpc.local_channel_credentials(grpc.LocalConnectionType.LOCAL_TCP),
+        grpc.metadata_call_credentials(plugin),
+    )
+    parsed = transports.parse_address(proxy.address)
+    with grpc.secure_channel(f"{parsed.host}:{parsed.port}", credentials) as channel:
+        get = channel.unary_unary("/test.Items/Get")
+
+        def call(refresh: bool) -> bytes:
+            try:
+                return bytes(get(b"", timeout=TIMEOUT))
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAUTHENTICATED:
+                    raise
+                trailing = dict(exc.trailing_metadata() or ())
+                assert trailing["www-authenticate"] == (
+                    'Bearer realm="items", error="invalid_token"'
+                )
+                if refresh:
+                    plugin.token = TOKEN_B
+                return bytes(get(b"", timeout=TIMEOUT))  # one retry
+
+        assert call(refresh=True) == TOKEN_A.encode()
+        assert call(refresh=True) == TOKEN_B.encode()  # rejected, refreshed, retried
+    assert grpc_server.seen == [TOKEN_A, TOKEN_B]  # the rejected call never reached it
+    [fault] = [e for e in decisions(proxy) if e["decision"] == "auth_error"]
+    assert (fault["decision"], fault["grpc_status"], fault["reason"]) == (
+        "auth_error",
+        16,
+        "selected",
+    )
+    events = proxy.events()
+    requests_seen = [e for e in events if e["kind"] == "wire_request"]
+    assert [e["credential"] for e in requests_seen] == [
+        credential_fingerprint(t) for t in (TOKEN_A, TOKEN_A, TOKEN_B)
+    ]
+    assert "token-a-s3cret" not in json.dumps(events)
+    verdict = check_auth(events, AuthPolicy(require_tls=False))
+    assert verdict.passed, verdict.report()
+    assert not verdict.vacuous
+    assert check_auth(events).property == A4  # local credentials: no TLS on the wire
+
+    plugin.token = TOKEN_A  # revoked: a client re-sending it is a storm
+    with grpc.secure_channel(f"{parsed.host}:{parsed.port}", credentials) as channel:
+        get = channel.unary_unary("/test.Items/Get")
+        with pytest.raises(grpc.RpcError) as info:
+            call(refresh=False)
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    storm = check_auth(proxy.events(), AuthPolicy(require_tls=False))
+    assert storm.property == A2, storm.report()
+    assert "/test.Items/Get" in storm.message
+    assert "UNAUTHENTICATED" in storm.message
