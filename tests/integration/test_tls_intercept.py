@@ -31,6 +31,7 @@ from faultlab.proxy import ProxyEngine, ProxyHandle
 from faultlab.proxy.tlscerts import CERT_FAULTS
 from faultlab.transports import tls as tls_transport
 from faultlab.transports.tls import lab_ca
+from tests.integration.toxic_helpers import settle
 
 pytestmark = pytest.mark.timeout(90)
 TIMEOUT = 5.0
@@ -120,17 +121,6 @@ CA = str(tls_transport.test_ca_files()[0])
 CA_CONTEXT = ssl.create_default_context(cafile=CA)
 
 
-def _settle(engine: ProxyEngine) -> None:
-    """Wait (bounded) until every proxied connection has closed and been journaled."""
-    import time
-
-    end = time.monotonic() + TIMEOUT
-    while time.monotonic() < end:
-        if not any(p.connections for p in engine.run(lambda: list(engine.proxies.values()))):
-            return
-        time.sleep(0.02)
-
-
 def test_clean_traffic_is_read_inside_tls(engine: ProxyEngine, backend: HttpsBackend) -> None:
     proxy = _intercept(engine, backend)
     with requests.Session() as session:
@@ -142,7 +132,7 @@ def test_clean_traffic_is_read_inside_tls(engine: ProxyEngine, backend: HttpsBac
     assert answers == [(200, "hello over tls")] * 3
     with httpx.Client(verify=CA_CONTEXT, timeout=TIMEOUT) as client:
         assert client.get(_url(proxy, "/h")).text == "hello over tls"
-    _settle(engine)
+    settle(engine)
     assert backend.hits == ["/r0", "/r1", "/r2", "/h"]
     requests_seen = engine.journal.events(kinds=["wire_request"])
     assert [e["target"] for e in requests_seen] == ["/r0", "/r1", "/r2", "/h"]
@@ -178,7 +168,7 @@ def test_every_bad_certificate_is_refused_by_verifying_clients(
         requests.get(_url(proxy), verify=CA, timeout=TIMEOUT)
     with pytest.raises(httpx.ConnectError):
         httpx.get(_url(proxy), verify=CA_CONTEXT, timeout=TIMEOUT)
-    _settle(engine)
+    settle(engine)
     assert backend.hits == [], "no request byte may reach the upstream"
     refused = [
         e
@@ -201,7 +191,7 @@ def test_a_client_without_verification_is_caught(
         warnings.simplefilter("ignore")  # urllib3's InsecureRequestWarning: the bug under test
         r = requests.get(_url(proxy, "/secret"), verify=False, timeout=TIMEOUT)
     assert r.status_code == 200
-    _settle(engine)
+    settle(engine)
     verdict = check_tls_verification(engine.journal)
     assert not verdict.passed
     assert verdict.property.startswith("TLS1")
@@ -221,7 +211,7 @@ def test_a_client_trusting_the_wrong_ca_is_caught(
         verify=ssl.create_default_context(cafile=str(wrong)), timeout=TIMEOUT
     ) as client:
         assert client.get(_url(proxy, "/pinned")).status_code == 200
-    _settle(engine)
+    settle(engine)
     verdict = check_tls_verification(engine.journal)
     assert not verdict.passed
     assert "untrusted certificate" in verdict.message
@@ -251,7 +241,7 @@ def test_rotation_is_accepted_and_a_pinning_client_is_caught(
     for _ in range(2):
         with requests.Session() as session:  # a new connection: a new certificate
             assert session.get(_url(proxy), verify=CA, timeout=TIMEOUT).status_code == 200
-    _settle(engine)
+    settle(engine)
     verdict = check_tls_verification(engine.journal)
     assert verdict.passed, verdict.report()
     assert not verdict.vacuous
@@ -261,7 +251,7 @@ def test_rotation_is_accepted_and_a_pinning_client_is_caught(
     since = _next_seq(engine)
     pins = [_fingerprint_client(_url(proxy)) for _ in range(3)]
     assert len(set(pins)) == 3, "rotate shows a new certificate on every connection"
-    _settle(engine)
+    settle(engine)
     pinned = engine.journal.events(since=since)
     verdict = check_tls_verification(pinned)
     assert not verdict.passed
@@ -335,7 +325,7 @@ def test_an_mtls_server_refuses_bad_client_certs(
     proxy.add_toxic("tls_cert", stream="upstream", kind=kind)
     with pytest.raises(requests.exceptions.ConnectionError):
         requests.get(_url(proxy), verify=CA, timeout=TIMEOUT)
-    _settle(engine)
+    settle(engine)
     assert mtls_backend.hits == []
     verdict = check_mtls_enforced(engine.journal)
     assert verdict.passed, verdict.report()
@@ -348,7 +338,7 @@ def test_a_server_that_does_not_require_client_certs_is_caught(
     proxy = _intercept(engine, lenient_backend)
     proxy.add_toxic("tls_cert", stream="upstream", kind="none")
     assert requests.get(_url(proxy, "/open"), verify=CA, timeout=TIMEOUT).status_code == 200
-    _settle(engine)
+    settle(engine)
     verdict = check_mtls_enforced(engine.journal)
     assert not verdict.passed
     assert "no client certificate" in verdict.message

@@ -17,7 +17,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Self
+from typing import Any, Self
 
 __all__ = [
     "EchoServer",
@@ -28,6 +28,7 @@ __all__ = [
     "numbered",
     "recv_all",
     "recv_exactly",
+    "settle",
     "wait_for",
 ]
 
@@ -170,3 +171,16 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
         time.sleep(0.005)
+
+
+def settle(engine: Any, timeout: float = 5.0) -> None:
+    """Wait (bounded) until no proxy of ``engine`` is connecting or holding a connection:
+    every handshake, refusal and close has been journaled."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        busy = engine.run(
+            lambda: any(p.connections or p._accepting for p in engine.proxies.values())
+        )
+        if not busy:
+            return
+        time.sleep(0.02)
