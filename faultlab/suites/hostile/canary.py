@@ -58,11 +58,16 @@ def rpc_canary(
 ) -> Callable[[], None]:
     """One call of ``method`` with faultlab's own client on a fresh connection; a result other
     than ``expected`` (when given) is a failure."""
-    from faultlab.rpc.client import connect
+    from faultlab.rpc.base import get_protocol
+
+    wire = get_protocol(protocol)
 
     def call() -> None:
-        with connect(address, protocol=protocol, timeout=timeout, framing=framing) as client:
+        client = wire.connect(address, framing=framing, timeout=timeout)
+        try:
             got = client.call(method, *args)
+        finally:
+            client.close()
         if expected is not None and got != expected:
             raise RuntimeError(f"{method}{args} returned {got!r}, expected {expected!r}")
 

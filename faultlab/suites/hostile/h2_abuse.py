@@ -64,11 +64,26 @@ def _server_said(sock: socket.socket, conn: Any) -> str | None:
     try:
         events = conn.receive_data(data)
     except h2.exceptions.ProtocolError:
-        return "protocol_error"
+        return _raw_answer(data)
     for event in events:
         if isinstance(event, h2.events.ConnectionTerminated):
             return "goaway"
     return None
+
+
+def _raw_answer(data: bytes) -> str:
+    """What the server's frames say, read raw (our own h2 state cannot follow the frames we
+    forged): ``goaway``, ``rst_stream``, else ``answered``."""
+    from faultlab.codecs.framing.h2 import GOAWAY, RST_STREAM
+
+    types, at = set(), 0
+    while at + 9 <= len(data):
+        size = int.from_bytes(data[at : at + 3], "big")
+        types.add(data[at + 3])
+        at += 9 + size
+    if GOAWAY in types:
+        return "goaway"
+    return "rst_stream" if RST_STREAM in types else "answered"
 
 
 def read_answer_from(data: bytes) -> str:
@@ -164,7 +179,7 @@ def _h2_answer(sock: socket.socket, conn: Any, timeout: float) -> str:
     try:
         events = conn.receive_data(data)
     except h2.exceptions.ProtocolError:
-        return "protocol_error"
+        return _raw_answer(data)
     for event in events:
         if isinstance(event, h2.events.ConnectionTerminated):
             return "goaway"
