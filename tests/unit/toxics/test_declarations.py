@@ -237,11 +237,27 @@ def h2_proxy() -> Iterator[ProxyHandle]:
         engine.close()
 
 
+@pytest.fixture(scope="module")
+def tls_proxy() -> Iterator[ProxyHandle]:
+    """A proxy that intercepts TLS (tls_cert acts on its handshakes), never dialled."""
+    engine = ProxyEngine(seed=1, journal=Journal())
+    try:
+        yield engine.create(
+            "declared-tls", upstream="tcp://127.0.0.1:9", framing="http", tls={"mode": "intercept"}
+        )
+    finally:
+        engine.close()
+
+
 @pytest.mark.parametrize(
     "type_name", [t for t in sorted(toxic_types()) if t not in {"noop", "partition"}]
 )
 def test_each_toxic_shrinks_to_its_declared_mildest(
-    type_name: str, proxy: ProxyHandle, http_proxy: ProxyHandle, h2_proxy: ProxyHandle
+    type_name: str,
+    proxy: ProxyHandle,
+    http_proxy: ProxyHandle,
+    h2_proxy: ProxyHandle,
+    tls_proxy: ProxyHandle,
 ) -> None:
     cls: type[Toxic] = get_toxic_class(type_name)
     framing = None if type_name == "slicer" else "length-prefix"
@@ -252,6 +268,8 @@ def test_each_toxic_shrinks_to_its_declared_mildest(
     if type_name in H2_ONLY:  # HTTP/2 streams: a gRPC proxy (goaway: requests, upstream)
         framing, target = "h2", h2_proxy
         streams = ("upstream",) if type_name == "goaway" else streams
+    if type_name == "tls_cert":  # a TLS handshake: an intercepting proxy
+        framing, target = "http", tls_proxy
     spec = find(
         toxics(allow=[type_name], framing=framing, protocol="binrpc", streams=streams),
         lambda s: True,
