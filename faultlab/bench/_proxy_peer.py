@@ -6,7 +6,9 @@ thousands of connections; ``http-echo LISTEN`` answers each HTTP/1.1 request wit
 body; ``stall LISTEN`` accepts connections and never reads
 (the hostile upstream of the stalled-links figure); ``grpc-echo LISTEN`` is a grpcio server
 whose unary ``/bench.Echo/Unary`` and bidirectional ``/bench.Echo/Stream`` return what they
-get. All exit when stdin closes. ``--protocol grpc`` makes the proxy read HTTP/2.
+get; ``tls-echo LISTEN`` is the echo server behind TLS (the cached test CA's certificate).
+All exit when stdin closes. ``--protocol grpc`` makes the proxy read HTTP/2; ``--tls
+intercept`` makes it end and reopen TLS (``--tls passthrough``: relay the records).
 ``--toxic latency:upstream:latency=100`` adds one toxic (type, stream, attributes).
 """
 
@@ -72,7 +74,9 @@ class _Stall(asyncio.Protocol):
         """At most one read before the pause takes effect."""
 
 
-async def _echo(listen: str, protocol: type[asyncio.Protocol] = _Echo) -> None:
+async def _echo(
+    listen: str, protocol: type[asyncio.Protocol] = _Echo, *, tls: bool = False
+) -> None:
     from faultlab.transports import parse_address
 
     parsed = parse_address(to_uri(listen))
@@ -81,7 +85,17 @@ async def _echo(listen: str, protocol: type[asyncio.Protocol] = _Echo) -> None:
         server = await loop.create_unix_server(protocol, parsed.path, backlog=2048)
         print(f"READY unix://{parsed.path}", flush=True)
     else:
-        server = await loop.create_server(protocol, parsed.host, parsed.port, backlog=2048)
+        ssl_context = None
+        if tls:
+            import ssl
+
+            from faultlab.transports.tls import test_ca_files
+
+            ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ssl_context.load_cert_chain(str(test_ca_files()[1]))
+        server = await loop.create_server(
+            protocol, parsed.host, parsed.port, backlog=2048, ssl=ssl_context
+        )
         host, port = server.sockets[0].getsockname()[:2]
         print(f"READY tcp://{host}:{port}", flush=True)
     await loop.run_in_executor(None, _wait_stdin)
@@ -117,7 +131,9 @@ def _wait_stdin() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m faultlab.bench._proxy_peer")
-    parser.add_argument("mode", choices=["proxy", "echo", "http-echo", "stall", "grpc-echo"])
+    parser.add_argument(
+        "mode", choices=["proxy", "echo", "http-echo", "stall", "grpc-echo", "tls-echo"]
+    )
     parser.add_argument("listen")
     parser.add_argument("upstream", nargs="?")
     parser.add_argument("--cpu", type=int)
@@ -125,19 +141,21 @@ def main() -> None:
     parser.add_argument("--framing", default=None, help="the proxy's framing (http: wire journal)")
     parser.add_argument("--protocol", default=None, help="the proxy's protocol (grpc: HTTP/2)")
     parser.add_argument("--toxic", action="append", default=[], help="TYPE:STREAM:k=v,...")
+    parser.add_argument("--tls", default=None, help="the proxy's TLS mode: intercept, passthrough")
     args = parser.parse_args()
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
     if args.mode == "grpc-echo":
         _grpc_echo(args.listen)
         return
-    if args.mode in ("echo", "http-echo", "stall"):
+    if args.mode in ("echo", "http-echo", "stall", "tls-echo"):
         kinds: dict[str, type[asyncio.Protocol]] = {
             "echo": _Echo,
             "http-echo": _HttpEcho,
             "stall": _Stall,
+            "tls-echo": _Echo,
         }
-        serve = _echo(args.listen, kinds[args.mode])
+        serve = _echo(args.listen, kinds[args.mode], tls=args.mode == "tls-echo")
         try:
             import uvloop
 
@@ -153,6 +171,7 @@ def main() -> None:
             record_chunks=not args.no_journal_chunks,
             framing=args.framing,
             protocol=args.protocol,
+            tls={"mode": args.tls} if args.tls else None,
         )
         for spec in args.toxic:
             type_name, stream, _, attrs = (spec + ":").split(":", 3)

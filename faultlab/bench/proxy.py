@@ -10,6 +10,8 @@
   (``protocol="grpc"``, every call journaled) beside the raw relay in the same run (goal: at
   most 1.3x the raw relay's added latency), and bidirectional streaming throughput
   (messages/s) through each vs direct;
+- TLS: added p50 of a 64 B echo over TLS through an intercepting proxy (the proxy ends the
+  client's TLS and opens its own) beside a passthrough proxy (records relayed) in the same run;
 - API: toxic add + remove through the engine facade, p50;
 - stalled links: 100 clients write as fast as they can to an upstream that never
   reads (bare, and behind a ``latency`` toxic): proxy RSS (goal: < 500 MiB, each
@@ -218,6 +220,69 @@ def _interleaved(
     return out
 
 
+def _tls_round_trip(address: str) -> tuple[Callable[[bytes], bytes], socket.socket]:
+    """A TLS client (trusting the lab CA) echoing ``payload`` through ``address``."""
+    import ssl
+
+    from faultlab.transports.tls import test_ca_files
+
+    parsed = transports.parse_address(address)
+    ctx = ssl.create_default_context(cafile=str(test_ca_files()[0]))
+    raw = socket.create_connection((parsed.host or "127.0.0.1", parsed.port or 0), timeout=10)
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock = ctx.wrap_socket(raw, server_hostname="localhost")
+
+    def round_trip(payload: bytes) -> bytes:
+        sock.sendall(payload)
+        got = bytearray()
+        while len(got) < len(payload):
+            chunk = sock.recv(len(payload) - len(got))
+            if not chunk:
+                raise ConnectionError("the TLS echo peer closed the connection")
+            got += chunk
+        return bytes(got)
+
+    return round_trip, sock
+
+
+def _tls_figure(iterations: int, warmup: int, server_cpu: int | None) -> dict[str, Any]:
+    """TLS echo direct, through a passthrough proxy, and through an intercepting one."""
+    children: list[ChildProcess] = []
+    sockets: list[socket.socket] = []
+    try:
+        server = _spawn("tls-echo", "tcp://127.0.0.1:0", cpu=server_cpu)
+        children.append(server)
+        upstream = server.address.removeprefix("tcp://")
+        targets = {"direct": server.address}
+        for label, mode in (("passthrough", "passthrough"), ("intercept", "intercept")):
+            proxy = _spawn(
+                "proxy", "127.0.0.1:0", upstream, cpu=server_cpu,
+                extra=["--no-journal-chunks", "--tls", mode],
+            )  # fmt: skip
+            children.append(proxy)
+            targets[label] = proxy.address
+        round_trips = {}
+        for label, address in targets.items():
+            round_trip, sock = _tls_round_trip(address)
+            sockets.append(sock)
+            round_trips[label] = round_trip
+        figures = _interleaved(round_trips, b"x" * 64, iterations, warmup)
+    finally:
+        for sock in sockets:
+            sock.close()
+        for child in children:
+            child.close()
+    direct = figures["direct"]["p50_us"]
+    added_pass = figures["passthrough"]["p50_us"] - direct
+    added_intercept = figures["intercept"]["p50_us"] - direct
+    return {
+        **figures,
+        "added_passthrough_p50_us": added_pass,
+        "added_intercept_p50_us": added_intercept,
+        "ratio": added_intercept / added_pass if added_pass > 0 else None,
+    }
+
+
 def _grpc_unary(channel: Any) -> Callable[[bytes], bytes]:
     unary = channel.unary_unary("/bench.Echo/Unary")
 
@@ -348,6 +413,8 @@ def run_proxy_bench(
         results["http"] = _http_figure(iterations, warmup, server_cpu)
         say("gRPC: direct, raw relay, HTTP/2-aware relay with the wire journal")
         results["grpc"] = _grpc_figure(iterations, warmup, server_cpu, grpc_stream_messages)
+        say("TLS: direct, passthrough, interception")
+        results["tls"] = _tls_figure(iterations, warmup, server_cpu)
         say("API: toxic add + remove")
         results["api"] = _api_rounds(api_rounds)
         if stalled_links:

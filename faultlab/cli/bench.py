@@ -303,6 +303,16 @@ def run_proxy(args: argparse.Namespace) -> int:
             f"{grpc_figure['h2_relay']['stream_msgs_per_s']:.0f} "
             f"({_fmt(grpc_figure['stream_ratio_h2'], 2)}x)"
         )
+    tls_figure = report.get("tls")
+    if tls_figure:
+        console.print(
+            f"TLS echo 64 B, p50 µs: direct {tls_figure['direct']['p50_us']:.1f}, passthrough "
+            f"{tls_figure['passthrough']['p50_us']:.1f} "
+            f"(+{tls_figure['added_passthrough_p50_us']:.1f}), interception "
+            f"{tls_figure['intercept']['p50_us']:.1f} "
+            f"(+{tls_figure['added_intercept_p50_us']:.1f}): {_fmt(tls_figure['ratio'], 2)}x "
+            "passthrough's added latency (two TLS sessions in the proxy instead of none)"
+        )
     api = report["api"]
     console.print(
         f"toxic add + remove (engine facade): p50 {api['engine_add_remove_p50_us']:.0f} µs"
