@@ -14,6 +14,11 @@ request is incomplete, so a pipelining client is held back by TCP, not buffered 
 A byte-stream peer whose last MAX_BAD_IN_A_ROW messages were all unreadable gets
 their error replies and is then disconnected: it does not speak the protocol.
 
+Connections are bounded: past ``max_connections`` (default MAX_CONNECTIONS) a new
+connection evicts the one that has been quiet longest and is not being answered, so a
+flood of idle or dribbling connections (slowloris) costs a bounded number of threads and
+new clients are still served; ``connections_evicted`` counts them.
+
 A protocol handler that raises anything but a typed error is a faultlab bug: the
 peer gets an internal-error reply, the connection closes, and the error is kept in
 ``internal_errors`` (tests assert it stays empty).
@@ -22,6 +27,7 @@ peer gets an internal-error reply, the connection closes, and the error is kept 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -44,6 +50,8 @@ from faultlab.streams import ByteStream, Listener, MessageStream, Stream
 __all__ = ["RpcServer", "serve"]
 
 IDLE_TIMEOUT = 3600.0
+MAX_CONNECTIONS = 512
+"""Connections served at once; one more evicts the quietest (each costs a thread)."""
 MAX_BAD_IN_A_ROW = 64
 """Unreadable messages in a row after which a byte-stream peer is disconnected."""
 Hook = Callable[[Request, Response], None]
@@ -77,7 +85,12 @@ class RpcServer:
         framing: str | None = None,
         max_message: int = MAX_MESSAGE,
         on_request: Hook | None = None,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
+        if max_connections < 1:
+            raise LocalProtocolError(f"max_connections must be at least 1, got {max_connections}")
+        self.max_connections = max_connections
+        self.connections_evicted = 0
         self.service = service if isinstance(service, Service) else Service(service)
         self.protocol = (
             protocol if isinstance(protocol, RpcProtocol) else get_rpc_protocol(protocol)
@@ -92,7 +105,9 @@ class RpcServer:
         self._lock = threading.Lock()
         self._listener: Listener[Any] = transports.listen(address)
         self.address: str = self._listener.address
-        self._streams: set[Stream] = set()
+        self._streams: dict[Stream, float] = {}
+        """Each open connection and when it was last active (accepted, or answered)."""
+        self._busy: set[Stream] = set()
         self._threads: list[threading.Thread] = []
         self._closed = threading.Event()
         accept = threading.Thread(target=self._accept_loop, name="faultlab-rpc-accept", daemon=True)
@@ -132,7 +147,9 @@ class RpcServer:
                 if self._closed.is_set():
                     stream.close()
                     return
-                self._streams.add(stream)
+                if len(self._streams) >= self.max_connections:
+                    self._evict_quietest()
+                self._streams[stream] = time.monotonic()
                 self._threads = [t for t in self._threads if t.is_alive()]
                 thread = threading.Thread(
                     target=self._serve_connection,
@@ -142,6 +159,24 @@ class RpcServer:
                 )
                 self._threads.append(thread)
             thread.start()
+
+    def _evict_quietest(self) -> None:
+        """Close the connection quiet the longest that is not being answered (lock held)."""
+        idle = [(t, id(s), s) for s, t in self._streams.items() if s not in self._busy]
+        if idle:
+            _, _, victim = min(idle, key=lambda item: item[:2])
+            del self._streams[victim]
+            victim.close()  # its thread's read fails and the thread ends
+            self.connections_evicted += 1
+
+    def _active(self, stream: Stream, busy: bool) -> None:
+        with self._lock:
+            if stream in self._streams:
+                self._streams[stream] = time.monotonic()
+            if busy:
+                self._busy.add(stream)
+            else:
+                self._busy.discard(stream)
 
     def _serve_connection(self, stream: Stream) -> None:
         try:
@@ -155,7 +190,8 @@ class RpcServer:
         finally:
             stream.close()
             with self._lock:
-                self._streams.discard(stream)
+                self._streams.pop(stream, None)
+                self._busy.discard(stream)
 
     def _serve_messages(self, stream: Stream) -> None:
         channel = open_channel(stream, self.framing, max_size=self.max_message)
@@ -179,12 +215,15 @@ class RpcServer:
                 channel.send(self.protocol.error_message(_info(ParseError(str(exc)))))
                 return
             dispatched = False
+            self._active(stream, busy=True)
             try:
                 reply = self.protocol.handle(data, dispatch)
             except Exception as exc:  # a bug in the protocol: answer, then give up
                 self.internal_errors.append(exc)
                 channel.send(self.protocol.error_message(_info(InternalError(type(exc).__name__))))
                 return
+            finally:
+                self._active(stream, busy=False)
             bad_in_a_row = 0 if dispatched or reply is None else bad_in_a_row + 1
             if reply is not None:
                 channel.send_later(reply)  # sent before the channel next waits to read
@@ -206,6 +245,7 @@ class RpcServer:
             if request is None:
                 return
             key = request.headers.get("idempotency-key")
+            self._active(channel.stream, busy=True)
             try:
                 reply = self.protocol.handle_http(
                     request.method, request.target, request.body, self._keyed_dispatch(key)
@@ -215,6 +255,8 @@ class RpcServer:
                 error = self.protocol.error_message(_info(InternalError(type(exc).__name__)))
                 channel.send_error(500, error)
                 return
+            finally:
+                self._active(channel.stream, busy=False)
             channel.send_reply(reply.status, reply.body, reply.headers)
             if channel.must_close:
                 return

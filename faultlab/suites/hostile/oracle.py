@@ -8,8 +8,10 @@
 - **H3 canary success rate**: the share of canary calls made during the attacks that
   succeeded is at least the budget's ``min_success_rate``.
 - **H4 canary p99 within budget**: their 99th percentile latency is at most ``max_p99``.
-- **H5 RSS bounded**: the server's peak RSS during the attacks rose at most
-  ``max_rss_growth`` above the baseline; vacuous when faultlab does not know the process.
+- **H5 RSS bounded**: the server's peak RSS during the attacks (sampled, over its process
+  and children, and the process's own high-water mark ``VmHWM``, so a short peak between
+  samples counts) rose at most ``max_rss_growth`` above the baseline; vacuous when
+  faultlab does not know the process.
 """
 
 from __future__ import annotations
@@ -189,16 +191,24 @@ def _rss(run: list[dict[str, Any]], budget: HostileBudget, pid: Any) -> Verdict:
         )
         return check.verdict()
     before = [e for e in samples if e["t"] < window[0]] or samples[:1]
-    during = [e for e in samples if e["t"] >= window[0]]
+    during = [e for e in samples if e["t"] >= window[0]] or before
     baseline = max(int(e["rss"]) for e in before)
-    peak = max(during or before, key=lambda e: int(e["rss"]))
+    peak = max(during, key=lambda e: int(e["rss"]))
     growth = int(peak["rss"]) - baseline
+    # a peak between two samples is still in the kernel's high-water mark (VmHWM), when it
+    # rose above every earlier peak of the process
+    hwm_before = max(int(e.get("hwm") or 0) for e in before)
+    last = during[-1]
+    if int(last.get("hwm") or 0) > hwm_before:
+        main_before = max(int(e.get("main") or 0) for e in before)
+        if int(last["hwm"]) - main_before > growth:
+            growth, peak = int(last["hwm"]) - main_before, last
     check.checked = len(during)
     mib = 1024 * 1024
     if growth > budget.max_rss_growth:
         check.fail(
             f"server RSS grew {growth / mib:.1f} MiB during the attacks "
-            f"({baseline / mib:.1f} -> {int(peak['rss']) / mib:.1f} MiB), over the budget's "
+            f"({baseline / mib:.1f} MiB before), over the budget's "
             f"{budget.max_rss_growth / mib:.0f} MiB",
             [before[-1], peak],
             growth=growth,

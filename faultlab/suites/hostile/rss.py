@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["RssSampler", "process_tree", "rss_bytes"]
+__all__ = ["RssSampler", "process_tree", "rss_bytes", "status_bytes"]
 
 
 def _children(pid: int) -> list[int]:
@@ -34,14 +34,20 @@ def process_tree(pid: int) -> list[int]:
     return seen
 
 
-def _vmrss(pid: int) -> int | None:
+def status_bytes(pid: int, field: str = "VmRSS") -> int | None:
+    """A ``/proc/<pid>/status`` size field in bytes (``VmRSS``, ``VmHWM``: the peak RSS the
+    kernel kept, which no sampling interval can miss); ``None`` if ``pid`` is gone."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         return None
     return 0  # a zombie has no VmRSS line
+
+
+def _vmrss(pid: int) -> int | None:
+    return status_bytes(pid, "VmRSS")
 
 
 def rss_bytes(pid: int) -> int | None:
@@ -53,13 +59,14 @@ def rss_bytes(pid: int) -> int | None:
 
 
 class RssSampler:
-    """Samples :func:`rss_bytes` every ``interval`` seconds in a thread until stopped."""
+    """Samples :func:`rss_bytes` every ``interval`` seconds in a thread until stopped;
+    ``on_sample(time, tree_rss, process_rss, process_peak_rss)`` sees each sample."""
 
     def __init__(
         self,
         pid: int,
         interval: float = 0.05,
-        on_sample: Callable[[float, int], None] | None = None,
+        on_sample: Callable[[float, int, int, int], None] | None = None,
     ) -> None:
         self.pid = pid
         self.on_sample = on_sample
@@ -75,7 +82,8 @@ class RssSampler:
                 now = time.monotonic()
                 self.samples.append((now, value))
                 if self.on_sample is not None:
-                    self.on_sample(now, value)
+                    main = status_bytes(self.pid) or 0
+                    self.on_sample(now, value, main, status_bytes(self.pid, "VmHWM") or main)
             self._stop.wait(self.interval)
 
     def start(self) -> RssSampler:

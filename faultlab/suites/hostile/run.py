@@ -160,8 +160,8 @@ def run_hostile(
             error=call.error or None,
         )
 
-    def on_rss(when: float, value: int) -> None:
-        rec.record(ev.HOSTILE_RSS, at=when, run=run_id, pid=pid, rss=value)
+    def on_rss(when: float, value: int, main: int, hwm: int) -> None:
+        rec.record(ev.HOSTILE_RSS, at=when, run=run_id, pid=pid, rss=value, main=main, hwm=hwm)
 
     ctx = AttackContext(endpoint, wire, limits, rng=_rng(seed), seed=seed)
     sampler = RssSampler(pid, on_sample=on_rss) if pid is not None else None
