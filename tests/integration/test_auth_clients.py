@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Generator, Iterator
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -281,3 +282,68 @@ def test_bearer_tokens_in_clear_text_are_flagged(pair: Pair) -> None:
     assert len(tokens) == 2
     text = verdict.report() + repr(events)
     assert not any(token in text for token in tokens)  # never journaled, never reported
+
+
+# ---- the same client inside TLS: A4 holds ------------------------------------------------------
+@pytest.fixture
+def https_service() -> Iterator[str]:
+    """The auth service's handler behind ``ssl`` (the lab's test CA), in a thread."""
+    import ssl
+    import threading
+
+    from faultlab.transports import tls as tls_transport
+    from tests.integration.auth_service import Handler
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(tls_transport.test_ca_files()[1]))
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def get_request(self) -> tuple[Any, Any]:
+            sock, addr = self.socket.accept()
+            sock.settimeout(TIMEOUT)
+            return ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+
+    server = Server(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.daemon = True
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join(TIMEOUT)
+
+
+def test_inside_an_intercepting_tls_proxy_the_refresh_client_passes_a4(https_service: str) -> None:
+    """auth_error acts on requests read inside TLS, each journaled with ``tls: true``: the
+    correct client passes every property under the default policy (TLS required)."""
+    import ssl
+
+    from faultlab.journal import Journal
+    from faultlab.proxy import ProxyEngine
+    from faultlab.transports import tls as tls_transport
+    from tests.integration.toxic_helpers import settle
+
+    with ProxyEngine(journal=Journal(), seed=7) as engine:
+        proxy = engine.create(
+            "api", upstream=https_service, framing="http", tls={"mode": "intercept"}
+        )
+        proxy.add_toxic("auth_error", stream="upstream", match_path="/items/*", nth=2)
+        base = f"https://localhost:{proxy.listen.rsplit(':', 1)[1]}"
+        trust = ssl.create_default_context(cafile=str(tls_transport.test_ca_files()[0]))
+        auth = RefreshingAuth(f"{base}/token")
+        with httpx.Client(base_url=base, auth=auth, verify=trust, timeout=TIMEOUT) as http:
+            got = [http.get(f"/items/{n}").json() for n in (1, 2, 3)]
+        settle(engine)
+        events = engine.journal.events()
+    assert got == [{"id": "1"}, {"id": "2"}, {"id": "3"}]
+    carried = [e for e in events if e["kind"] == "wire_request" and e.get("credential")]
+    assert len(carried) == 4  # items 1, 2 (rejected), 2 again, 3
+    assert all(e.get("tls") is True for e in carried)
+    verdict = check_auth(events)
+    assert verdict.passed, verdict.report()
+    assert not verdict.vacuous
+    checks = {c.property: c for c in verdict.checks}
+    assert not checks[A4].vacuous
+    assert "all in TLS" in checks[A4].message
