@@ -31,6 +31,7 @@ from faultlab.lab.backends.command import AddressServer, CommandServer
 from faultlab.lab.client import CallRecord, InstrumentedClient, logical_call
 from faultlab.lab.services import Address, Command, Image
 from faultlab.proxy.engine import ProxyEngine, ProxyHandle
+from faultlab.proxy.tlsintercept import TlsSettings, TlsSettingsError
 from faultlab.rpc.base import get_protocol
 from faultlab.rpc.errors import MethodNotFound, RpcError
 
@@ -81,11 +82,13 @@ def _http_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def _proxy_framing(protocol: str, transport: str, framing: str | None) -> str | None:
+def _proxy_framing(
+    protocol: str, transport: str, framing: str | None, *, intercept: bool = False
+) -> str | None:
     """The framing the proxy decodes for frame-aware toxics (None: raw bytes)."""
     if transports.get(transport).capabilities.kind == "message":
         return None
-    if transport == "tls":  # the proxy passes TLS through: it sees records, not frames
+    if transport == "tls" and not intercept:  # passed through: records, not frames
         return None
     if protocol == HTTP:  # a plain HTTP black box: whole HTTP messages
         return "http"
@@ -96,13 +99,18 @@ def _proxy_framing(protocol: str, transport: str, framing: str | None) -> str | 
     return chosen if chosen in PROXY_FRAMINGS else None
 
 
-def _framing_reason(protocol: str, transport: str, framing: str) -> str | None:
+def _framing_reason(
+    protocol: str, transport: str, framing: str, *, intercept: bool = False
+) -> str | None:
     """Why a proxy with ``framing`` could not cut this protocol's traffic (a refusal when
     the pair is made, never a hang at the first call), or ``None``."""
     if transports.get(transport).capabilities.kind == "message":
         return "a message transport carries whole messages already: no framing applies"
-    if transport == "tls":
-        return "the proxy passes TLS through and sees encrypted records, not frames"
+    if transport == "tls" and not intercept:
+        return (
+            "the proxy passes TLS through and sees encrypted records, not frames "
+            '(tls="intercept" reads inside TLS)'
+        )
     if protocol == HTTP:
         return None if framing == "http" else "a plain HTTP service is framed with 'http'"
     if framing not in PROXY_FRAMINGS:
@@ -159,8 +167,11 @@ class Pair:
 
     @property
     def url(self) -> str:
-        """``http://host:port`` of the proxy: where a user's own HTTP client points."""
-        return _http_url(*self._proxy_host_port())
+        """``http://host:port`` of the proxy (``https://`` when it intercepts TLS): where a
+        user's own HTTP client points."""
+        url = _http_url(*self._proxy_host_port())
+        tls = self.proxy.info().get("tls") or {}
+        return "https" + url[4:] if tls.get("mode") == "intercept" else url
 
     @property
     def server_url(self) -> str:
@@ -364,6 +375,7 @@ class Lab:
         client_timeout: float | None = None,
         options: dict[str, Any] | None = None,
         proxy_framing: str | None = "auto",
+        tls: str | dict[str, Any] | None = None,
     ) -> Pair:
         """Start a server, a proxy in front of it and a client through the proxy.
 
@@ -379,6 +391,11 @@ class Lab:
         Docker backend), over tcp; the pair is ready when its declared check passes.
         ``protocol="http"`` is a plain HTTP service: no faultlab client, point your own at
         :attr:`Pair.url`.
+
+        ``tls="intercept"`` (or the proxy API's ``{"mode": "intercept", ...}``) makes the proxy
+        end the client's TLS with a lab certificate and open its own to the server, so frames,
+        wire events and ``tls_cert`` faults work over TLS: over ``transport="tls"``, or over tcp
+        for a black box that serves TLS itself (then :attr:`Pair.url` is ``https://``).
         """
         name = f"pair{next(self._names)}"
         scheme = transport.split("://", 1)[0]
@@ -391,8 +408,18 @@ class Lab:
         reason = incompatibility(protocol, scheme)
         if reason is not None:
             raise BackendError(f"cannot pair {protocol} with {scheme}: {reason}")
+        try:
+            tls_settings = TlsSettings.parse(tls)
+        except TlsSettingsError as exc:
+            raise BackendError(str(exc)) from None
+        intercept = tls_settings is not None and tls_settings.intercept
+        if intercept and not (scheme == "tls" or (black_box and scheme == "tcp")):
+            raise BackendError(
+                f'tls="intercept" needs a TLS server: transport="tls", or a black box serving '
+                f"TLS over tcp (not {scheme})"
+            )
         if proxy_framing not in ("auto", None):
-            reason = _framing_reason(protocol, scheme, proxy_framing)
+            reason = _framing_reason(protocol, scheme, proxy_framing, intercept=intercept)
             if reason is not None:
                 raise BackendError(
                     f"proxy_framing={proxy_framing!r} cannot decode {protocol} over {scheme}: "
@@ -430,10 +457,11 @@ class Lab:
                 upstream=server.address,
                 protocol=None if protocol == HTTP else protocol,
                 framing=(
-                    _proxy_framing(protocol, scheme, framing)
+                    _proxy_framing(protocol, scheme, framing, intercept=intercept)
                     if proxy_framing == "auto"
                     else proxy_framing
                 ),
+                tls=tls_settings,
             )
             pair = Pair(
                 self,

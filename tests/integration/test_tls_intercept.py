@@ -356,3 +356,61 @@ def test_the_lab_ca_is_the_one_the_proxy_signs_with(
     with socket.create_connection((host, port), timeout=TIMEOUT) as raw:
         with ctx.wrap_socket(raw, server_hostname=host) as tls:
             assert tls.version() in ("TLSv1.2", "TLSv1.3")
+
+
+# ---- pairs: faultlab's own TLS service, and a FastAPI service serving HTTPS itself ------------
+def test_a_tls_pair_intercepts_and_faults_per_request() -> None:
+    from faultlab.lab.pair import Lab
+    from faultlab.rpc.errors import RpcError
+
+    with Lab(seed=3) as lab:
+        pair = lab.pair(
+            "faultlab.examples.calc:Calc", protocol="jsonrpc", transport="tls", tls="intercept"
+        )
+        assert pair.client.add(1, 2) == 3
+        pair.proxy.add_toxic("rpc_error", stream="upstream", kind="unavailable", nth=1)
+        with pytest.raises(RpcError):
+            pair.client.add(1, 3)
+        assert pair.client.add(2, 2) == 4
+        requests_seen = [e for e in pair.events() if e["kind"] == "wire_request"]
+        assert len(requests_seen) == 3
+        assert all(e.get("tls") is True for e in requests_seen)
+
+
+def test_a_pair_refuses_interception_without_tls() -> None:
+    from faultlab.lab.backends.base import BackendError
+    from faultlab.lab.pair import Lab
+
+    with Lab(seed=3) as lab, pytest.raises(BackendError, match="needs a TLS server"):
+        lab.pair("faultlab.examples.calc:Calc", protocol="jsonrpc", tls="intercept")
+
+
+def test_fastapi_serving_https_as_a_command(tmp_path: Path) -> None:
+    """An unmodified FastAPI app under uvicorn with its own TLS; requests through pair.url."""
+    import sys
+
+    import faultlab
+    from faultlab.lab.pair import Lab
+
+    pem = str(tls_transport.test_ca_files()[1])  # key and chain in one file
+    argv = [sys.executable, "-m", "uvicorn", "tests.blackbox.services.fastapi_app:app"]
+    argv += ["--host", "{host}", "--port", "{port}", "--no-access-log", "--log-level", "warning"]
+    argv += ["--ssl-certfile", pem, "--ssl-keyfile", pem]
+    repo = Path(__file__).resolve().parents[2]
+    service = faultlab.Command(argv, cwd=str(repo), ready=faultlab.ready.tcp())
+    with Lab(seed=4) as lab:
+        pair = lab.pair(service, protocol="http", tls="intercept")
+        assert pair.url.startswith("https://")
+        url = pair.url.replace("127.0.0.1", "localhost")
+        with requests.Session() as session:
+            item = session.get(f"{url}/items/1", verify=CA, timeout=TIMEOUT).json()
+        assert item == {"id": 1, "name": "item-1"}
+        pair.proxy.add_toxic("tls_cert", stream="downstream", kind="wrong_host")
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.get(f"{url}/items/2", verify=CA, timeout=TIMEOUT)
+        settle(lab.engine)
+        verdict = check_tls_verification(pair.events())
+        assert verdict.passed, verdict.report()
+        assert not verdict.vacuous
+        targets = [e["target"] for e in pair.events() if e["kind"] == "wire_request"]
+        assert targets == ["/items/1"]
