@@ -118,6 +118,15 @@ def tls_checks(
         if hs is None or hs.get("cert") in (None, *GOOD_CERTS):
             continue
         cert = str(hs["cert"])
+        if hs.get("proxy_error"):  # nothing was shown: no client decided anything
+            (rotate if cert in accepted else refuse).fail(
+                f"{_what(hs)}: the proxy could not present the {cert} certificate "
+                f"({hs.get('error')}), so this connection tested nothing",
+                conn.events,
+                connection=hs.get("connection"),
+                cert=cert,
+            )
+            continue
         sent = _sent(conn, "client_app_bytes", conn.requests) if hs.get("ok") else 0
         if cert in accepted:
             rotate.checked += 1
@@ -182,6 +191,15 @@ def check_mtls_enforced(
             continue
         cert = str(hs["client_cert"])
         check.checked += 1
+        if hs.get("proxy_error"):
+            check.fail(
+                f"connection {hs.get('connection')}: the proxy could not present "
+                f"{_client_cert(cert)} ({hs.get('error')}), so this connection tested nothing",
+                conn.events,
+                connection=hs.get("connection"),
+                client_cert=cert,
+            )
+            continue
         if not hs.get("ok"):
             continue  # refused in the handshake (TLS 1.2)
         answered = _sent(conn, "server_app_bytes", conn.responses)

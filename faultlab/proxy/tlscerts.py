@@ -201,7 +201,7 @@ class CertFactory:
     def _weak(self, names: tuple[str, ...]) -> Issued:
         """A 1024-bit RSA key (80 bits of security), signed by the lab CA: trusted, but under
         the 112 bits OpenSSL's security level 2 demands (Python's default since 3.10), so a
-        client that keeps its defaults refuses it ("ee key too small")."""
+        client that keeps its defaults refuses it ("EE certificate key too weak")."""
         from cryptography import x509
         from cryptography.hazmat.primitives import hashes, serialization
         from cryptography.hazmat.primitives.asymmetric import rsa
@@ -215,7 +215,7 @@ class CertFactory:
             key,
             issuer_name=ca_cert.subject,
             issuer_key=ca_key,
-            algorithm=hashes.SHA1(),
+            algorithm=hashes.SHA256(),
             not_before=now - dt.timedelta(hours=1),
             not_after=now + dt.timedelta(days=30),
         )

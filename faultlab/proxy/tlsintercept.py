@@ -323,12 +323,19 @@ async def intercept(
     try:
         up = TlsEndpoint(server, server_side=False)
         client_kind = choose_cert(proxy, ordinal, "upstream")
+        target = {"server_name": upstream_name, "client_cert": client_kind}
         try:
             ctx = interceptor.upstream_side(hello.alpn, client_kind)
+        except Exception as exc:  # the proxy's own failure: the upstream saw nothing
+            failed("upstream", exc, proxy_error=True, **target)
+            up.reset()
+            down.reset()
+            return None
+        try:
             up.begin(ctx, server_hostname=upstream_name)
             await _wait(up.handshake)
-        except Exception as exc:  # a TLS refusal, a timeout, a context the proxy could not make
-            failed("upstream", exc, server_name=upstream_name, client_cert=client_kind)
+        except Exception as exc:  # the upstream's refusal (or ours of its certificate)
+            failed("upstream", exc, **target)
             up.close()
             down.close()
             return None
@@ -339,18 +346,24 @@ async def intercept(
             connection=ordinal,
             side="upstream",
             ok=True,
-            server_name=upstream_name,
-            client_cert=client_kind,
+            **target,
             **up_fields,
         )
         kind = choose_cert(proxy, ordinal, "downstream")
         names = _names(hello, client)
+        shown = {"cert": kind, "sni": hello.server_name, "offered": list(hello.alpn)}
         try:
             ctx = interceptor.client_side(kind, names, up_fields.get("alpn"))
+        except Exception as exc:  # the proxy's own failure: no certificate was shown at all
+            failed("client", exc, proxy_error=True, **shown)
+            up.close()
+            down.reset()
+            return None
+        try:
             down.begin(ctx)
             await _wait(down.handshake)
-        except Exception as exc:  # the client's refusal, a timeout, a certificate not made
-            failed("client", exc, cert=kind, sni=hello.server_name, offered=list(hello.alpn))
+        except Exception as exc:  # the client's refusal, or a timeout
+            failed("client", exc, **shown)
             up.close()
             down.close()
             return None
@@ -360,9 +373,7 @@ async def intercept(
             connection=ordinal,
             side="client",
             ok=True,
-            cert=kind,
-            sni=hello.server_name,
-            offered=list(hello.alpn),
+            **shown,
             **_handshake_fields(down),
         )
     except BaseException:  # cancelled (the proxy stops): nothing is left open

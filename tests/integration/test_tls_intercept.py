@@ -177,6 +177,7 @@ def test_every_bad_certificate_is_refused_by_verifying_clients(
     ]
     assert len(refused) == 2
     assert all(e["cert"] == kind for e in refused)
+    assert not any(e.get("proxy_error") for e in refused), refused  # the clients refused it
     verdict = check_tls_verification(engine.journal)
     assert verdict.passed, verdict.report()
     assert not verdict.vacuous
