@@ -373,6 +373,7 @@ def render_html(model: RunModel) -> str:
 
         created = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(model.journal.created))
     from faultlab.journal.schema import SCHEMA
+    from faultlab.reports.hostile import hostile_runs_view
 
     return template.render(
         model=model,
@@ -387,6 +388,7 @@ def render_html(model: RunModel) -> str:
         call_colors=CALL_COLORS,
         max_calls=MAX_CALL_ROWS,
         latency_plot=latency_svg(model),
+        hostile=hostile_runs_view(model.journal.events),
         latency_rows=_latency_rows(model),
         max_latency_cells=MAX_LATENCY_CELLS,
         failing=failing,
