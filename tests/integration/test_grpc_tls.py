@@ -20,11 +20,15 @@ from faultlab.examples.protos import calc_v1_pb2, calc_v1_pb2_grpc  # noqa: E402
 from faultlab.journal import Journal  # noqa: E402
 from faultlab.oracles import check_tls_verification  # noqa: E402
 from faultlab.proxy import ProxyEngine, ProxyHandle  # noqa: E402
+from faultlab.proxy.tlscerts import CERT_FAULTS  # noqa: E402
 from faultlab.transports import tls as tls_transport  # noqa: E402
 from tests.integration.toxic_helpers import settle  # noqa: E402
 
 pytestmark = pytest.mark.timeout(90)
 CALL_TIMEOUT = 10.0
+REFUSED_KINDS = tuple(k for k in CERT_FAULTS if k not in ("rotate", "weak"))
+"""What grpc-core refuses; ``weak`` (a 1024-bit RSA key) it accepts: BoringSSL sets no minimum
+key size, unlike OpenSSL's security level 2 (Python's ``ssl``, requests, httpx)."""
 
 
 class Adder(calc_v1_pb2_grpc.CalcServicer):  # type: ignore[misc]
@@ -111,7 +115,7 @@ def test_a_grpc_status_fault_acts_inside_tls(
     assert adder.calls == 2  # the proxy answered the second call inside the client's TLS
 
 
-@pytest.mark.parametrize("kind", ["untrusted", "expired", "wrong_host", "missing_intermediate"])
+@pytest.mark.parametrize("kind", REFUSED_KINDS)
 def test_grpc_core_refuses_a_bad_certificate(
     engine: ProxyEngine, server: tuple[Adder, int], kind: str
 ) -> None:
@@ -126,3 +130,21 @@ def test_grpc_core_refuses_a_bad_certificate(
     verdict = check_tls_verification(engine.journal)
     assert verdict.passed, verdict.report()
     assert not verdict.vacuous
+
+
+def test_grpc_core_accepts_a_weak_key_and_tls1_says_so(
+    engine: ProxyEngine, server: tuple[Adder, int]
+) -> None:
+    """A finding, not a wish: grpc-core completes the handshake with a 1024-bit RSA server key
+    and sends the call. TLS1 reports it, naming the call it sent."""
+    adder, port = server
+    proxy = _proxy(engine, port)
+    proxy.add_toxic("tls_cert", stream="downstream", kind="weak")
+    channel, stub = _stub(proxy)
+    with channel:
+        assert _add(stub, 1) == 2
+    settle(engine)
+    assert adder.calls == 1
+    verdict = check_tls_verification(engine.journal)
+    assert not verdict.passed
+    assert "accepted a weak certificate" in verdict.message
