@@ -415,3 +415,73 @@ def test_fastapi_serving_https_as_a_command(tmp_path: Path) -> None:
         assert not verdict.vacuous
         targets = [e["target"] for e in pair.events() if e["kind"] == "wire_request"]
         assert targets == ["/items/1"]
+
+
+# ---- hostile and silent clients: nothing hangs, nothing leaks --------------------------------
+def test_a_silent_client_is_timed_out(
+    engine: ProxyEngine, backend: HttpsBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from faultlab.proxy import tlsintercept
+
+    monkeypatch.setattr(tlsintercept, "HANDSHAKE_TIMEOUT", 0.3)
+    proxy = _intercept(engine, backend)
+    port = int(proxy.listen.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+        sock.sendall(b"\x16\x03\x01\x02")  # the start of a record header, then nothing
+        assert sock.recv(100) == b""  # the proxy closed it
+    settle(engine)
+    [event] = engine.journal.events(kinds=["tls_handshake"])
+    assert event["error"] == "timed out"
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [
+        b"\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00",  # a ClientHello with an empty body
+        b"\x16\x03\x01\x00\x30" + bytes(48),  # a record of zeros
+        b"\x16\x03\x03" + b"\xff\xff" + b"\x01" * 64,  # a record longer than what follows
+        bytes(range(256)) * 4,
+    ],
+)
+def test_junk_is_refused_and_the_proxy_serves_on(
+    engine: ProxyEngine, backend: HttpsBackend, junk: bytes
+) -> None:
+    proxy = _intercept(engine, backend)
+    port = int(proxy.listen.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+        sock.sendall(junk)
+        sock.shutdown(socket.SHUT_WR)  # a client that sent everything it had
+        while sock.recv(4096):
+            pass  # until the proxy closes: it must, within the test's timeout
+    settle(engine)
+    [event] = engine.journal.events(kinds=["tls_handshake"])
+    assert event["ok"] is False
+    assert event["error"]
+    assert requests.get(_url(proxy), verify=CA, timeout=TIMEOUT).status_code == 200
+
+
+def _open_fds() -> int:
+    import os
+
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_many_connections_leave_nothing_behind(engine: ProxyEngine, backend: HttpsBackend) -> None:
+    proxy = _intercept(engine, backend)
+    requests.get(_url(proxy), verify=CA, timeout=TIMEOUT)  # contexts and CA loaded once
+    settle(engine)
+    before = _open_fds()
+    runtime = tls_transport.test_ca_files()[0].parent
+    proxy.add_toxic("tls_cert", stream="downstream", kind="rotate", toxicity=0.5)
+    for i in range(30):
+        with requests.Session() as session:
+            assert session.get(_url(proxy, f"/{i}"), verify=CA, timeout=TIMEOUT).ok
+    proxy.remove_toxic("tls_cert_downstream")
+    proxy.add_toxic("tls_cert", stream="downstream", kind="expired")
+    for _ in range(20):
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.get(_url(proxy), verify=CA, timeout=TIMEOUT)
+    settle(engine)
+    assert engine.run(lambda: len(engine.get("tls").connections)) == 0
+    assert _open_fds() <= before
+    assert not list(runtime.glob(".chain-*")), "no certificate file outlives its load"
