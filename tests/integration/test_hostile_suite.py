@@ -135,8 +135,35 @@ def test_weak_server_is_caught(lab: faultlab.Lab) -> None:
     assert not checks[H5].passed, checks[H5].report()
     assert "MiB" in checks[H5].message
     assert "over the budget" in checks[H5].message
-    assert not checks[H2].passed and "http_200" in checks[H2].message, checks[H2].report()
+    assert not checks[H2].passed, checks[H2].report()
+    assert "http_200" in checks[H2].message
     assert checks[H1].passed, "the weak server is slow to die, not dead"
+
+
+def test_a_thread_per_connection_without_bound_is_caught(lab: faultlab.Lab) -> None:
+    """Each connection costs the weak server a thread and a 256 KiB buffer, without bound:
+    the flood alone grows its RSS past the budget. faultlab's own server, bounded, does not
+    (test_rpc_server_bounds_its_connections)."""
+    argv = [sys.executable, "-m", "tests.hostile.weak_server", "--port", "{port}"]
+    command = faultlab.Command(
+        [*argv, "--conn-buffer-kib", "256"], ready=faultlab.ready.http("/health")
+    )
+    pair = lab.pair(command, protocol="http")
+    try:
+        result = run_hostile(
+            pair.server_url,
+            protocol="http",
+            canary=http_canary(f"{pair.server_url}/health"),
+            budget=BUDGET,
+            pid=pair.server.pid,
+            attacks=["flood"],
+            limits=HostileLimits(flood_connections=400),
+            log=QUIET,
+        )
+    finally:
+        pair.close()
+    h5 = _by_property(check_hostile(result))[H5]
+    assert not h5.passed, h5.report()
 
 
 def test_a_crashing_server_fails_h1_and_h3() -> None:

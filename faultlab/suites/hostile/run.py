@@ -72,8 +72,9 @@ class _Recorder:
 
 @dataclass
 class HostileResult:
-    """One run: what was attacked, and its journal events (what :func:`check_hostile`
-    and the report read)."""
+    """One run: what was attacked (``target``, ``protocol``, ``seed``, the server's ``pid``
+    when known), the ``budget`` it is judged against by default, and the run's journal
+    events (what :func:`check_hostile` and the report read)."""
 
     run: str
     target: str
@@ -92,7 +93,7 @@ class HostileResult:
         ]
 
 
-def _choose(attacks: Iterable[str] | None, wire_kind: str) -> list[Attack]:
+def _choose(attacks: Iterable[str] | None) -> list[Attack]:
     if attacks is None:
         return list(ATTACKS.values())
     chosen = []
@@ -129,7 +130,7 @@ def run_hostile(
     :class:`~faultlab.journal.Journal`, e.g. ``lab.journal``) or a private one."""
     endpoint = parse_target(target, allow_remote=allow_remote)
     wire = wire_for(protocol, framing=framing, path=path)
-    chosen = _choose(attacks, wire.kind)
+    chosen = _choose(attacks)
     budget = budget or HostileBudget()
     limits = limits or HostileLimits()
     rec = _Recorder(journal)

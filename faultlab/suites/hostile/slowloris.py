@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import time
 
-from faultlab.suites.hostile._net import HELD, peer_gone, send_all
+from faultlab.suites.hostile._net import HELD, peer_gone, read_answer, send_all
 from faultlab.suites.hostile.base import Attack, AttackContext, AttackReport
 
 __all__ = ["SLOWLORIS"]
@@ -57,6 +57,8 @@ def run(ctx: AttackContext) -> AttackReport:
                 if gone is None and send_all(sock, piece, 0.2) is None:
                     report.counts["bytes_dribbled"] += len(piece)
                     continue
+                if gone == "answered":  # a 408, say: read which
+                    gone = read_answer(sock, 0.2, http=ctx.wire.http)
                 report.answer(gone or "close", "headers dribbled")
                 live.remove(sock)
                 socks.discard(sock)
