@@ -254,6 +254,34 @@ def test_every_socket_closed_and_every_thread_joined() -> None:
     assert result.attacks(), "the attacks ran"
 
 
+def test_an_interrupted_run_leaves_nothing_behind() -> None:
+    """Ctrl-C between two attacks (here: raised by the progress log) stops the canary and
+    the sampler and closes every socket before the interrupt propagates."""
+    said: list[str] = []
+
+    def interrupt_after_first_attack(text: str) -> None:
+        said.append(text)
+        if len(said) == 2:
+            raise KeyboardInterrupt
+
+    before_fds = len(os.listdir("/proc/self/fd"))
+    with RpcServer(Calc(), protocol="jsonrpc") as server:
+        with pytest.raises(KeyboardInterrupt):
+            run_hostile(
+                server.address,
+                protocol="jsonrpc",
+                canary=rpc_canary(server.address, "jsonrpc", "add", 2, 3, expected=5),
+                pid=os.getpid(),  # this process: the RSS sampler runs too
+                attacks=["flood", "slowloris"],
+                limits=HostileLimits(baseline=0.1),
+                log=interrupt_after_first_attack,
+            )
+    assert said[1].startswith("  flood")
+    names = {t.name for t in threading.enumerate()}
+    assert not names & {"faultlab-canary", "faultlab-hostile-rss"}
+    assert len(os.listdir("/proc/self/fd")) <= before_fds + 2
+
+
 def test_non_loopback_targets_are_refused() -> None:
     with pytest.raises(NotLoopback, match="not a loopback address"):
         run_hostile("10.1.2.3:80", protocol="http", canary=lambda: None, log=QUIET)
