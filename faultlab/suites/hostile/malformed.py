@@ -1,6 +1,8 @@
 """Malformed input: well-formed requests drawn from the codec's strategy, then broken.
 
-Values come from the protocol codec's Hypothesis strategy (``faultlab.strategies.values``),
+A few classic inputs first (nesting far past any recursion limit; XML entity expansion;
+over HTTP, broken request heads). Then values from the protocol codec's Hypothesis
+strategy (``faultlab.strategies.values``),
 drawn with the run's seed; each is encoded as a real request, then one seeded mutation
 breaks it (truncated, bytes flipped, garbage spliced in, a lying length prefix, a bad HTTP
 head). Each goes on its own connection, the write side is closed, and the answer is read:
@@ -82,12 +84,55 @@ _BAD_HEADS = (
 )
 
 
+DEPTH = 100_000
+"""How deep the nesting input goes: far past any recursive parser's stack."""
+
+
+def classic_inputs(wire: Wire) -> list[tuple[str, bytes]]:
+    """Inputs every parser of the codec has met in the wild: nesting far past the recursion
+    limit, and (XML) entity expansion. Each is a well-framed request."""
+    codec = wire.codec()
+    if codec == "xmlrpc":
+        entities = b"".join(
+            b'<!ENTITY %c "%s">' % (98 + i, b"&%c;" % (97 + i) * 10) for i in range(9)
+        )
+        laughs = (
+            b'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa">' + entities + b"]>"
+            b"<methodCall><methodName>echo</methodName><params><param><value><string>&j;"
+            b"</string></value></param></params></methodCall>"
+        )
+        deep = (
+            b"<methodCall><methodName>echo</methodName><params><param>"
+            + b"<value><array><data>" * (DEPTH // 5)
+            + b"</data></array></value>" * (DEPTH // 5)
+            + b"</param></params></methodCall>"
+        )
+        payloads = [("entity expansion (billion laughs)", laughs), ("nested arrays", deep)]
+    elif codec == "msgpack":
+        body = wire.body([None])  # a real request whose one parameter becomes a deep array
+        at = body.rfind(b"\x91\xc0")
+        nested = b"\x91" * DEPTH + b"\xc0"
+        payloads = (
+            [("nested arrays", body[:at] + b"\x91" + nested + body[at + 2 :])] if at >= 0 else []
+        )
+    else:
+        payloads = [("nested arrays", b"[" * DEPTH + b"]" * DEPTH)]
+        if wire.protocol != "rest" and wire.protocol not in ("http", "https"):
+            head = b'{"jsonrpc": "2.0", "id": 1, "method": "echo", "params": ['
+            payloads = [("nested arrays", head + b"[" * DEPTH + b"]" * DEPTH + b"]}")]
+    return [
+        (f"{what}, {len(data)} bytes", wire.http_request(data) if wire.http else wire.frame(data))
+        for what, data in payloads
+    ]
+
+
 def malformed_inputs(wire: Wire, count: int, seed: int) -> list[tuple[str, bytes]]:
-    """``count`` broken inputs for ``wire`` (description, bytes), the same for one seed."""
+    """``count`` broken inputs for ``wire`` (description, bytes), the same for one seed: a
+    few classic ones (:func:`classic_inputs`, bad HTTP heads), the rest drawn and broken."""
     from faultlab import _seed
 
     rng = _seed.derive(seed, "hostile", "malformed", wire.protocol)
-    out: list[tuple[str, bytes]] = []
+    out: list[tuple[str, bytes]] = classic_inputs(wire)[: max(0, count // 4)]
     if wire.http:
         out.extend(_BAD_HEADS[: max(0, count // 3)])
     for value in draw_values(wire.codec(), count - len(out), seed):
