@@ -88,6 +88,30 @@ def test_faultlabs_example_servers_pass(lab: faultlab.Lab, protocol: str) -> Non
     assert attacks["flood"]["counts"]["connections"] >= 200, attacks["flood"]
 
 
+def test_faultlabs_grpc_example_passes_the_http2_attacks(lab: faultlab.Lab) -> None:
+    pytest.importorskip("grpc")
+    pair = _example(lab, "grpc")
+    try:
+        address = pair.server.address
+        result = run_hostile(
+            address,
+            protocol="grpc",
+            canary=rpc_canary(address, "grpc", "add", 2, 3, expected=5),
+            budget=BUDGET,
+            pid=pair.server.pid,
+            attacks=["h2_rapid_reset", "h2_continuation", "flood", "slowloris"],
+            seed=5,
+            log=QUIET,
+        )
+    finally:
+        pair.close()
+    verdict = check_hostile(result)
+    assert verdict.passed, verdict.report()
+    attacks = {e["attack"]: e for e in result.attacks()}
+    assert attacks["h2_rapid_reset"]["counts"]["streams_reset"] == HostileLimits().h2_streams
+    assert sum(attacks["h2_continuation"]["answers"].values()) == 1
+
+
 def test_fastapi_on_uvicorn_as_a_command_passes(lab: faultlab.Lab) -> None:
     from tests.blackbox.harness import fastapi_command
 
