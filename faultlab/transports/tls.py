@@ -79,25 +79,30 @@ def test_ca_files() -> tuple[Path, Path]:
     return ca_path, server_path
 
 
-_lab_ca: Any = None
+_lab_ca: dict[tuple[str, int, int], Any] = {}
 _lab_ca_lock = threading.Lock()
 
 
 def lab_ca() -> Any:
     """The lab CA (a ``trustme.CA``) an intercepting proxy issues certificates from.
 
-    It is the cached test CA of :func:`test_ca_files`: loaded once per process, so every
-    proxy, pair and client of a user agrees on one root (served at ``GET /faultlab/ca.pem``).
+    It is the cached test CA of :func:`test_ca_files`, loaded once per process and runtime
+    directory (a new ``FAULTLAB_RUNTIME_DIR``, or a CA created afresh, is loaded again), so
+    every proxy, pair and client of a user agrees on one root (``GET /faultlab/ca.pem``).
     """
-    global _lab_ca
-    with _lab_ca_lock:
-        if _lab_ca is None:
-            import trustme
+    import trustme
 
-            ca_path, _ = test_ca_files()
-            key_path = ca_path.with_name("ca-key.pem")
-            _lab_ca = trustme.CA.from_pem(ca_path.read_bytes(), key_path.read_bytes())
-        return _lab_ca
+    ca_path, _ = test_ca_files()
+    st = os.stat(ca_path)
+    key = (str(ca_path), st.st_ino, st.st_mtime_ns)
+    with _lab_ca_lock:
+        found = _lab_ca.get(key)
+        if found is None:
+            key_pem = ca_path.with_name("ca-key.pem").read_bytes()
+            found = trustme.CA.from_pem(ca_path.read_bytes(), key_pem)
+            _lab_ca.clear()
+            _lab_ca[key] = found
+        return found
 
 
 def _server_context(parsed: ParsedAddress) -> ssl.SSLContext:

@@ -69,6 +69,19 @@ def test_tls_key_and_cert_are_0600_under_umask_000(rt: Path) -> None:
     assert b"PRIVATE KEY" in server.read_bytes()
 
 
+def test_the_lab_ca_key_is_0600_and_an_older_cache_without_it_is_renewed(rt: Path) -> None:
+    from faultlab.transports.tls import lab_ca
+
+    ca, _ = ca_files()
+    key = ca.with_name("ca-key.pem")
+    assert mode(key) == 0o600
+    assert lab_ca().cert_pem.bytes() == ca.read_bytes()
+    key.unlink()  # what a version before TLS interception left: no CA key
+    ca_files()
+    assert mode(key) == 0o600
+    assert lab_ca().cert_pem.bytes() == ca.read_bytes()  # the new root, not a stale one
+
+
 def test_tls_server_pem_left_0644_by_an_older_version_is_fixed(rt: Path) -> None:
     ca, server = ca_files()
     before = server.read_bytes()
