@@ -157,6 +157,9 @@ def test_settings_and_targets_are_checked() -> None:
         HostileBudget(min_success_rate=1.5)
     with pytest.raises(HostileError):
         HostileLimits(flood_connections=-1)
+    halved = HostileLimits().scaled(0.5)
+    assert halved.flood_connections == HostileLimits().flood_connections // 2
+    assert halved.flood_hold == HostileLimits().flood_hold  # durations unchanged
     assert parse_target("http://localhost:8080").port == 8080
     assert parse_target("tcp://[::1]:9").host == "::1"
     with pytest.raises(NotLoopback):
