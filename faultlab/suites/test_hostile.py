@@ -34,11 +34,15 @@ def _canary(pair: Any, target: Any, protocol: str) -> Callable[[], object]:
 
 
 @pytest.fixture
-def hostile_pair(faultlab_lab: Any, faultlab_target: Any, faultlab_protocol: str) -> Iterator[Any]:
+def hostile_pair(
+    faultlab_lab: Any, faultlab_target: Any, faultlab_protocol: str, faultlab_transport: str
+) -> Iterator[Any]:
     """A pair of its own (attacks may leave the server changed), a factory in a subprocess."""
     service = faultlab_target.service
     backend = "subprocess" if isinstance(service, str) else None
-    pair = faultlab_lab.pair(service, protocol=faultlab_protocol, transport="tcp", backend=backend)
+    pair = faultlab_lab.pair(
+        service, protocol=faultlab_protocol, transport=faultlab_transport, backend=backend
+    )
     yield pair
     pair.close()
 
