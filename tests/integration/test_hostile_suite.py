@@ -306,6 +306,30 @@ def test_an_interrupted_run_leaves_nothing_behind() -> None:
     assert len(os.listdir("/proc/self/fd")) <= before_fds + 2
 
 
+def test_an_attack_stops_starting_work_after_its_timeout() -> None:
+    """A listener that never accepts: past its full backlog every connect times out. 60 of
+    them at 1 s each would take a minute; attack_timeout ends the flood after 2 s."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=0)
+    try:
+        port = listener.getsockname()[1]
+        started = time.monotonic()
+        result = run_hostile(
+            f"127.0.0.1:{port}",
+            protocol="http",
+            canary=lambda: None,
+            attacks=["flood"],
+            limits=HostileLimits(flood_connections=60, flood_hold=0.1, attack_timeout=2.0),
+            log=QUIET,
+        )
+        took = time.monotonic() - started
+    finally:
+        listener.close()
+    (flood,) = result.attacks()
+    assert flood["answers"].get("timeout", 0) >= 1, flood
+    assert sum(flood["answers"].values()) < 60
+    assert took < 20, f"the flood ran {took:.1f} s"
+
+
 def test_non_loopback_targets_are_refused() -> None:
     with pytest.raises(NotLoopback, match="not a loopback address"):
         run_hostile("10.1.2.3:80", protocol="http", canary=lambda: None, log=QUIET)

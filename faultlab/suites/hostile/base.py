@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import random
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +26,12 @@ class AttackContext:
     seed: int
     stop: threading.Event = field(default_factory=threading.Event)
     """Set on Ctrl-C or when the run is abandoned: every loop checks it."""
+    until: float = math.inf
+    """``time.monotonic()`` after which the attack starts nothing new (``attack_timeout``)."""
+
+    def over(self) -> bool:
+        """Stop now: the run is stopping, or this attack has had its time."""
+        return self.stop.is_set() or time.monotonic() > self.until
 
     def sockets(self) -> Sockets:
         return Sockets(self.endpoint, connect_timeout=self.limits.connect_timeout)

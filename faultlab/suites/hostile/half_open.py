@@ -32,7 +32,7 @@ def run(ctx: AttackContext) -> AttackReport:
     with ctx.sockets() as socks:
         kinds: list[tuple[socket.socket, str]] = []
         for i in range(ctx.limits.half_open_connections):
-            if ctx.stop.is_set():
+            if ctx.over():
                 break
             try:
                 sock = socks.connect()

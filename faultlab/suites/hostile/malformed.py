@@ -156,7 +156,7 @@ def run(ctx: AttackContext) -> AttackReport:
         report.counts["skipped_h2"] += 1
         return report
     for description, data in malformed_inputs(ctx.wire, ctx.limits.malformed_frames, ctx.seed):
-        if ctx.stop.is_set():
+        if ctx.over():
             break
         with ctx.sockets() as socks:
             try:

@@ -63,7 +63,7 @@ def _send_one(ctx: AttackContext, sock: socket.socket, head: bytes, fill: bytes)
     if not fill:
         return None
     chunk, sent = _body(fill), 0
-    while sent < ctx.limits.oversized_bytes and not ctx.stop.is_set():
+    while sent < ctx.limits.oversized_bytes and not ctx.over():
         if (gone := peer_gone(sock)) is not None:
             return None if gone == "answered" else gone
         if (stopped := send_all(sock, chunk, ctx.limits.answer_timeout)) is not None:
@@ -75,7 +75,7 @@ def _send_one(ctx: AttackContext, sock: socket.socket, head: bytes, fill: bytes)
 def run(ctx: AttackContext) -> AttackReport:
     report = AttackReport()
     for description, head, fill in _inputs(ctx):
-        if ctx.stop.is_set():
+        if ctx.over():
             break
         with ctx.sockets() as socks:
             try:

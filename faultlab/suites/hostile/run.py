@@ -202,6 +202,7 @@ def _one(attack: Attack, ctx: AttackContext, rec: _Recorder, run_id: str, say: A
     )
     error = None
     report = AttackReport()
+    ctx.until = time.monotonic() + ctx.limits.attack_timeout
     try:
         report = attack.run(ctx)
     except (OSError, HostileError) as exc:  # the attack itself failed: say so, go on

@@ -42,7 +42,7 @@ def run(ctx: AttackContext) -> AttackReport:
         for sock in live:
             sent = 0
             while sent < limits.slow_read_requests and time.monotonic() < deadline:
-                if ctx.stop.is_set() or send_all(sock, request * batch, 0.1) is not None:
+                if ctx.over() or send_all(sock, request * batch, 0.1) is not None:
                     break  # the server stopped reading too: its buffers are full
                 sent += batch
             report.counts["requests_sent"] += sent

@@ -35,7 +35,7 @@ def run(ctx: AttackContext) -> AttackReport:
     with ctx.sockets() as socks:
         live: list[socket.socket] = []
         for _ in range(limits.slowloris_connections):
-            if ctx.stop.is_set():
+            if ctx.over():
                 break
             try:
                 sock = socks.connect()
