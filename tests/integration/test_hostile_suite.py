@@ -60,7 +60,7 @@ def _by_property(verdict: Any) -> dict[str, Any]:
     return {c.property: c for c in verdict.checks}
 
 
-@pytest.mark.parametrize("protocol", ["jsonrpc", "binrpc", "msgpackrpc"])
+@pytest.mark.parametrize("protocol", ["jsonrpc", "xmlrpc", "rest", "binrpc", "msgpackrpc"])
 def test_faultlabs_example_servers_pass(lab: faultlab.Lab, protocol: str) -> None:
     pair = _example(lab, protocol)
     try:
