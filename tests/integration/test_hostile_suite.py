@@ -41,6 +41,10 @@ from faultlab.suites.hostile.wire import wire_for
 # a loaded 2-core CI box: the canary's p99 budget is generous, the RSS one is the default
 BUDGET = HostileBudget(max_p99=2.0)
 QUIET: Any = lambda _text: None  # noqa: E731
+SHORT = HostileLimits(
+    slowloris_duration=0.5, slow_read_duration=0.5, flood_hold=0.3, half_open_duration=0.3
+)
+"""Every attack, every count, shorter holds: for the protocols beyond the first two."""
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +74,7 @@ def test_faultlabs_example_servers_pass(lab: faultlab.Lab, protocol: str) -> Non
             protocol=protocol,
             canary=rpc_canary(address, protocol, "add", 2, 3, expected=5),
             budget=BUDGET,
+            limits=None if protocol in ("jsonrpc", "binrpc") else SHORT,
             pid=pair.server.pid,
             seed=5,
             journal=lab.journal,
