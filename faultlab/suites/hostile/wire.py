@@ -11,6 +11,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+from faultlab.errors import LocalProtocolError
 from faultlab.suites.hostile._net import HostileError
 
 __all__ = ["Wire", "wire_for"]
@@ -44,7 +45,8 @@ class Wire:
         proto = get_rpc_protocol(self.protocol)
         try:
             return proto.encode_request(Request("echo", [params], id=1))
-        except Exception:  # a value this codec cannot carry: a plain string
+        except (LocalProtocolError, ValueError, TypeError, OverflowError):
+            # a value this codec cannot carry (XML-RPC's int range, say): its repr instead
             return proto.encode_request(Request("echo", [repr(params)], id=1))
 
     def frame(self, payload: bytes) -> bytes:
@@ -86,7 +88,7 @@ def wire_for(protocol: str, *, framing: str | None = None, path: str | None = No
 
     try:
         proto = get_rpc_protocol(protocol)
-    except Exception as exc:  # the registry's own error names the known ones
+    except LocalProtocolError as exc:  # the registry's own message names the known ones
         raise HostileError(f"hostile: unknown protocol {protocol!r}: {exc}") from exc
     kind = framing or proto.framings[0]
     if kind not in proto.framings:
