@@ -32,11 +32,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from faultlab.codecs.framing.h2 import grpc_message_text, injected_headers
-from faultlab.codecs.framing.httpinfo import HttpHeadInfo, parse_head
+from faultlab.codecs.framing.httpinfo import HttpHeadInfo
 from faultlab.journal import wire as wk
 from faultlab.toxics import _grpcwire as grpcwire
 from faultlab.toxics import _rpcwire as rpcwire
-from faultlab.toxics._match import MATCH_ATTRIBUTES, TOKEN, RequestMatcher, rpc_methods
+from faultlab.toxics._match import MATCH_ATTRIBUTES, TOKEN, RequestMatcher
 from faultlab.toxics.base import (
     Attr,
     Chunk,
@@ -46,7 +46,7 @@ from faultlab.toxics.base import (
     ToxicContext,
     register_toxic,
 )
-from faultlab.toxics.http_error import _connection, render_response
+from faultlab.toxics.http_error import _connection, read_request, render_response
 
 __all__ = ["UNAUTHENTICATED", "AuthError", "challenge"]
 
@@ -239,16 +239,11 @@ class AuthError(Toxic):
             if not await self._grpc(ctx, chunk, emit):
                 await emit(chunk)
             return
-        head = parse_head(chunk.data)
-        if head is None or not head.is_request:
-            ctx.record("pass", chunk, reason="not an HTTP request")
+        request = read_request(ctx, chunk, self.matcher)
+        if request is None:
             await emit(chunk)
             return
-        fields: dict[str, Any] = {"method": head.method, "path": head.path}
-        methods = None
-        if self.matcher.needs_rpc:
-            methods = rpc_methods(ctx.protocol, chunk.data, http=True)
-            fields["rpc_method"] = methods[0] if methods else None
+        head, methods, fields = request
         outcome = self._decide(ctx, chunk, head, methods, fields)
         if outcome is None:
             await emit(chunk)

@@ -39,7 +39,7 @@ from faultlab.toxics.base import (
     register_toxic,
 )
 
-__all__ = ["DRAWN_STATUSES", "HttpError", "parse_headers", "render_response"]
+__all__ = ["DRAWN_STATUSES", "HttpError", "parse_headers", "read_request", "render_response"]
 
 DRAWN_STATUSES = (503, 500, 429, 502, 504, 400)
 """The statuses tests draw, mildest first: "try again" ones, then one a retry must not repeat."""
@@ -53,6 +53,24 @@ RESERVED = {
 }
 _BAD_VALUE = re.compile(r"[^\t\x20-\x7e\x80-\xff]")
 _SEMICOLON_HEADER = re.compile(r";\s*[!#$%&'*+\-.^_`|~0-9A-Za-z]+\s*:")
+
+
+def read_request(
+    ctx: ToxicContext, chunk: Chunk, matcher: RequestMatcher
+) -> tuple[HttpHeadInfo, list[str] | None, dict[str, Any]] | None:
+    """The HTTP request in ``chunk`` as request matching reads it: its head, its RPC methods
+    (when the matcher needs them) and the fields a decision journals; ``None`` (journaled as
+    a pass) when the chunk is not an HTTP request."""
+    head = parse_head(chunk.data)
+    if head is None or not head.is_request:
+        ctx.record("pass", chunk, reason="not an HTTP request")
+        return None
+    fields: dict[str, Any] = {"method": head.method, "path": head.path}
+    methods = None
+    if matcher.needs_rpc:
+        methods = rpc_methods(ctx.protocol, chunk.data, http=True)
+        fields["rpc_method"] = methods[0] if methods else None
+    return head, methods, fields
 
 
 def parse_headers(toxic: str, text: str) -> tuple[tuple[str, str], ...]:
@@ -225,16 +243,11 @@ class HttpError(Toxic):
         return self.matcher.unsupported_reason(stream=stream, framing=framing)
 
     async def process(self, ctx: ToxicContext, chunk: Chunk, emit: Emit) -> None:
-        head = parse_head(chunk.data)
-        if head is None or not head.is_request:
-            ctx.record("pass", chunk, reason="not an HTTP request")
+        request = read_request(ctx, chunk, self.matcher)
+        if request is None:
             await emit(chunk)
             return
-        fields: dict[str, Any] = {"method": head.method, "path": head.path}
-        methods = None
-        if self.matcher.needs_rpc:
-            methods = rpc_methods(ctx.protocol, chunk.data, http=True)
-            fields["rpc_method"] = methods[0] if methods else None
+        head, methods, fields = request
         n = self.matcher.select(ctx, chunk, head, methods, fields)
         if n is None:
             await emit(chunk)
