@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from faultlab._proc import ChildProcess, spawn_ready
+from faultlab.proxy.reference import RealToxiproxy, find_toxiproxy, missing_reason
 
 Peer = ChildProcess
 
@@ -30,3 +31,12 @@ def peers() -> Iterator[list[Peer]]:
     yield started
     for peer in started:
         peer.close()
+
+
+@pytest.fixture
+def real_toxiproxy() -> Iterator[RealToxiproxy]:
+    """A real ``toxiproxy-server`` on a free port (skipped, with the reason, when absent)."""
+    if find_toxiproxy() is None:
+        pytest.skip(missing_reason())
+    with RealToxiproxy() as server:
+        yield server
