@@ -81,6 +81,8 @@ class Endpoint(Sink):
     on_pause_writing: Callable[[], None]
     on_resume_writing: Callable[[], None]
     description: str = ""
+    bytes_written: int = 0
+    """Bytes handed to :meth:`write` (what the proxy sent this side: the metrics' count)."""
     _holds: frozenset[str] = frozenset()
 
     def bind(
@@ -204,6 +206,7 @@ class SocketEndpoint(asyncio.Protocol, Endpoint):
         self.release("pending")
 
     def write(self, data: bytes) -> None:
+        self.bytes_written += len(data)
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
 
@@ -459,6 +462,7 @@ class BridgeEndpoint(Endpoint):
 
     # -- loop side -------------------------------------------------------------
     def write(self, data: bytes) -> None:
+        self.bytes_written += len(data)
         if self._closed.is_set():
             return
         with self._lock:

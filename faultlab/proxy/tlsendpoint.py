@@ -220,6 +220,7 @@ class TlsEndpoint(Endpoint):
             self.on_eof()
 
     def write(self, data: bytes) -> None:
+        self.bytes_written += len(data)
         obj = self._obj
         if obj is None or self._closed or not self.handshake.done() or self.error is not None:
             return
