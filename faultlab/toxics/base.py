@@ -404,6 +404,7 @@ BUILTIN_TOXICS = (
     "slicer",
     "limit_data",
     "drop",
+    "loss",
     "duplicate",
     "reorder",
     "corrupt",

@@ -65,7 +65,9 @@ def test_toxiproxys_eight_ignore_unknown_attributes(type_name: str) -> None:
     assert cls.ignores_unknown_attributes
     toxic = cls(**cls.mildest(), bogus=1, Extra="x")
     assert "bogus" not in toxic.attributes
-    assert set(toxic.attributes) == set(cls.attributes_spec)
+    # <=: latency hides its netem extension attributes while at their defaults (Toxiproxy's JSON)
+    assert set(toxic.attributes) <= set(cls.attributes_spec)
+    assert set(toxic.attributes) >= set(cls.mildest())
 
 
 def test_known_names_still_match_case_insensitively() -> None:
