@@ -1,8 +1,9 @@
 """``faultlab proxy``: a standalone fault proxy speaking Toxiproxy's HTTP API.
 
 A drop-in for ``toxiproxy-server``: the same flags (also in Go's single-dash
-spelling: ``-host``, ``-port``, ``-config``, ``-seed``), the same config file
-(a ``/populate`` body), ``LOG_LEVEL`` honoured. Unlike Toxiproxy, ``-seed``
+spelling: ``-host``, ``-port``, ``-config``, ``-seed``, ``-proxy-metrics``,
+``-runtime-metrics``), the same config file (a ``/populate`` body), ``LOG_LEVEL``
+honoured. Unlike Toxiproxy, ``-seed``
 works: it is printed at startup so a run's fault decisions can be replayed.
 """
 
@@ -20,6 +21,8 @@ from rich.console import Console
 
 __all__ = ["add_parser", "run"]
 
+_GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+_GO_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 _LEVELS = {"warning": "WARNING", "warn": "WARNING", "panic": "CRITICAL", "fatal": "CRITICAL"}
 
 
@@ -47,7 +50,37 @@ def add_parser(sub: Any) -> None:
     parser.add_argument(
         "--seed", "-seed", type=int, help="seed for every random fault decision (replayable)"
     )
+    parser.add_argument(
+        "--proxy-metrics",
+        "-proxy-metrics",
+        nargs="?",
+        const=True,
+        default=False,
+        type=_go_bool,
+        metavar="BOOL",
+        help="serve /metrics with Toxiproxy's byte counters (toxiproxy_proxy_*) and "
+        "faultlab's own (faultlab_proxy_*); without either metrics flag /metrics is a 404",
+    )
+    parser.add_argument(
+        "--runtime-metrics",
+        "-runtime-metrics",
+        nargs="?",
+        const=True,
+        default=False,
+        type=_go_bool,
+        metavar="BOOL",
+        help="serve /metrics with the process's metrics (process_*, python_*)",
+    )
     parser.set_defaults(run=run)
+
+
+def _go_bool(text: str) -> bool:
+    """A boolean flag's value as Go's ``flag`` package reads ``-flag=value``."""
+    if text in _GO_TRUE:
+        return True
+    if text in _GO_FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean value {text!r}")
 
 
 def _configure_logging() -> None:
@@ -71,7 +104,13 @@ def run(args: argparse.Namespace) -> int:
     if threading.current_thread() is threading.main_thread():
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     engine = ProxyEngine(seed=args.seed)
-    server = ApiServer(engine, host=args.host, port=args.port)
+    server = ApiServer(
+        engine,
+        host=args.host,
+        port=args.port,
+        proxy_metrics=args.proxy_metrics,
+        runtime_metrics=args.runtime_metrics,
+    )
     try:
         if args.config:
             server.load_config(args.config)

@@ -13,7 +13,7 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -34,6 +34,20 @@ class Journal:
         self._lock = threading.Lock()
         self._seq = itertools.count()
         self.dropped = 0
+        self._listeners: tuple[Callable[[dict[str, Any]], None], ...] = ()
+
+    def subscribe(self, listener: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
+        """Call ``listener(event)`` for each event recorded from now on, on the recording
+        thread (live counters: ``/metrics`` counts faults without rescanning); it must not
+        change the event. Returns the function that unsubscribes it."""
+        with self._lock:
+            self._listeners += (listener,)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._listeners = tuple(f for f in self._listeners if f is not listener)
+
+        return unsubscribe
 
     def now(self) -> float:
         return time.monotonic() - self.origin
@@ -48,6 +62,8 @@ class Journal:
             if len(self._events) == self._events.maxlen:
                 self.dropped += 1
             self._events.append(event)
+        for listener in self._listeners:
+            listener(event)
         return event
 
     def events(self, *, since: int = 0, kinds: Iterable[str] | None = None) -> list[dict[str, Any]]:

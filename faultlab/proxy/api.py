@@ -26,7 +26,7 @@ import socket
 import struct
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -35,6 +35,8 @@ from faultlab import __version__
 from faultlab.errors import FaultlabError
 from faultlab.proxy.engine import ProxyEngine, start_proxy
 from faultlab.proxy.proxy import (
+    FLOAT32_OVERFLOW,
+    STREAMS,
     InvalidProxyRequest,
     ListenFailed,
     Proxy,
@@ -52,9 +54,11 @@ from faultlab.proxy.validate import (
     check_framing,
     check_name,
     check_protocol,
+    go_struct,
     query_uint,
+    toxic_attributes,
 )
-from faultlab.toxics.base import get_toxic_class, toxic_types
+from faultlab.toxics.base import InvalidToxic, get_toxic_class, toxic_types
 
 __all__ = [
     "EXTENSION_PREFIX",
@@ -335,9 +339,29 @@ _TOXIC_FIELDS = {
     "type": _STR,
     "stream": _STR,
     "toxicity": _NUM,
-    "attributes": _OBJ,
+    # Go decodes the body once with a noop toxic in place, before it knows the type
+    "attributes": _Field(lambda v: isinstance(v, dict), "toxics.NoopToxic"),
 }
-_UPDATE_FIELDS = {"toxicity": _NUM, "attributes": _OBJ}
+
+
+def _update_fields(type_name: str) -> dict[str, _Field]:
+    """An update decodes into an anonymous struct around the live toxic (so Go's messages
+    name ``.toxicity`` and ``.attributes of type toxics.LatencyToxic``)."""
+    return {
+        "toxicity": _NUM,
+        "attributes": _Field(lambda v: isinstance(v, dict), go_struct(type_name)),
+    }
+
+
+def _check_float32(fields: dict[str, Any], struct_name: str) -> None:
+    """Toxicity is a Go float32: a number beyond its range is Go's decode error."""
+    value = fields.get("toxicity")
+    if value is not None and not abs(value) < FLOAT32_OVERFLOW:
+        raise _ApiError(
+            f"bad request body: json: cannot unmarshal number {value!r} into Go struct field "
+            f"{struct_name}.toxicity of type float32",
+            400,
+        )
 
 
 def _fields(value: Any, struct_name: str, spec: Mapping[str, _Field]) -> dict[str, Any]:
@@ -532,17 +556,39 @@ async def _toxic_index(req: _Request) -> ApiResponse:
 async def _toxic_create(req: _Request) -> ApiResponse:
     proxy = req.engine.get(req.params["proxy"])
     fields = _fields(_decode(req.body), "ToxicWrapper", _TOXIC_FIELDS)
+    _check_float32(fields, "ToxicWrapper")
     name = fields.get("name") or None
     if name is not None:
         check_name(name, "toxic")
+    type_name, stream = fields.get("type", ""), fields.get("stream", "downstream")
+    attributes = fields.get("attributes")
+    if attributes is not None:
+        try:
+            attributes = toxic_attributes(type_name, attributes)
+        except InvalidProxyRequest:
+            _before_attributes(proxy, type_name, name, stream)
+            raise
     entry = proxy.add_toxic(
-        fields.get("type", ""),
+        type_name,
         name=name,
-        stream=fields.get("stream", "downstream"),
+        stream=stream,
         toxicity=fields.get("toxicity", 1.0),
-        attributes=fields.get("attributes"),
+        attributes=attributes,
     )
     return _json(200, toxic_json(entry))
+
+
+def _before_attributes(proxy: Proxy, type_name: str, name: str | None, stream: str) -> None:
+    """The errors Toxiproxy reports before it decodes a toxic's attributes (AddToxicJson's
+    order: the stream, the type, a taken name)."""
+    if stream.lower() not in STREAMS:
+        raise InvalidProxyRequest("stream was invalid, can be either upstream or downstream")
+    try:
+        get_toxic_class(type_name)
+    except InvalidToxic as exc:
+        raise InvalidProxyRequest(str(exc)) from None
+    if (name or f"{type_name}_{stream}") in proxy.toxics:
+        raise ProxyExists("toxic already exists")
 
 
 def _toxic(proxy: Proxy, name: str) -> ToxicEntry:
@@ -561,11 +607,14 @@ async def _toxic_update(req: _Request) -> ApiResponse:
     """Attributes merge into the live toxic; ``toxicity`` kept if omitted; name, type and
     stream cannot change (silently ignored, as Toxiproxy)."""
     proxy = req.engine.get(req.params["proxy"])
-    name = _toxic(proxy, req.params["toxic"]).name
-    fields = _fields(_decode(req.body), "ToxicWrapper", _UPDATE_FIELDS)
-    entry = proxy.update_toxic(
-        name, toxicity=fields.get("toxicity"), attributes=fields.get("attributes")
-    )
+    found = _toxic(proxy, req.params["toxic"])
+    type_name = found.toxic.type_name
+    fields = _fields(_decode(req.body), "", _update_fields(type_name))
+    _check_float32(fields, "")
+    attributes = fields.get("attributes")
+    if attributes is not None:
+        attributes = toxic_attributes(type_name, attributes)
+    entry = proxy.update_toxic(found.name, toxicity=fields.get("toxicity"), attributes=attributes)
     return _json(200, toxic_json(entry))
 
 
@@ -793,6 +842,22 @@ class _Route:
     """Serialised with the other mutating routes (Toxiproxy's collection lock)."""
 
 
+class _EveryMethod(Mapping[str, Handler]):
+    """A gorilla/mux route without ``Methods()``: one handler for any method (``/metrics``)."""
+
+    def __init__(self, handler: Handler) -> None:
+        self._handler = handler
+
+    def __getitem__(self, method: str) -> Handler:
+        return self._handler
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
 _UPDATE_PROXY = {"GET": _proxy_show, "POST": _proxy_update, "PATCH": _proxy_update}
 _UPDATE_TOXIC = {"GET": _toxic_show, "POST": _toxic_update, "PATCH": _toxic_update}
 ROUTES: tuple[_Route, ...] = (
@@ -875,13 +940,15 @@ async def handle(
     headers: Headers,
     *,
     extensions: bool = True,
+    metrics: Handler | None = None,
 ) -> ApiResponse:
     """Answer one request on the engine loop, exactly as Toxiproxy 2.12 would.
 
     ``path`` is the request target (query string allowed). Unrouted requests
     (404, 405) get Go's bare answers without the middleware, like gorilla/mux;
     routed ones get a request id and the browser check. ``extensions=False``
-    hides the ``/faultlab/`` routes (a strict Toxiproxy double).
+    hides the ``/faultlab/`` routes (a strict Toxiproxy double). ``metrics`` answers
+    ``/metrics`` (:mod:`faultlab.proxy.metrics`); without it that path is a 404.
     """
     if path.startswith(("http://", "https://")):
         try:
@@ -893,7 +960,11 @@ async def handle(
         raw_path, _, query = path.partition("?")
     # surrogateescape: a byte that is not UTF-8 (%FF) matches no name, as in Go, rather than
     # becoming U+FFFD and matching a proxy really named that
-    found = _match(unquote(raw_path, errors="surrogateescape"), extensions)
+    decoded = unquote(raw_path, errors="surrogateescape")
+    found = _match(decoded, extensions)
+    if found is None and metrics is not None and decoded == "/metrics":
+        # api.go registers /metrics only behind a metrics flag, and for every method
+        found = _Route(("metrics",), _EveryMethod(metrics), locked=False), {}
     if found is None:
         return NOT_FOUND
     route, params = found

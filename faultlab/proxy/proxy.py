@@ -543,7 +543,15 @@ class Proxy:
     def _forget(self, conn: Connection) -> None:
         if conn in self.connections:
             self.connections.discard(conn)
-            fields: dict[str, Any] = {}
+            up, down = conn.links["upstream"], conn.links["downstream"]
+            fields: dict[str, Any] = {  # the byte counts /metrics adds up (metrics.py)
+                "listen": toxiproxy_address(self.listen),
+                "upstream": toxiproxy_address(self.upstream),
+                "bytes_from_client": up.bytes_in,
+                "bytes_to_server": conn.server.bytes_written,
+                "bytes_from_server": down.bytes_in,
+                "bytes_to_client": conn.client.bytes_written,
+            }
             if conn.tls is not None:  # what each side sent inside TLS: the refusal's witness
                 fields["client_app_bytes"] = conn.tls[0].bytes_in
                 fields["server_app_bytes"] = conn.tls[1].bytes_in
@@ -679,8 +687,16 @@ def _close_result(future: asyncio.Future[Any]) -> None:
         future.result().close()
 
 
+FLOAT32_OVERFLOW = 3.4028235677973366e38
+"""The smallest magnitude a float32 rounds to infinity (the largest float32 plus half an ulp)."""
+
+
 def _check_toxicity(toxicity: Any) -> None:
+    """Any number a Go float32 holds, as Toxiproxy: the link acts when a draw from [0, 1) is
+    below it, so 1 or more is always and 0 or less never."""
     if isinstance(toxicity, bool) or not isinstance(toxicity, int | float):
-        raise InvalidProxyRequest("toxicity must be a number between 0 and 1")
-    if not 0.0 <= float(toxicity) <= 1.0:
-        raise InvalidProxyRequest(f"toxicity must be between 0 and 1, got {toxicity}")
+        raise InvalidProxyRequest("toxicity must be a number (1 or more: always; 0 or less: never)")
+    if not abs(toxicity) < FLOAT32_OVERFLOW:  # also NaN and the infinities
+        raise InvalidProxyRequest(
+            f"toxicity must be a number a float32 holds (at most 3.4e38 either way), got {toxicity}"
+        )

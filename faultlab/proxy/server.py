@@ -10,6 +10,10 @@ The read timeout runs from a request's first byte, whichever phase then stalls
 (request line and headers, body, or a pipelined request that arrived with the
 previous one), and ends in a 408 with a JSON error body; a connection that
 sends nothing is closed quietly after the idle timeout.
+
+``GET /metrics`` exists only when ``proxy_metrics`` or ``runtime_metrics`` is on, as
+``toxiproxy-server`` registers it only behind ``-proxy-metrics``/``-runtime-metrics``
+(:mod:`faultlab.proxy.metrics`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import h11
 from faultlab.errors import FaultlabError
 from faultlab.proxy import api
 from faultlab.proxy.engine import ProxyEngine
+from faultlab.proxy.metrics import Metrics
 
 __all__ = ["ApiServer"]
 
@@ -56,6 +61,8 @@ class ApiServer:
 
     ``start()``/``close()`` are synchronous (they cross into the engine loop);
     ``start_async()``/``close_async()`` are for code already on that loop.
+    ``proxy_metrics``/``runtime_metrics`` turn on ``GET /metrics`` (Toxiproxy's
+    ``-proxy-metrics``/``-runtime-metrics``); its counters count from ``start()`` on.
     """
 
     def __init__(
@@ -69,6 +76,8 @@ class ApiServer:
         read_timeout: float = READ_TIMEOUT,
         idle_timeout: float = IDLE_TIMEOUT,
         handler_timeout: float = HANDLER_TIMEOUT,
+        proxy_metrics: bool = False,
+        runtime_metrics: bool = False,
     ) -> None:
         self.engine = engine
         self.host = host
@@ -78,6 +87,9 @@ class ApiServer:
         self.read_timeout = read_timeout
         self.idle_timeout = idle_timeout
         self.handler_timeout = handler_timeout
+        self.metrics: Metrics | None = None
+        if proxy_metrics or runtime_metrics:
+            self.metrics = Metrics(engine, proxy=proxy_metrics, runtime=runtime_metrics)
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[asyncio.Task[Any]] = set()
 
@@ -97,6 +109,8 @@ class ApiServer:
     async def start_async(self) -> None:
         if self._server is not None:
             return
+        if self.metrics is not None:
+            self.metrics.attach()
         host = await _bind_host(self.host)
         self._server = await asyncio.start_server(
             self._serve, host, self.port, reuse_address=True, backlog=256
@@ -117,6 +131,8 @@ class ApiServer:
         server, self._server = self._server, None
         if server is None:
             return
+        if self.metrics is not None:
+            self.metrics.detach()
         server.close()
         tasks = list(self._connections)
         for task in tasks:
@@ -273,7 +289,13 @@ class ApiServer:
         try:
             async with asyncio.timeout(self.handler_timeout):
                 return await api.handle(
-                    self.engine, method, target, body, list(headers), extensions=self.extensions
+                    self.engine,
+                    method,
+                    target,
+                    body,
+                    list(headers),
+                    extensions=self.extensions,
+                    metrics=self.metrics.handle if self.metrics is not None else None,
                 )
         except TimeoutError:
             pass

@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from faultlab import transports
 from faultlab.codecs.framing import framer_names
 from faultlab.errors import FaultlabError
 from faultlab.proxy.proxy import InvalidProxyRequest, to_uri
+from faultlab.toxics._common import INT64_MAX, INT64_MIN
+from faultlab.toxics.base import InvalidToxic, get_toxic_class
 
 __all__ = [
     "HOST_SCHEMES",
@@ -32,8 +36,10 @@ __all__ = [
     "check_framing",
     "check_name",
     "check_protocol",
+    "go_struct",
     "name_problem",
     "query_uint",
+    "toxic_attributes",
 ]
 
 MAX_NAME = 2048
@@ -217,3 +223,77 @@ def query_uint(values: list[str] | None, name: str, default: int) -> int:
             f"got {_show(text)}"
         )
     return int(text)
+
+
+TOXIPROXY_STRUCTS: dict[str, tuple[str, dict[str, str]]] = {
+    "latency": ("LatencyToxic", {"latency": "int64", "jitter": "int64"}),
+    "bandwidth": ("BandwidthToxic", {"rate": "int64"}),
+    "slow_close": ("SlowCloseToxic", {"delay": "int64"}),
+    "timeout": ("TimeoutToxic", {"timeout": "int64"}),
+    "reset_peer": ("ResetToxic", {"timeout": "int64"}),
+    "slicer": ("SlicerToxic", {"average_size": "int", "size_variation": "int", "delay": "int"}),
+    "limit_data": ("LimitDataToxic", {"bytes": "int64"}),
+    "noop": ("NoopToxic", {}),
+}
+"""Toxiproxy 2.12's toxic structs (``toxics/*.go``): the Go name and each field's Go type, so
+a value Go cannot store is refused with Go's own words."""
+
+
+def go_struct(type_name: str) -> str:
+    """The Go type an update decodes ``attributes`` into (``toxics.LatencyToxic``)."""
+    known = TOXIPROXY_STRUCTS.get(type_name)
+    if known is not None:
+        return f"toxics.{known[0]}"
+    try:
+        return f"toxics.{get_toxic_class(type_name).__name__}"
+    except InvalidToxic:
+        return "toxics.NoopToxic"
+
+
+def _go_int_problem(value: Any) -> str | None:
+    """What Go's decoder calls ``value`` when it cannot store it in an int64, or None.
+
+    An exact-integer float (``100.0``) is stored, a deviation: Python clients send them."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, float):
+        if not value.is_integer():  # also the infinities and NaN
+            return f"number {value!r}"
+        value = int(value)
+    if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+        return f"number {value}"
+    return None
+
+
+def toxic_attributes(type_name: str, attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """``attributes`` as Toxiproxy's decoder takes them: ``null`` leaves an attribute alone, and
+    a value one of Toxiproxy's toxics cannot store (a string, a fraction, beyond int64) is
+    :class:`InvalidProxyRequest` worded as Go words it. Every value Go stores is passed on;
+    each toxic gives it a meaning. An unknown ``type_name`` passes through untouched (the
+    caller refuses the type)."""
+    try:
+        cls = get_toxic_class(type_name)
+    except InvalidToxic:
+        return dict(attributes)
+    known = {name.lower(): name for name in cls.attributes_spec}
+    struct_name, go_fields = TOXIPROXY_STRUCTS.get(type_name, ("", {}))
+    out: dict[str, Any] = {}
+    for key, value in attributes.items():
+        name = known.get(key.lower())
+        if value is None and (name is not None or cls.ignores_unknown_attributes):
+            continue  # Go's decoder leaves a field alone for null
+        go_type = go_fields.get(name or "")
+        problem = None if go_type is None else _go_int_problem(value)
+        if problem is not None:
+            raise InvalidProxyRequest(
+                f"bad request body: json: cannot unmarshal {problem} into Go struct field "
+                f"{struct_name}.attributes.{name} of type {go_type}"
+            )
+        out[key] = value
+    return out

@@ -1,4 +1,4 @@
-"""Small pieces the frame toxics share: a chain lock, detached flushes, match counting.
+"""Small pieces toxics share: a chain lock, detached flushes, match counting, Go's int64 range.
 
 Why: reorder and delay (``keep_order=false``) emit from timer tasks as well
 as from the link's processor, so the stages after them must never run twice
@@ -13,9 +13,13 @@ import asyncio
 
 from faultlab.toxics.base import InvalidToxic, ToxicContext
 
-__all__ = ["SCOPES", "chain_lock", "check_choice", "count"]
+__all__ = ["INT64_MAX", "INT64_MIN", "SCOPES", "chain_lock", "check_choice", "count"]
 
 SCOPES = ("connection", "proxy")
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+"""The range of Toxiproxy's integer attributes (Go ``int64``, and ``int`` on 64-bit): every
+value in it is accepted, as Toxiproxy accepts it; the toxic gives each a safe meaning."""
 
 
 def chain_lock(ctx: ToxicContext) -> asyncio.Lock:

@@ -8,16 +8,19 @@ never lags more than 10 ms behind now). Chunks bigger than 100 ms worth of data 
 100 ms slices, so a slow link still trickles instead of bursting; whole frames
 are never cut. ``rate = 0`` holds the data forever without closing: the
 testcontainers "cut connection" idiom relies on it, and removing or updating
-the toxic lets the held data through at once.
+the toxic lets the held data through at once. Any Go int64 is accepted, as
+Toxiproxy accepts it: a negative rate (Toxiproxy panics on the first chunk and
+the whole server dies) stalls like 0, which is what Toxiproxy's own
+``rate <= 0`` branch intends; a rate beyond what a link can carry is no limit.
 """
 
 from __future__ import annotations
 
+from faultlab.toxics._common import INT64_MAX, INT64_MIN
 from faultlab.toxics.base import Attr, Chunk, Emit, Toxic, ToxicContext, register_toxic
 
 __all__ = ["Bandwidth"]
 
-MAX_RATE_KBPS = 10_000_000  # 10 GB/s
 SLICE_SECONDS = 0.1
 CATCH_UP_SECONDS = 0.01
 _STALL_POLL = 3600.0
@@ -26,22 +29,22 @@ _STALL_POLL = 3600.0
 @register_toxic
 class Bandwidth(Toxic):
     type_name = "bandwidth"
-    description = "limit the link to rate KB/s (1 KB = 1000 bytes); 0 stalls it"
+    description = "limit the link to rate KB/s (1 KB = 1000 bytes); 0 or less stalls it"
     ignores_unknown_attributes = True  # Toxiproxy's toxic: its clients send extra keys
     attributes_spec = {
         "rate": Attr(
             int,
             0,
-            0,
-            MAX_RATE_KBPS,
-            "KB/s (1000 bytes); 0 stalls without closing",
+            INT64_MIN,
+            INT64_MAX,
+            "KB/s (1000 bytes); 0 or less stalls without closing",
             generate=(1000, 1),  # more bandwidth is milder; 0 is left to explicit tests
         ),
     }
 
     async def process(self, ctx: ToxicContext, chunk: Chunk, emit: Emit) -> None:
         rate: int = self.attributes["rate"]
-        if rate == 0:
+        if rate <= 0:
             ctx.record("stall", chunk)
             while await ctx.sleep(_STALL_POLL):
                 pass  # only an update or removal releases the data

@@ -4,7 +4,8 @@ Why: a transfer cut at a precise byte offset is how truncated responses and
 half-written requests are reproduced. As Toxiproxy: bytes are counted per
 link, the chunk that crosses the limit is truncated so exactly ``bytes`` get
 through, then the whole connection is closed (``bytes = 0`` closes on the
-first chunk). The count lives in ``ctx.state``, which survives updates, so
+first chunk, and so does a negative ``bytes``: any Go int64 is accepted, as
+Toxiproxy accepts it). The count lives in ``ctx.state``, which survives updates, so
 raising ``bytes`` on a live connection lets more data through; a toxic newly
 added to an open connection starts counting from zero. On frame links a frame
 is never truncated (it would re-frame as a shorter, bogus message): the frame
@@ -13,11 +14,10 @@ that would cross the limit is dropped and the connection closed.
 
 from __future__ import annotations
 
+from faultlab.toxics._common import INT64_MAX, INT64_MIN
 from faultlab.toxics.base import Attr, Chunk, Emit, Toxic, ToxicContext, register_toxic
 
 __all__ = ["LimitData"]
-
-MAX_BYTES = 2**50
 
 
 @register_toxic
@@ -26,7 +26,14 @@ class LimitData(Toxic):
     description = "pass exactly `bytes` bytes, then close the connection"
     ignores_unknown_attributes = True  # Toxiproxy's toxic: its clients send extra keys
     attributes_spec = {
-        "bytes": Attr(int, 0, 0, MAX_BYTES, "bytes let through per link", generate=(256, 0)),
+        "bytes": Attr(
+            int,
+            0,
+            INT64_MIN,
+            INT64_MAX,
+            "bytes let through per link; 0 or less closes on the first data",
+            generate=(256, 0),
+        ),
     }
 
     async def process(self, ctx: ToxicContext, chunk: Chunk, emit: Emit) -> None:

@@ -11,17 +11,18 @@ Differences from Toxiproxy, on purpose: SO_LINGER 0 is set when the reset
 fires, not when a link starts, so a reset_peer whose toxicity draw chose
 "inactive" leaves ordinary closes alone (Toxiproxy #603), and a reset_peer
 added to an already open connection resets it too (Toxiproxy sends a FIN).
+Any Go int64 is accepted, as Toxiproxy accepts it: a negative timeout resets
+at once, like 0 (Go's timer fires at once).
 """
 
 from __future__ import annotations
 
 import asyncio
 
+from faultlab.toxics._common import INT64_MAX, INT64_MIN
 from faultlab.toxics.base import Attr, Chunk, Emit, Toxic, ToxicContext, register_toxic
 
 __all__ = ["ResetPeer"]
-
-MAX_MS = 3_600_000
 
 
 @register_toxic
@@ -31,7 +32,12 @@ class ResetPeer(Toxic):
     ignores_unknown_attributes = True  # Toxiproxy's toxic: its clients send extra keys
     attributes_spec = {
         "timeout": Attr(
-            int, 0, 0, MAX_MS, "milliseconds, counted from the first data", generate=(500, 0)
+            int,
+            0,
+            INT64_MIN,
+            INT64_MAX,
+            "milliseconds, counted from the first data; 0 or less: at once",
+            generate=(500, 0),
         ),
     }
 
@@ -44,6 +50,6 @@ class ResetPeer(Toxic):
     async def _reset(self, ctx: ToxicContext, chunk: Chunk | None) -> None:
         timeout: int = self.attributes["timeout"]
         ctx.record("drop", chunk, eof=chunk is None, timeout_ms=timeout)
-        await asyncio.sleep(timeout / 1000)  # not interruptible, as Toxiproxy
+        await asyncio.sleep(max(timeout, 0) / 1000)  # not interruptible, as Toxiproxy
         ctx.record("reset", timeout_ms=timeout)
         ctx.reset_connection()

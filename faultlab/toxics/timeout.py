@@ -5,28 +5,34 @@ connection and then hung. Exactly as Toxiproxy: data in this direction is
 dropped, never buffered; the countdown restarts on every chunk (Toxiproxy
 makes a new timer per loop turn), so it reads "close after ``timeout`` ms with
 no data in this direction" and continuous traffic keeps the connection open;
-``timeout = 0`` never closes. Removing the toxic tears live connections down
+``timeout <= 0`` never closes (any Go int64 is accepted, as Toxiproxy
+accepts it). Removing the toxic tears live connections down
 (``closes_on_remove``): data was dropped, so the stream would be corrupt.
 """
 
 from __future__ import annotations
 
+from faultlab.toxics._common import INT64_MAX, INT64_MIN
 from faultlab.toxics.base import Attr, Chunk, Emit, Toxic, ToxicContext, register_toxic
 
 __all__ = ["Timeout"]
-
-MAX_MS = 3_600_000
 
 
 @register_toxic
 class Timeout(Toxic):
     type_name = "timeout"
-    description = "drop all data; close after timeout ms without data (0: never close)"
+    description = "drop all data; close after timeout ms without data (0 or less: never)"
     closes_on_remove = True
     ignores_unknown_attributes = True  # Toxiproxy's toxic: its clients send extra keys
     attributes_spec = {
         "timeout": Attr(
-            int, 0, 0, MAX_MS, "milliseconds; 0 never closes", generate=(1, 500), also=(0,)
+            int,
+            0,
+            INT64_MIN,
+            INT64_MAX,
+            "milliseconds; 0 or less never closes",
+            generate=(1, 500),
+            also=(0,),
         ),
     }
 

@@ -468,19 +468,17 @@ def test_disable_refuses_connections_and_enable_keeps_toxics(echo_proxy: ProxyHa
 @pytest.mark.parametrize(
     ("type_name", "attributes", "message"),
     [
-        ("bandwidth", {"rate": -1}, "'rate' must be >= 0"),
-        ("bandwidth", {"rate": 10**8}, "'rate' must be <="),
-        ("latency", {"latency": 3_600_001}, "'latency' must be <="),
+        # Toxiproxy's eight take any Go int64 (tests/contract/test_toxiproxy_parity.py); only
+        # what Go cannot store is refused
+        ("bandwidth", {"rate": 2**63}, "'rate' must be <="),
+        ("latency", {"latency": 2**63}, "'latency' must be <="),
         ("latency", {"jitter": "lots"}, "'jitter' must be an integer"),
-        ("slow_close", {"delay": -5}, "'delay' must be >= 0"),
+        ("slow_close", {"delay": -(2**63) - 1}, "'delay' must be >="),
         ("timeout", {"timeout": 1.5}, "'timeout' must be an integer"),
-        ("reset_peer", {"timeout": 10**10}, "'timeout' must be <="),
-        ("limit_data", {"bytes": -1}, "'bytes' must be >= 0"),
-        ("slicer", {}, "'average_size' must be >= 1"),
-        ("slicer", {"average_size": 0}, "'average_size' must be >= 1"),
-        ("slicer", {"average_size": 10, "size_variation": 10}, "smaller than average_size"),
-        ("slicer", {"average_size": 32 * 1024 * 1024}, "'average_size' must be <="),
-        ("slicer", {"average_size": 10, "delay": -1}, "'delay' must be >= 0"),
+        ("reset_peer", {"timeout": True}, "'timeout' must be an integer"),
+        ("limit_data", {"bytes": "1"}, "'bytes' must be an integer"),
+        ("slicer", {"average_size": 2**63}, "'average_size' must be <="),
+        ("slicer", {"average_size": 10, "delay": 0.5}, "'delay' must be an integer"),
     ],
 )
 def test_invalid_attributes_are_a_400(
@@ -504,9 +502,9 @@ def test_unknown_toxic_type_is_a_400(echo_proxy: ProxyHandle) -> None:
 def test_invalid_update_is_a_400_and_changes_nothing(echo_proxy: ProxyHandle) -> None:
     echo_proxy.add_toxic("slicer", name="cut", average_size=100, size_variation=10)
     with pytest.raises(ProxyError) as error:
-        echo_proxy.update_toxic("cut", size_variation=100)
+        echo_proxy.update_toxic("cut", size_variation="more")
     assert error.value.status == 400
-    assert "smaller than average_size (100)" in str(error.value)
+    assert "'size_variation' must be an integer" in str(error.value)
     (toxic,) = echo_proxy.toxics()
     assert toxic["attributes"] == {"average_size": 100, "size_variation": 10, "delay": 0}
 
