@@ -156,16 +156,16 @@ class Metrics:
             "(upstream: to the server; downstream: to the client).",
             labels=PROXY_LABELS,
         )
-        for key in sorted(traffic):
+        for key in _go_order(PROXY_LABELS, traffic):
             received.add_metric(key, traffic[key][0])
             sent.add_metric(key, traffic[key][1])
         fault_family = CounterMetricFamily(
             "faultlab_proxy_faults_total",
-            "fault events journaled, by toxic and decision; acted=false for passive ones "
+            "Fault events journaled, by toxic and decision; acted=false for passive ones "
             "(a toxicity draw, a chunk let through).",
             labels=FAULT_LABELS,
         )
-        for fault_key in sorted(faults):
+        for fault_key in _go_order(FAULT_LABELS, faults):
             fault_family.add_metric(fault_key, faults[fault_key])
         connections = GaugeMetricFamily(
             "faultlab_proxy_connections", "Open connections.", labels=["proxy"]
@@ -232,6 +232,13 @@ def _add_live_bytes(proxy: Proxy, traffic: dict[_ByteKey, list[int]]) -> None:
         ups[1] += conn.server.bytes_written
         downs[0] += conn.links["downstream"].bytes_in
         downs[1] += conn.client.bytes_written
+
+
+def _go_order(labels: tuple[str, ...], keys: Iterable[tuple[str, ...]]) -> list[Any]:
+    """``keys`` (label values in ``labels``' order) sorted as Go's registry sorts samples: by
+    value, label names taken alphabetically."""
+    order = sorted(range(len(labels)), key=lambda i: labels[i])
+    return sorted(keys, key=lambda key: [key[i] for i in order])
 
 
 def _handler_errors(counts: dict[str, int]) -> Metric:

@@ -332,3 +332,22 @@ def test_same_names_and_labels_as_real_toxiproxy(echo: str, flags: tuple[str, ..
         )
         assert {s.labels["listener"] for s in real_families[name].samples} == {real_listen}
         assert {s.labels["listener"] for s in our_families[name].samples} == {our_listen}
+
+
+# ---- the library ----------------------------------------------------------------------
+def test_api_server_flags_for_library_users(echo: str) -> None:
+    from faultlab.proxy.engine import ProxyEngine
+    from faultlab.proxy.server import ApiServer
+
+    with ProxyEngine(seed=3) as engine:
+        with ApiServer(engine, port=0) as plain:
+            assert request(plain.url)[0] == 404
+        with ApiServer(engine, port=0, proxy_metrics=True) as server:
+            proxy = engine.create("lib", listen="127.0.0.1:0", upstream=echo)
+            with connect(proxy.listen) as sock:
+                exchange(sock, b"y" * 1234)
+                # an open connection counts as it stands (Toxiproxy waits for the close)
+                families = scrape(server.url)
+                assert gauge(families, "faultlab_proxy_connections", "lib") == 1
+                assert set(byte_totals(families, "lib").values()) == {1234}
+            assert "process_cpu_seconds_total" not in families
