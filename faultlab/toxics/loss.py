@@ -146,6 +146,17 @@ class Loss(Toxic):
             attributes["rto_max"] = attributes.get("rto", 200)
         return attributes
 
+    def unsupported_reason(
+        self, *, stream: str, framing: str | None, protocol: str | None, message_based: bool
+    ) -> str | None:
+        if framing == "h2" and not message_based:
+            return (
+                "its frames are HTTP/2 frames, and losing one breaks the connection; "
+                "use grpc_message (action=drop) to lose gRPC messages, or a proxy without framing "
+                "(then a loss is a retransmission delay)"
+            )
+        return None
+
     def _model(self, ctx: ToxicContext) -> RandomLoss | GilbertElliott | FourState:
         """This link's model, rebuilt when the attributes change (an update)."""
         key = tuple(sorted(self.attributes.items()))
