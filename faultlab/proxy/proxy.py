@@ -22,12 +22,14 @@ from faultlab import transports
 from faultlab.codecs.framing import hpack_decode
 from faultlab.errors import AddressError, FaultlabError, TransportError
 from faultlab.journal import Journal
+from faultlab.proxy.dgram_endpoint import ClientDatagramEndpoint, DatagramEndpoint
 from faultlab.proxy.endpoints import BridgeEndpoint, Endpoint, SocketEndpoint
 from faultlab.proxy.h2relay import H2Relay
 from faultlab.proxy.h2wire import H2Exchanges
 from faultlab.proxy.link import Link
 from faultlab.proxy.tlsendpoint import TlsEndpoint
 from faultlab.proxy.tlsintercept import Interceptor, TlsSettings, TlsSettingsError, intercept
+from faultlab.proxy.udprelay import UdpOptions, UdpRelay
 from faultlab.proxy.wire import (
     DEFAULT_WIRE_HEADERS,
     RPC_STREAM_FRAMINGS,
@@ -263,6 +265,8 @@ class Proxy:
         self._bridge_listener: Any = None
         self._bridge_stop: threading.Event | None = None
         self._bound_uri: str | None = None
+        self._udp: UdpRelay | None = None
+        """A ``udp://`` listen: plain datagrams, one flow per client (faultlab.proxy.udprelay)."""
         self._accepting: set[asyncio.Task[None]] = set()
         """Clients still connecting upstream: owned here, cancelled by ``stop``."""
 
@@ -302,6 +306,11 @@ class Proxy:
             scheme = transports.parse_address(uri).scheme
             if scheme in SOCKET_SCHEMES:
                 await self._start_socket(uri, scheme)
+            elif scheme == "udp":
+                options = UdpOptions.from_options(transports.parse_address(uri).options)
+                relay = UdpRelay(self, options)
+                self.listen = await relay.start(uri)
+                self._udp = relay
             else:
                 loop = asyncio.get_running_loop()
                 await loop.run_in_executor(None, self._start_bridge, uri, loop)
@@ -403,6 +412,9 @@ class Proxy:
             owner = getattr(self, "_unix_owner", None)
             if owner is not None:
                 owner.release()
+        if self._udp is not None:
+            relay, self._udp = self._udp, None
+            await relay.aclose()
         if self._bridge_stop is not None:
             self._bridge_stop.set()
         if self._bridge_listener is not None:
@@ -426,6 +438,9 @@ class Proxy:
             scheme = transports.parse_address(uri).scheme
             if scheme in SOCKET_SCHEMES:
                 server: Endpoint = await asyncio.wait_for(self._open_socket(uri), CONNECT_TIMEOUT)
+            elif scheme == "udp" and isinstance(client, ClientDatagramEndpoint) and self._udp:
+                opening = self._udp.open_upstream(client, uri)
+                server = await asyncio.wait_for(opening, CONNECT_TIMEOUT)
             else:
                 connecting = loop.run_in_executor(
                     None, lambda: transports.connect(uri, timeout=CONNECT_TIMEOUT)
@@ -446,7 +461,7 @@ class Proxy:
             )
             client.close()
             return
-        if not self.enabled:
+        if not self.enabled or (isinstance(client, DatagramEndpoint) and client.closed):
             client.close()
             server.close()
             return
@@ -491,7 +506,9 @@ class Proxy:
         tls: tuple[TlsEndpoint, TlsEndpoint] | None = None,
     ) -> None:
         message_based = any(
-            isinstance(e, BridgeEndpoint) and e.stream.kind == "message" for e in (client, server)
+            isinstance(e, DatagramEndpoint)
+            or (isinstance(e, BridgeEndpoint) and e.stream.kind == "message")
+            for e in (client, server)
         )
         conn = Connection(self, ordinal, client, server, message_based=message_based, tls=tls)
         framing = None if message_based else self.framing
