@@ -18,6 +18,7 @@ every metric and how each differs from Toxiproxy's.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import resource
 import threading
 from collections import defaultdict
@@ -40,7 +41,7 @@ from faultlab.proxy.api import ApiResponse
 from faultlab.proxy.engine import ProxyEngine
 from faultlab.proxy.proxy import Proxy, toxiproxy_address
 
-__all__ = ["CONTENT_TYPE", "PROXY_LABELS", "Metrics"]
+__all__ = ["CONTENT_TYPE", "PROXY_LABELS", "Metrics", "compress_if_accepted"]
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 """What Toxiproxy's promhttp handler answers with (the text format, version 0.0.4)."""
@@ -218,6 +219,21 @@ class Metrics:
             value=len(asyncio.all_tasks(self.engine.loop)),
         )
         return [*families, vmax, build, threads, tasks]
+
+
+def compress_if_accepted(response: ApiResponse, accept_encoding: str) -> ApiResponse:
+    """A ``/metrics`` answer gzipped when the client accepts gzip, as promhttp decides it
+    (``gzipAccepted``: a comma-separated part that is ``gzip`` or starts ``gzip;``, whatever
+    its q; case-sensitive). Prometheus asks for gzip."""
+    if response.status != 200 or response.content_type != CONTENT_TYPE:
+        return response
+    parts = (part.strip() for part in accept_encoding.split(","))
+    if not any(part == "gzip" or part.startswith("gzip;") for part in parts):
+        return response
+    return response._replace(
+        body=gzip.compress(response.body, compresslevel=6, mtime=0),
+        headers=(("Content-Encoding", "gzip"), *response.headers),
+    )
 
 
 def _add_live_bytes(proxy: Proxy, traffic: dict[_ByteKey, list[int]]) -> None:

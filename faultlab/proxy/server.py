@@ -34,7 +34,7 @@ import h11
 from faultlab.errors import FaultlabError
 from faultlab.proxy import api
 from faultlab.proxy.engine import ProxyEngine
-from faultlab.proxy.metrics import Metrics
+from faultlab.proxy.metrics import Metrics, compress_if_accepted
 
 __all__ = ["ApiServer"]
 
@@ -277,6 +277,9 @@ class ApiServer:
         method = event.method.decode("latin-1")
         target = event.target.decode("latin-1")
         response = await self._dispatch(method, target, bytes(body), event.headers)
+        if self.metrics is not None:  # promhttp gzips /metrics for a client that accepts it
+            accept = next((v for k, v in event.headers if k == b"accept-encoding"), b"")
+            response = compress_if_accepted(response, accept.decode("latin-1"))
         await self._send(conn, writer, response, close=False, head=method == "HEAD")
         return True
 

@@ -5,6 +5,7 @@ as a real ``toxiproxy-server`` (names, labels, values) where both have the metri
 from __future__ import annotations
 
 import contextlib
+import gzip
 import http.client
 import os
 import re
@@ -271,6 +272,7 @@ def _traffic(url: str, echo: str) -> str:
 
 
 DIFF_TOTAL = 10 + 4_000 + 150_000
+ACCEPT_ENCODINGS = ("gzip", "deflate, gzip", "gzip;q=0", "GZIP", "x-gzip", "identity", "br")
 
 
 @pytest.mark.parametrize(
@@ -281,7 +283,7 @@ DIFF_TOTAL = 10 + 4_000 + 150_000
 def test_same_names_and_labels_as_real_toxiproxy(echo: str, flags: tuple[str, ...]) -> None:
     if find_toxiproxy() is None:
         pytest.skip(missing_reason())
-    answers: dict[str, Any] = {}
+    answers: dict[Any, Any] = {}
     with RealToxiproxy(extra_args=list(flags)) as real, faultlab_proxy(*flags) as ours:
         for side, url in (("real", real.url), ("ours", ours)):
             listen = _traffic(url, echo)
@@ -296,6 +298,21 @@ def test_same_names_and_labels_as_real_toxiproxy(echo: str, flags: tuple[str, ..
                     ),
                 )
             answers[side] = (request(url), listen)
+            answers[side, "gzip"] = [
+                (request(url, method, **{"Accept-Encoding": accept}), accept, method)
+                for accept in ACCEPT_ENCODINGS
+                for method in ("GET", "HEAD")
+            ]
+    # promhttp gzips for "gzip" or "gzip;..." in Accept-Encoding, whatever the q
+    for (real, accept, method), (ours_answer, _, _) in zip(
+        answers["real", "gzip"], answers["ours", "gzip"], strict=True
+    ):
+        status, headers, body = ours_answer
+        assert status == real[0], (accept, method)
+        encoding = real[1].get("content-encoding")
+        assert headers.get("content-encoding") == encoding, (accept, method)
+        if encoding and method == "GET":
+            assert gzip.decompress(body).startswith(b"# HELP ")
     (real_status, real_headers, real_body), real_listen = answers["real"]
     (our_status, our_headers, our_body), our_listen = answers["ours"]
     assert our_status == real_status
