@@ -6,7 +6,8 @@ thousands of connections; ``http-echo LISTEN`` answers each HTTP/1.1 request wit
 body; ``stall LISTEN`` accepts connections and never reads
 (the hostile upstream of the stalled-links figure); ``grpc-echo LISTEN`` is a grpcio server
 whose unary ``/bench.Echo/Unary`` and bidirectional ``/bench.Echo/Stream`` return what they
-get; ``tls-echo LISTEN`` is the echo server behind TLS (the cached test CA's certificate).
+get; ``tls-echo LISTEN`` is the echo server behind TLS (the cached test CA's certificate);
+``forward LISTEN UPSTREAM`` is a bare uvloop forwarder (the baseline a proxy is held to).
 All exit when stdin closes. ``--protocol grpc`` makes the proxy read HTTP/2; ``--tls
 intercept`` makes it end and reopen TLS (``--tls passthrough``: relay the records).
 ``--toxic latency:upstream:latency=100`` adds one toxic (type, stream, attributes).
@@ -61,6 +62,95 @@ class _HttpEcho(asyncio.Protocol):
             self.transport.write(
                 b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
             )
+
+
+class _Forward(asyncio.Protocol):
+    """One side of the bare forwarder: bytes in, written to the peer, with backpressure.
+
+    The baseline the proxy's no-toxic path is held to: the least a Python (uvloop)
+    proxy can do per chunk."""
+
+    peer: _Forward | None = None
+    transport: asyncio.Transport
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.early: list[bytes] = []
+
+    def data_received(self, data: bytes) -> None:
+        if self.peer is not None:
+            self.peer.transport.write(data)
+        else:  # before the upstream connected (one read at most: reading pauses)
+            self.early.append(data)
+
+    def eof_received(self) -> bool:
+        if self.peer is not None and self.peer.transport.can_write_eof():
+            self.peer.transport.write_eof()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.peer is not None:
+            self.peer.transport.close()
+
+    def pause_writing(self) -> None:
+        if self.peer is not None:
+            self.peer.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.peer is not None:
+            self.peer.transport.resume_reading()
+
+
+async def _forwarder(listen: str, upstream: str) -> None:
+    """A bare TCP/unix forwarder: accept, connect upstream, relay both ways."""
+    from faultlab.transports import parse_address
+
+    target = parse_address(to_uri(upstream))
+    loop = asyncio.get_running_loop()
+
+    def accepted() -> _Forward:
+        client = _Forward()
+
+        async def connect() -> None:
+            client.transport.pause_reading()
+            try:
+                if target.scheme == "unix":
+                    _, server = await loop.create_unix_connection(_Forward, target.path)
+                else:
+                    _, server = await loop.create_connection(
+                        _Forward, target.host, target.port or 0
+                    )
+            except OSError:
+                client.transport.close()
+                return
+            client.peer, server.peer = server, client
+            for data in client.early:
+                server.transport.write(data)
+            client.early.clear()
+            client.transport.resume_reading()
+
+        loop.call_soon(lambda: loop.create_task(connect()))
+        return client
+
+    parsed = parse_address(to_uri(listen))
+    if parsed.scheme == "unix":
+        server = await loop.create_unix_server(accepted, parsed.path, backlog=2048)
+        print(f"READY unix://{parsed.path}", flush=True)
+    else:
+        server = await loop.create_server(accepted, parsed.host, parsed.port, backlog=2048)
+        host, port = server.sockets[0].getsockname()[:2]
+        print(f"READY tcp://{host}:{port}", flush=True)
+    await loop.run_in_executor(None, _wait_stdin)
+    server.close()
+
+
+def _run(main: Any) -> None:
+    try:
+        import uvloop
+
+        uvloop.run(main)
+    except ImportError:
+        asyncio.run(main)
 
 
 class _Stall(asyncio.Protocol):
@@ -132,12 +222,16 @@ def _wait_stdin() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m faultlab.bench._proxy_peer")
     parser.add_argument(
-        "mode", choices=["proxy", "echo", "http-echo", "stall", "grpc-echo", "tls-echo"]
+        "mode",
+        choices=["proxy", "echo", "http-echo", "stall", "grpc-echo", "tls-echo", "forward"],
     )
     parser.add_argument("listen")
     parser.add_argument("upstream", nargs="?")
     parser.add_argument("--cpu", type=int)
-    parser.add_argument("--no-journal-chunks", action="store_true")
+    parser.add_argument(
+        "--no-journal-chunks", action="store_true", help="the default (kept for old scripts)"
+    )
+    parser.add_argument("--journal-chunks", action="store_true", help="journal every chunk")
     parser.add_argument("--framing", default=None, help="the proxy's framing (http: wire journal)")
     parser.add_argument("--protocol", default=None, help="the proxy's protocol (grpc: HTTP/2)")
     parser.add_argument("--toxic", action="append", default=[], help="TYPE:STREAM:k=v,...")
@@ -155,20 +249,17 @@ def main() -> None:
             "stall": _Stall,
             "tls-echo": _Echo,
         }
-        serve = _echo(args.listen, kinds[args.mode], tls=args.mode == "tls-echo")
-        try:
-            import uvloop
-
-            uvloop.run(serve)
-        except ImportError:
-            asyncio.run(serve)
+        _run(_echo(args.listen, kinds[args.mode], tls=args.mode == "tls-echo"))
+        return
+    if args.mode == "forward":
+        _run(_forwarder(args.listen, args.upstream))
         return
     with ProxyEngine(seed=0) as engine:
         handle = engine.create(
             "bench",
             listen=args.listen,
             upstream=args.upstream,
-            record_chunks=not args.no_journal_chunks,
+            record_chunks=args.journal_chunks,
             framing=args.framing,
             protocol=args.protocol,
             tls={"mode": args.tls} if args.tls else None,

@@ -102,6 +102,16 @@ class Endpoint(Sink):
     def start(self) -> None:
         """Begin delivering data (after both ends are bound)."""
 
+    def unbind(self) -> None:
+        """Forget the links: after the connection ended, late callbacks go nowhere, and the
+        endpoint no longer holds its links (nor they it) in a cycle, so memory is freed at
+        once instead of at the next full garbage collection."""
+        self.on_data = _ignore_data
+        self.on_eof = _ignore
+        self.on_lost = _ignore_lost
+        self.on_pause_writing = _ignore
+        self.on_resume_writing = _ignore
+
     def hold(self, reason: str) -> None:
         """Stop reading for ``reason`` (reading resumes once every reason is released)."""
         if reason not in self._holds:
@@ -125,6 +135,18 @@ class Endpoint(Sink):
 
     @abstractmethod
     def _resume_reading(self) -> None: ...
+
+
+def _ignore() -> None:
+    pass
+
+
+def _ignore_data(data: bytes) -> None:
+    pass
+
+
+def _ignore_lost(exc: BaseException | None) -> None:
+    pass
 
 
 class SocketEndpoint(asyncio.Protocol, Endpoint):

@@ -131,7 +131,7 @@ class ProxyEngine:
         *,
         enabled: bool = True,
         framing: str | None = None,
-        record_chunks: bool = True,
+        record_chunks: bool = False,
         protocol: str | None = None,
         wire_headers: tuple[str, ...] | None = None,
         tls: Any = None,
@@ -207,7 +207,7 @@ class ProxyEngine:
         upstream: str,
         enabled: bool = True,
         framing: str | None = None,
-        record_chunks: bool = True,
+        record_chunks: bool = False,
         protocol: str | None = None,
         wire_headers: tuple[str, ...] | None = None,
         tls: Any = None,
@@ -216,7 +216,8 @@ class ProxyEngine:
         with ``framing="http"`` each exchange is journaled, with the headers resilience
         depends on plus ``wire_headers``. ``tls={"mode": "intercept"}`` ends the client's
         TLS with a lab certificate and opens the proxy's own upstream (see
-        :class:`~faultlab.proxy.tlsintercept.TlsSettings`)."""
+        :class:`~faultlab.proxy.tlsintercept.TlsSettings`). ``record_chunks`` journals
+        every read or frame as a ``chunk`` event (off: it costs as much as the forwarding)."""
         self.call(
             lambda: self.create_async(
                 name,

@@ -112,6 +112,13 @@ class Link:
             self._framer = get_framer(framing)
             self._out_framer = get_framer(framing)
         self._splits_http = isinstance(self._framer, HttpSplitter)
+        self._plain = (
+            self._framer is None and not conn.message_based and not conn.proxy.record_chunks
+        )
+        """A raw byte link that journals no chunk: with nothing in the way, ``feed`` writes
+        each read to the sink itself (the fast path, a forwarder's cost)."""
+        self._sink_open = True
+        """Mirrors ``_sink_ready`` as a plain flag the fast path can test cheaply."""
         self._ahead = 0
         """Bytes forwarded before the splitter returned the message they belong to."""
         self.frames = bool(framing) or conn.message_based
@@ -234,6 +241,18 @@ class Link:
 
     # input from the source
     def feed(self, data: bytes) -> None:
+        if (
+            self._plain
+            and self._sink_open
+            and not self._active
+            and not self._queue
+            and not self._busy
+            and not self.done
+        ):
+            self.bytes_in += len(data)
+            self.index += 1
+            self.sink.write(data)
+            return
         if self.done:
             return
         self.bytes_in += len(data)
@@ -452,10 +471,12 @@ class Link:
     def sink_paused(self) -> None:
         """The sink's buffer is full: stop reading the source, hold the chain's output."""
         self._sink_ready.clear()
+        self._sink_open = False
         self.source.hold("sink")
 
     def sink_resumed(self) -> None:
         self._sink_ready.set()  # wakes the processor, which always exists while items queue
+        self._sink_open = True
         self.source.release("sink")
 
     def held_bytes(self) -> int:
@@ -585,6 +606,14 @@ class Link:
         finally:
             if self._task is asyncio.current_task():
                 self._task = None
+
+    def release(self) -> None:
+        """The connection is gone: drop the chain (its contexts hold this link in closures)
+        so the link, its toxics' state and the endpoints are freed by reference counting."""
+        self.stages = []
+        self._active = []
+        self._queue.clear()
+        self._detached.clear()
 
     def stop(self) -> None:
         """Connection closing: stop timers and the processor, release what waits on the sink."""

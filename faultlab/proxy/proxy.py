@@ -155,6 +155,17 @@ class Connection:
         if self.exchanges is not None:
             self.exchanges.ended()
         self.proxy._forget(self)
+        self._release()
+
+    def _release(self) -> None:
+        """Break the reference cycles between this connection, its links and endpoints,
+        so a closed connection's memory is reused at once (not after a full GC)."""
+        for link in self.links.values():
+            link.release()
+        self.client.unbind()
+        self.server.unbind()
+        self.links = {}
+        self.h2 = None
 
     def held_bytes(self) -> int:
         """Bytes this connection holds in the proxy, both directions."""
@@ -172,6 +183,7 @@ class Connection:
             self.exchanges.ended(reset=True)
         self.proxy.journal.record("reset", proxy=self.proxy.name, connection=self.ordinal)
         self.proxy._forget(self)
+        self._release()
 
     def lost(self, side: str, exc: BaseException | None) -> None:
         """One socket is gone: the other side closes too (after pending EOF)."""
@@ -196,6 +208,7 @@ class Connection:
                     self.exchanges.client_eof()
                 self.exchanges.ended(reset=isinstance(exc, ConnectionResetError))
             self.proxy._forget(self)
+            self._release()
             return
         source_link = self.links["upstream" if side == "client" else "downstream"]
         source_link.feed_eof()
@@ -213,7 +226,7 @@ class Proxy:
         journal: Journal,
         seed: int,
         framing: str | None = None,
-        record_chunks: bool = True,
+        record_chunks: bool = False,
         protocol: str | None = None,
         journal_wire: bool = True,
         wire_headers: tuple[str, ...] | None = None,

@@ -172,6 +172,7 @@ def build_rig(
         upstream=server.address,
         framing=carrier.framing,
         protocol=carrier.protocol,
+        record_chunks=True,  # tests wait for frames to reach the proxy by their chunk events
     )
     return Rig(carrier, calc, server, engine, proxy)
 
