@@ -344,6 +344,15 @@ _TOXIC_FIELDS = {
 }
 
 
+_UPDATE_STRUCT = (
+    'struct { Attributes interface {} "json:\\"attributes\\""; '
+    'Toxicity float32 "json:\\"toxicity\\"" }'
+)
+_POPULATE_STRUCT = 'struct { toxiproxy.Proxy; Enabled *bool "json:\\"enabled\\"" }'
+"""The anonymous structs Toxiproxy decodes a toxic update and a populate entry into, as Go's
+decode errors name them."""
+
+
 def _update_fields(type_name: str) -> dict[str, _Field]:
     """An update decodes into an anonymous struct around the live toxic (so Go's messages
     name ``.toxicity`` and ``.attributes of type toxics.LatencyToxic``)."""
@@ -364,15 +373,18 @@ def _check_float32(fields: dict[str, Any], struct_name: str) -> None:
         )
 
 
-def _fields(value: Any, struct_name: str, spec: Mapping[str, _Field]) -> dict[str, Any]:
+def _fields(
+    value: Any, struct_name: str, spec: Mapping[str, _Field], go_value: str | None = None
+) -> dict[str, Any]:
     """Decode an object into a Go struct: keys match case-insensitively, the last one wins,
-    unknown keys are ignored, ``null`` leaves a field alone, a wrong JSON type is a 400."""
+    unknown keys are ignored, ``null`` leaves a field alone, a wrong JSON type is a 400.
+    ``go_value`` is the Go type Go's message names for a body that is not an object."""
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise _ApiError(
             f"bad request body: json: cannot unmarshal {_kind(value)} into Go value of type "
-            f"toxiproxy.{struct_name}",
+            f"{go_value or 'toxiproxy.' + struct_name}",
             400,
         )
     lowered = {k.lower(): k for k in spec}
@@ -555,7 +567,7 @@ async def _toxic_index(req: _Request) -> ApiResponse:
 
 async def _toxic_create(req: _Request) -> ApiResponse:
     proxy = req.engine.get(req.params["proxy"])
-    fields = _fields(_decode(req.body), "ToxicWrapper", _TOXIC_FIELDS)
+    fields = _fields(_decode(req.body), "ToxicWrapper", _TOXIC_FIELDS, "toxics.ToxicWrapper")
     _check_float32(fields, "ToxicWrapper")
     name = fields.get("name") or None
     if name is not None:
@@ -609,7 +621,7 @@ async def _toxic_update(req: _Request) -> ApiResponse:
     proxy = req.engine.get(req.params["proxy"])
     found = _toxic(proxy, req.params["toxic"])
     type_name = found.toxic.type_name
-    fields = _fields(_decode(req.body), "", _update_fields(type_name))
+    fields = _fields(_decode(req.body), "", _update_fields(type_name), _UPDATE_STRUCT)
     _check_float32(fields, "")
     attributes = fields.get("attributes")
     if attributes is not None:
@@ -704,10 +716,10 @@ def _populate_entries(value: Any) -> list[_Entry]:
     if not isinstance(value, list):
         raise _ApiError(
             f"bad request body: json: cannot unmarshal {_kind(value)} into Go value of type "
-            "[]toxiproxy.Proxy",
+            f"[]{_POPULATE_STRUCT}",
             400,
         )
-    decoded = [_fields(item, "Proxy", _PROXY_FIELDS) for item in value]
+    decoded = [_fields(item, "", _PROXY_FIELDS, _POPULATE_STRUCT) for item in value]
     for index, fields in enumerate(decoded, 1):
         if not fields.get("name"):
             raise _ApiError(f"missing required field: name at proxy {index}", 400)

@@ -681,7 +681,7 @@ def test_populate_validates_everything_first(raw: RawClient, echo: str) -> None:
         (
             {"name": "x"},
             "bad request body: json: cannot unmarshal object into Go value of type "
-            "[]toxiproxy.Proxy",
+            '[]struct { toxiproxy.Proxy; Enabled *bool "json:\\"enabled\\"" }',  # Go's words
         ),
     ],
 )
