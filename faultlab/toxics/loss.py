@@ -42,14 +42,23 @@ PARAMETERS: dict[str, tuple[str, ...]] = {
 MAX_RTO_MS = 3_600_000
 
 
-def _percent(default: float, help: str, *, unset: bool = False, harsh: float = 20.0) -> Attr:
+def _percent(
+    default: float,
+    help: str,
+    *,
+    unset: bool = False,
+    mild: float | None = None,
+    harsh: float = 20.0,
+) -> Attr:
+    """A netem percentage; ``unset``: -1 also means netem's default. Tests draw ``mild`` (the
+    default if not given) to ``harsh``."""
     return Attr(
         float,
         default,
         UNSET if unset else 0.0,
         100.0,
         help,
-        generate=(default, harsh) if not unset else (UNSET, UNSET),
+        generate=(default if mild is None else mild, harsh),
         step=0.01,
     )
 
@@ -67,12 +76,20 @@ class Loss(Toxic):
             0.0, "random: % chance a frame shares the last one's fate", harsh=50.0
         ),
         "p": _percent(0.0, "gemodel: % good -> bad per frame"),
-        "r": _percent(UNSET, "gemodel: % bad -> good (-1: netem's 100 - p)", unset=True),
+        "r": _percent(
+            UNSET, "gemodel: % bad -> good (-1: netem's 100 - p)", unset=True, mild=100.0, harsh=5.0
+        ),
         "loss_bad": _percent(100.0, "gemodel: 1-h, % lost in the bad state", harsh=100.0),
         "loss_good": _percent(0.0, "gemodel: 1-k, % lost in the good state", harsh=5.0),
         "p13": _percent(0.0, "state: % gap -> burst loss"),
-        "p31": _percent(UNSET, "state: % burst loss -> gap (-1: netem's 100 - p13)", unset=True),
-        "p32": _percent(0.0, "state: % burst loss -> burst receive", harsh=0.0),
+        "p31": _percent(
+            UNSET,
+            "state: % burst loss -> gap (-1: netem's 100 - p13)",
+            unset=True,
+            mild=100.0,
+            harsh=5.0,
+        ),
+        "p32": _percent(0.0, "state: % burst loss -> burst receive", harsh=30.0),
         "p23": _percent(100.0, "state: % burst receive -> burst loss", harsh=100.0),
         "p14": _percent(0.0, "state: % gap -> isolated loss", harsh=5.0),
         "rto": Attr(
@@ -137,10 +154,15 @@ class Loss(Toxic):
                 for name in names:
                     if name in attributes:
                         attributes[name] = cls.attributes_spec[name].default
+        for name in ("r", "p31"):  # between -1 (netem's default) and 0: not a percentage
+            if UNSET < attributes.get(name, UNSET) < 0:
+                attributes[name] = UNSET
         if attributes.get("p13", 0.0) + attributes.get("p14", 0.0) > 100.0:
             attributes["p14"] = 100.0 - attributes.get("p13", 0.0)
         p31 = attributes.get("p31", UNSET)
-        if p31 != UNSET and p31 + attributes.get("p32", 0.0) > 100.0:
+        if p31 == UNSET:
+            p31 = 100.0 - attributes.get("p13", 0.0)
+        if p31 + attributes.get("p32", 0.0) > 100.0:
             attributes["p32"] = 100.0 - p31
         if attributes.get("rto_max", 120_000) < attributes.get("rto", 200):
             attributes["rto_max"] = attributes.get("rto", 200)
