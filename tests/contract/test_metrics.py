@@ -220,10 +220,33 @@ def test_bytes_faults_and_gauges_match_the_traffic_and_the_journal(echo: str) ->
             assert {k[4] for k in counted} == {"true", "false"}  # both kinds were seen
             assert counted[("svc", "cut", "slicer", "toxicity", "false")] == len(sizes) + 2
 
+            # a new listen address starts new series; the old ones stay
+            first = proxy.listen
+            moved = proxy.update(listen="127.0.0.1:0")["listen"]
+            assert moved != first
+            with connect(moved) as sock:
+                exchange(sock, b"m" * 500)
+            wait_for(
+                "the connection to the new address to close",
+                lambda: gauge(scrape(url), "faultlab_proxy_connections", "svc") == 0,
+            )
+            by_listener = {
+                (name, s.labels["direction"], s.labels["listener"]): s.value
+                for name, family in scrape(url).items()
+                if name in BYTE_COUNTERS
+                for s in family.samples
+            }
+            assert by_listener == {
+                (name, d, address): count
+                for name in BYTE_COUNTERS
+                for d in ("upstream", "downstream")
+                for address, count in ((first, total), (moved, 500))
+            }
+
             # Toxiproxy's series outlive the proxy; faultlab's gauges go with it
             proxy.delete()
             families = scrape(url)
-            assert byte_totals(families, "svc") == expected
+            assert byte_totals(families, "svc") == dict.fromkeys(expected, total + 500)
             assert gauge(families, "faultlab_proxy_connections", "svc") is None
             assert "process_cpu_seconds_total" in families
 
