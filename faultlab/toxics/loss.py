@@ -40,6 +40,8 @@ PARAMETERS: dict[str, tuple[str, ...]] = {
     "state": ("p13", "p31", "p32", "p23", "p14"),
 }
 MAX_RTO_MS = 3_600_000
+JOURNALED_STATES = 64
+"""A retransmission journals the model's state at its first 64 lost tries (its count: all)."""
 
 
 def _percent(
@@ -225,26 +227,29 @@ class Loss(Toxic):
         """Hold a lost chunk (and, by holding the link, all behind it) until a try gets through."""
         rto, cap = self.attributes["rto"], self.attributes["rto_max"]
         states: list[Any] = []
-        waited_ms = 0
+        losses = waited_ms = 0
         completed = True
         while True:
             if not model.lost():
                 break
-            states.append(model.met)
+            losses += 1
+            if len(states) < JOURNALED_STATES:
+                states.append(model.met)
             waited_ms += rto
             wait = waited_ms / 1000 - (ctx.now() - chunk.t)
             if wait > 0 and not await ctx.sleep(wait):
-                completed = False
+                completed = False  # updated or removed: it goes now, after what it waited
+                waited_ms = max(0, round((ctx.now() - chunk.t) * 1000))
                 break
             rto = min(rto * 2, cap)
-        if not states:
+        if not losses:
             ctx.record("pass", chunk, model=self.attributes["model"], state=model.met)
         else:
             ctx.record(
                 "retransmit",
                 chunk,
                 model=self.attributes["model"],
-                losses=len(states),
+                losses=losses,
                 delay_ms=waited_ms,
                 states=states,
                 interrupted=not completed,

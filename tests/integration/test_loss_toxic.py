@@ -203,6 +203,7 @@ def test_head_of_line_blocking_holds_what_follows(raw_pair: tuple[ProxyHandle, A
     assert record
     assert record[0]["interrupted"] is True
     assert record[0]["losses"] >= 3  # 50 + 100 + 200 ms fit in the 0.4 s before removal
+    assert record[0]["delay_ms"] >= 400  # what it really waited, not the unfinished RTO
 
 
 # ---- refusals ---------------------------------------------------------------------------------
