@@ -391,3 +391,33 @@ def test_api_server_flags_for_library_users(echo: str) -> None:
                 assert gauge(families, "faultlab_proxy_connections", "lib") == 1
                 assert set(byte_totals(families, "lib").values()) == {1234}
             assert "process_cpu_seconds_total" not in families
+
+
+def test_held_bytes_show_an_upstream_that_does_not_read() -> None:
+    from faultlab.proxy.engine import ProxyEngine
+    from faultlab.proxy.server import ApiServer
+
+    with socket.socket() as deaf, ProxyEngine(seed=5) as engine:
+        deaf.bind(("127.0.0.1", 0))
+        deaf.listen()
+        deaf.settimeout(TIMEOUT)
+        upstream = f"127.0.0.1:{deaf.getsockname()[1]}"
+        with ApiServer(engine, port=0, proxy_metrics=True) as server:
+            proxy = engine.create("deaf", listen="127.0.0.1:0", upstream=upstream)
+            with connect(proxy.listen) as sock:
+                accepted, _ = deaf.accept()  # accepted, never read
+                with accepted:
+                    sock.setblocking(False)
+                    sent, deadline = 0, time.monotonic() + 3
+                    while time.monotonic() < deadline:  # until the proxy stops reading
+                        try:
+                            sent += sock.send(b"h" * 65536)
+                        except BlockingIOError:
+                            time.sleep(0.05)
+                    families = scrape(server.url)
+                    held = gauge(families, "faultlab_proxy_held_bytes", "deaf")
+                    assert held is not None
+                    assert 0 < held <= 4 << 20  # the backpressure bound (docs/proxy.md)
+                    assert held == engine.run(lambda: sum(engine.get("deaf").held_bytes().values()))
+                    received = byte_totals(families, "deaf")
+                    assert received["toxiproxy_proxy_received_bytes_total", "upstream"] <= sent
