@@ -6,8 +6,8 @@ So the proxy's hot path is untouched; a scrape reads what already exists:
 - bytes: each live connection's counters (``Link.bytes_in`` per direction, each side's
   ``Endpoint.bytes_written``), plus totals of closed connections, accumulated from the
   byte counts ``Proxy._forget`` puts in each ``connection_closed`` event;
-- faults: one counter per (proxy, toxic, type, decision), bumped as each ``fault`` event is
-  recorded (:meth:`faultlab.journal.Journal.subscribe`);
+- faults: one counter per (proxy, toxic, type, decision, acted), bumped as each ``fault``
+  event is recorded (:meth:`faultlab.journal.Journal.subscribe`);
 - gauges (connections, held bytes, toxics) straight from the engine's proxies.
 
 Both event-fed counters survive a proxy's deletion, as Toxiproxy's ``CounterVec`` series do.
