@@ -569,6 +569,8 @@ async def _toxic_create(req: _Request) -> ApiResponse:
     proxy = req.engine.get(req.params["proxy"])
     fields = _fields(_decode(req.body), "ToxicWrapper", _TOXIC_FIELDS, "toxics.ToxicWrapper")
     _check_float32(fields, "ToxicWrapper")
+    if fields.get("type") == SETTINGS_TOXIC:
+        return await _settings_toxic(req.engine, proxy, fields)
     name = fields.get("name") or None
     if name is not None:
         check_name(name, "toxic")
@@ -588,6 +590,75 @@ async def _toxic_create(req: _Request) -> ApiResponse:
         attributes=attributes,
     )
     return _json(200, toxic_json(entry))
+
+
+SETTINGS_TOXIC = "faultlab"
+"""The toxic type that sets a proxy's faultlab options (``framing``, ``protocol``, ``tls``) for
+clients that can only send Toxiproxy's keys (toxiproxy-python's ``create`` takes four)."""
+_SETTINGS = ("framing", "protocol", "tls")
+
+
+async def _settings_toxic(engine: ProxyEngine, proxy: Proxy, fields: dict[str, Any]) -> ApiResponse:
+    """``{"type": "faultlab", "attributes": {"framing": ..., "protocol": ..., "tls": ...}}``:
+    the proxy is created again with the same name, addresses and state and these options (its
+    connections drop; no toxic may be on it yet, since the options decide which toxics fit).
+    Nothing is stored as a toxic; the answer is toxic-shaped so every client can read it."""
+    given = fields.get("attributes") or {}
+    lowered = {key.lower(): value for key, value in given.items()}
+    unknown = sorted(set(lowered) - set(_SETTINGS))
+    if unknown:
+        raise InvalidProxyRequest(
+            f"faultlab: unknown attribute {unknown[0]!r}; known: {', '.join(_SETTINGS)}"
+        )
+    for key in ("framing", "protocol"):
+        if lowered.get(key) is not None and not isinstance(lowered[key], str):
+            raise InvalidProxyRequest(f"faultlab: attribute {key!r} must be a string")
+    if proxy.toxics:
+        raise InvalidProxyRequest(
+            f"faultlab: set framing, protocol and tls on proxy {proxy.name!r} before adding "
+            f"toxics (it has {', '.join(sorted(proxy.toxics))})"
+        )
+    framing = lowered.get("framing", proxy.framing) or None
+    protocol = lowered.get("protocol", proxy.protocol) or None
+    tls = lowered["tls"] if "tls" in lowered else (proxy.tls.to_json() if proxy.tls else None)
+    check_framing(framing)
+    check_protocol(protocol)
+    try:
+        TlsSettings.parse(tls)
+    except TlsSettingsError as exc:
+        raise InvalidProxyRequest(str(exc)) from None
+    listen, enabled = toxiproxy_address(proxy.listen), proxy.enabled
+    await proxy.stop()
+    del engine.proxies[proxy.name]
+    try:
+        new = await engine.create_async(
+            proxy.name,
+            listen,
+            toxiproxy_address(proxy.upstream),
+            enabled=enabled,
+            framing=framing,
+            protocol=protocol,
+            tls=tls,
+            record_chunks=proxy.record_chunks,
+        )
+    except BaseException:
+        engine.proxies.setdefault(proxy.name, proxy)  # the old proxy, as it was
+        if enabled:
+            with contextlib.suppress(ProxyError):
+                await start_proxy(proxy)
+        raise
+    engine.journal.record("proxy_replaced", proxy=proxy.name)
+    shown = new.to_json()
+    return _json(
+        200,
+        {
+            "attributes": {key: shown.get(key) for key in _SETTINGS},
+            "name": fields.get("name") or SETTINGS_TOXIC,
+            "type": SETTINGS_TOXIC,
+            "stream": fields.get("stream", "downstream"),
+            "toxicity": 1,
+        },
+    )
 
 
 def _before_attributes(proxy: Proxy, type_name: str, name: str | None, stream: str) -> None:

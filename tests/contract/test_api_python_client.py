@@ -7,7 +7,10 @@ It sends no timeouts of its own, so the module runs under pytest-timeout.
 
 from __future__ import annotations
 
+import json
+import socket
 import time
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -92,9 +95,55 @@ def test_bad_toxics_map_to_invalid_toxic(server: Any, echo: str) -> None:
         proxy.add_toxic(type="nope")
     with pytest.raises(InvalidToxic, match="stream was invalid"):
         proxy.add_toxic(type="latency", stream="sideways")
-    with pytest.raises(InvalidToxic, match=r"latency.+ must be"):
-        proxy.add_toxic(type="latency", attributes={"latency": -5})
+    with pytest.raises(InvalidToxic, match=r"string into Go struct field LatencyToxic"):
+        proxy.add_toxic(type="latency", attributes={"latency": "5"})  # Go cannot store it
     assert proxy.toxics() == {}
+
+
+def test_values_toxiproxy_accepts_are_accepted(server: Any, echo: str) -> None:
+    """Toxiproxy 2.12 takes these (some crash it on the first data); faultlab gives each a safe
+    meaning (tests/contract/test_toxiproxy_parity.py)."""
+    proxy = server.create(upstream=echo, name="parity")
+    proxy.add_toxic(type="slicer", attributes={"average_size": 10, "size_variation": 10})
+    proxy.add_toxic(type="bandwidth", stream="upstream", attributes={"rate": 10**12})
+    proxy.add_toxic(type="slow_close", attributes={"delay": -1})
+    proxy.add_toxic(type="limit_data", stream="upstream", toxicity=-1, attributes={"bytes": -1})
+    toxics = proxy.toxics()
+    assert toxics["slicer_downstream"].attributes["size_variation"] == 10
+    assert toxics["limit_data_upstream"].toxicity == -1  # never acts
+    payload = bytes(range(256)) * 4
+    assert echo_through(proxy.listen, payload) == payload
+
+
+def _shown(api_url: str, name: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{api_url}/proxies/{name}", timeout=5) as reply:
+        shown: dict[str, Any] = json.loads(reply.read())
+    return shown
+
+
+def test_faultlab_options_through_the_settings_toxic(server: Any, echo: str, api_url: str) -> None:
+    """toxiproxy-python's create() sends four keys; a ``faultlab`` toxic sets the rest."""
+    proxy = server.create(upstream=echo, name="framed")
+    with pytest.raises(InvalidToxic, match="acts on whole messages"):
+        proxy.add_toxic(type="drop", attributes={"probability": 1.0})
+    proxy.add_toxic(type="faultlab", attributes={"framing": "lines"})
+    shown = _shown(api_url, "framed")
+    assert (shown["framing"], shown["listen"], shown["toxics"]) == ("lines", proxy.listen, [])
+    assert echo_through(proxy.listen, b"one\n") == b"one\n"
+    proxy.add_toxic(type="drop", stream="upstream", attributes={"probability": 1.0})
+    host, _, port = proxy.listen.rpartition(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(b"dropped\n")
+        sock.settimeout(0.3)
+        with pytest.raises(TimeoutError):  # the whole line was dropped
+            sock.recv(100)
+    with pytest.raises(InvalidToxic, match="before adding toxics"):
+        proxy.add_toxic(type="faultlab", attributes={"framing": "length-prefix"})
+    with pytest.raises(InvalidToxic, match="unknown framing"):
+        server.create(upstream=echo, name="f2").add_toxic(
+            type="faultlab", attributes={"framing": "nope"}
+        )
+    assert "framing" not in _shown(api_url, "f2")
 
 
 def test_disable_enable_round_trip_keeps_the_port(server: Any, echo: str) -> None:
