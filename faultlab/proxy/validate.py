@@ -24,6 +24,7 @@ from faultlab import transports
 from faultlab.codecs.framing import framer_names
 from faultlab.errors import FaultlabError
 from faultlab.proxy.proxy import InvalidProxyRequest, to_uri
+from faultlab.proxy.udprelay import options_problem
 from faultlab.toxics._common import INT64_MAX, INT64_MIN
 from faultlab.toxics.base import InvalidToxic, get_toxic_class
 
@@ -184,6 +185,11 @@ def check_address(address: object, role: str) -> str:
         kind = type(address).__name__
         raise InvalidProxyRequest(f"invalid {role} address: an address is a string, got {kind}")
     problem = address_problem(address)
+    if problem is None and address.startswith("udp://"):  # the plain UDP relay's bounds
+        options = transports.parse_address(address).options
+        problem = options_problem(options) if role == "listen" else None
+        if options and role != "listen":
+            problem = "udp options (idle_timeout, max_flows, ...) belong on the listen address"
     if problem is not None:
         raise InvalidProxyRequest(f"invalid {role} address {_show(address)}: {problem}")
     return address
