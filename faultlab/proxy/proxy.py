@@ -23,14 +23,12 @@ from faultlab.codecs.framing import hpack_decode
 from faultlab.errors import AddressError, FaultlabError, TransportError
 from faultlab.journal import Journal
 from faultlab.proxy.dgram_endpoint import ClientDatagramEndpoint, DatagramEndpoint
-from faultlab.proxy.dgram_endpoint import ClientDatagramEndpoint, DatagramEndpoint
 from faultlab.proxy.endpoints import BridgeEndpoint, Endpoint, SocketEndpoint
 from faultlab.proxy.h2relay import H2Relay
 from faultlab.proxy.h2wire import H2Exchanges
 from faultlab.proxy.link import Link
 from faultlab.proxy.tlsendpoint import TlsEndpoint
 from faultlab.proxy.tlsintercept import Interceptor, TlsSettings, TlsSettingsError, intercept
-from faultlab.proxy.udprelay import UdpOptions, UdpRelay
 from faultlab.proxy.udprelay import UdpOptions, UdpRelay
 from faultlab.proxy.wire import (
     DEFAULT_WIRE_HEADERS,
@@ -282,8 +280,6 @@ class Proxy:
         self._bound_uri: str | None = None
         self._udp: UdpRelay | None = None
         """A ``udp://`` listen: plain datagrams, one flow per client (faultlab.proxy.udprelay)."""
-        self._udp: UdpRelay | None = None
-        """A ``udp://`` listen: plain datagrams, one flow per client (faultlab.proxy.udprelay)."""
         self._accepting: set[asyncio.Task[None]] = set()
         """Clients still connecting upstream: owned here, cancelled by ``stop``."""
 
@@ -429,9 +425,6 @@ class Proxy:
             owner = getattr(self, "_unix_owner", None)
             if owner is not None:
                 owner.release()
-        if self._udp is not None:
-            relay, self._udp = self._udp, None
-            await relay.aclose()
         if self._udp is not None:
             relay, self._udp = self._udp, None
             await relay.aclose()
