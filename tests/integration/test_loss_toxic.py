@@ -137,8 +137,8 @@ def test_a_byte_stream_loses_nothing_and_waits_the_rto(raw_pair: tuple[ProxyHand
     arrived: list[tuple[int, float]] = []  # (bytes received so far, when)
     with transports.connect(proxy.address, timeout=10) as client:
         assert isinstance(client, ByteStream)
+        sent_at.append(time.monotonic())  # before the send: a lower bound of the proxy's read
         client.send(payload[:size])
-        sent_at.append(time.monotonic())
         with up.accept(timeout=10) as server:
             assert isinstance(server, ByteStream)
             done = threading.Event()
@@ -157,8 +157,8 @@ def test_a_byte_stream_loses_nothing_and_waits_the_rto(raw_pair: tuple[ProxyHand
             thread.start()
             for k in range(1, pieces):
                 time.sleep(0.03)  # one chunk per piece, most of the time
-                client.send(payload[k * size : (k + 1) * size])
                 sent_at.append(time.monotonic())
+                client.send(payload[k * size : (k + 1) * size])
             assert done.wait(60), "the stream stalled"
             thread.join(5)
     assert bytes(received) == payload  # every byte, in order
@@ -175,7 +175,7 @@ def test_a_byte_stream_loses_nothing_and_waits_the_rto(raw_pair: tuple[ProxyHand
         assert e["delay_ms"] == sum(min(rto * 2**k, cap) for k in range(e["losses"]))
         first_sent = sent_at[start // size]
         reached = next(t for total, t in arrived if total > start)
-        assert reached - first_sent >= e["delay_ms"] / 1000 - 0.002, (e, reached - first_sent)
+        assert reached - first_sent >= e["delay_ms"] / 1000, (e, reached - first_sent)
     assert arrived[-1][1] - sent_at[0] < 30
 
 
