@@ -33,6 +33,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from faultlab import __version__
 from faultlab.errors import FaultlabError
+from faultlab.journal import Journal
 from faultlab.proxy.engine import ProxyEngine, start_proxy
 from faultlab.proxy.proxy import (
     FLOAT32_OVERFLOW,
@@ -333,6 +334,7 @@ _PROXY_FIELDS = {
     "framing": _STR,  # faultlab: frame-aware toxics (drop, reorder...) need one
     "protocol": _STR,  # faultlab: protocol-aware toxics (rpc_error, version_skew)
     "tls": _OBJ,  # faultlab: {"mode": "intercept" | "passthrough", "upstream_ca": ...}
+    "toxics": _Field(lambda v: True, "[]toxics.ToxicWrapper"),  # faultlab: populate only
 }
 _TOXIC_FIELDS = {
     "name": _STR,
@@ -737,10 +739,10 @@ async def populate(engine: ProxyEngine, body: bytes) -> ApiResponse:
         return _json(status, payload)
 
     try:
-        entries = _populate_entries(_decode(body))
+        entries = _populate_entries(_decode(body), engine.seed)
     except _ApiError as exc:
         return reply(exc.status, exc.message)
-    for name, listen, upstream, enabled, framing, protocol, tls_field in entries:
+    for name, listen, upstream, enabled, framing, protocol, tls_field, toxics in entries:
         existing = engine.proxies.get(name)
         try:
             if existing is not None:
@@ -750,7 +752,10 @@ async def populate(engine: ProxyEngine, body: bytes) -> ApiResponse:
                 )
                 wanted = (effective_framing(framing, protocol, tls=opaque), protocol, settings)
                 same_kind = (existing.framing, existing.protocol, existing.tls) == wanted
-                if same_kind and not await _differs(existing, listen, upstream):
+                same_toxics = toxics is None or _toxics_shown(existing) == [
+                    _toxic_shown(t) for t in toxics
+                ]
+                if same_kind and same_toxics and not await _differs(existing, listen, upstream):
                     processed.append(existing)
                     continue
                 await existing.stop()
@@ -775,13 +780,89 @@ async def populate(engine: ProxyEngine, body: bytes) -> ApiResponse:
             return reply(http_status(exc), str(exc))
         except FaultlabError as exc:
             return reply(500, str(exc))
+        for toxic in toxics or ():  # checked on a scratch proxy already: these cannot fail
+            proxy.add_toxic(
+                toxic["type"],
+                name=toxic["name"],
+                stream=toxic["stream"],
+                toxicity=toxic["toxicity"],
+                attributes=toxic["attributes"],
+            )
         if existing is not None:
             engine.journal.record("proxy_replaced", proxy=name)
         processed.append(proxy)
     return reply(201)
 
 
-def _populate_entries(value: Any) -> list[_Entry]:
+def _toxic_shown(toxic: dict[str, Any]) -> dict[str, Any]:
+    return {k: toxic[k] for k in ("name", "type", "stream", "toxicity", "attributes")}
+
+
+def _toxics_shown(proxy: Proxy) -> list[dict[str, Any]]:
+    """A proxy's toxics as a populate entry lists them (to tell a changed entry)."""
+    return [
+        {
+            "name": e.name,
+            "type": e.toxic.type_name,
+            "stream": e.stream,
+            "toxicity": e.toxicity,
+            "attributes": e.toxic.attributes,
+        }
+        for e in proxy.toxic_list()
+    ]
+
+
+def _entry_toxics(value: Any, entry: _Entry, seed: int) -> list[dict[str, Any]]:
+    """faultlab's ``toxics`` in a populate or config entry (Toxiproxy #79, #447; Toxiproxy
+    ignores the key): each is a toxic create body, decoded and checked as ``POST
+    /proxies/{p}/toxics`` would, on a scratch proxy that never binds. Returns them with every
+    default filled in, as applied and as compared with an existing proxy's."""
+    if not isinstance(value, list):
+        raise InvalidProxyRequest(
+            f"bad request body: toxics must be an array of toxics, got {_kind(value)}"
+        )
+    scratch = Proxy(
+        entry.name,
+        entry.listen,
+        entry.upstream,
+        journal=Journal(),
+        seed=seed,
+        framing=entry.framing,
+        protocol=entry.protocol,
+        tls=entry.tls,
+    )
+    out = []
+    for item in value:
+        try:
+            fields = _fields(item, "ToxicWrapper", _TOXIC_FIELDS, "toxics.ToxicWrapper")
+            _check_float32(fields, "ToxicWrapper")
+        except _ApiError as exc:
+            raise InvalidProxyRequest(exc.message) from None
+        name = fields.get("name") or None
+        if name is not None:
+            check_name(name, "toxic")
+        type_name, stream = fields.get("type", ""), fields.get("stream", "downstream")
+        attributes = toxic_attributes(type_name, fields.get("attributes") or {})
+        added = scratch.add_toxic(
+            type_name,
+            name=name,
+            stream=stream,
+            toxicity=fields.get("toxicity", 1.0),
+            attributes=attributes,
+        )
+        out.append(
+            {
+                "name": added.name,
+                "type": type_name,
+                "stream": added.stream,
+                "toxicity": added.toxicity,
+                "attributes": dict(added.toxic.attributes),
+            }
+        )
+    return out
+
+
+def _populate_entries(value: Any, seed: int = 0) -> list[_Entry]:
     if value is None:
         return []
     if not isinstance(value, list):
@@ -806,6 +887,7 @@ def _populate_entries(value: Any) -> list[_Entry]:
             fields.get("framing") or None,
             fields.get("protocol") or None,
             fields.get("tls"),
+            None,
         )
         try:  # every entry, before the first is applied: a refused populate changes nothing
             check_name(entry.name)
@@ -814,6 +896,8 @@ def _populate_entries(value: Any) -> list[_Entry]:
             check_framing(entry.framing)
             check_protocol(entry.protocol)
             TlsSettings.parse(entry.tls)
+            if fields.get("toxics") is not None:
+                entry = entry._replace(toxics=_entry_toxics(fields["toxics"], entry, seed))
         except TlsSettingsError as exc:
             raise _ApiError(f"{exc} at proxy {index}", 400) from None
         except ProxyError as exc:
@@ -830,6 +914,7 @@ class _Entry(NamedTuple):
     framing: str | None
     protocol: str | None
     tls: Any
+    toxics: list[dict[str, Any]] | None
 
 
 # ---- faultlab extensions -------------------------------------------------------
