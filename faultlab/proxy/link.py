@@ -111,6 +111,9 @@ class Link:
         elif framing:
             self._framer = get_framer(framing)
             self._out_framer = get_framer(framing)
+        self._resume: tuple[Chunk, list[_Stage], int] | None = None
+        """The queue's head when the first toxics of its chain passed it synchronously
+        (:meth:`Toxic.pass_now`): the chain it entered and where it goes on."""
         self._splits_http = isinstance(self._framer, HttpSplitter)
         self._plain = (
             self._framer is None and not conn.message_based and not conn.proxy.record_chunks
@@ -420,6 +423,19 @@ class Link:
         if self._direct():
             self._write(chunk)  # fast path
             return
+        if self._active and self._idle():
+            chain = self._active
+            position = 0
+            while position < len(chain):
+                stage = chain[position]
+                if not stage.toxic.pass_now(stage.ctx, chunk):
+                    break
+                position += 1
+            if position == len(chain):  # every toxic passed it at once: no task, no queue
+                self._write(chunk)
+                return
+            if position:
+                self._resume = (chunk, list(chain), position)
         self._queue.append(chunk)
         self._queued_bytes += len(data)
         if self._queued_bytes > HIGH_WATER:
@@ -458,11 +474,14 @@ class Link:
 
     def _direct(self) -> bool:
         """Nothing in the way: a chunk may go straight to the sink (the fast path)."""
+        return not self._active and self._idle()
+
+    def _idle(self) -> bool:
+        """Nothing queued or in the chain, the sink ready, no reply waiting for an edit."""
         return (
-            not self._active
-            and not self._queue
+            not self._queue
             and not self._busy
-            and self._sink_ready.is_set()
+            and self._sink_open
             and not self._edits
             and not self._id_edits
         )
@@ -588,7 +607,11 @@ class Link:
                     if self._queued_bytes < LOW_WATER:
                         self.source.release("queue")
                     self._in_chain = len(item.data)
-                    await self._emit_from(list(self._active), 0, item)
+                    resume, self._resume = self._resume, None
+                    if resume is not None and resume[0] is item:  # passed its first stages now
+                        await self._emit_from(resume[1], resume[2], item)
+                    else:
+                        await self._emit_from(list(self._active), 0, item)
                 finally:
                     self._busy = False
                     self._in_chain = 0
@@ -620,6 +643,7 @@ class Link:
         self.done = True
         self._sink_ready.set()
         self._queue.clear()
+        self._resume = None
         self._queued_bytes = 0
         for stage in self.stages:
             stage.ctx.interrupted.set()

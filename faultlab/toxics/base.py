@@ -387,6 +387,17 @@ class Toxic:
     async def process(self, ctx: ToxicContext, chunk: Chunk, emit: Emit) -> None:
         await emit(chunk)
 
+    def pass_now(self, ctx: ToxicContext, chunk: Chunk) -> bool:
+        """The synchronous path: if this toxic would hand ``chunk`` on unchanged and at once,
+        do what :meth:`process` does for it (the same draws, the same journal) and return
+        True; otherwise return False having changed nothing, and :meth:`process` runs.
+
+        Why: a link whose toxics all pass a chunk at once writes it inside the read
+        callback, with no task switch and no queue, so a toxic that waits only sometimes
+        (a latency whose delay has already elapsed) costs little more than no toxic.
+        """
+        return False
+
     async def on_eof(self, ctx: ToxicContext) -> None:
         """The source reached EOF; return when the EOF may travel on (slow_close waits)."""
 

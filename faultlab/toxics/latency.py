@@ -83,6 +83,19 @@ class Latency(Toxic):
         ctx.record("delay", chunk, delay_ms=delay_ms, interrupted=not completed)
         await emit(chunk)
 
+    def pass_now(self, ctx: ToxicContext, chunk: Chunk) -> bool:
+        """No jitter and the delay already spent (a 0 ms latency, or a chunk that queued
+        that long): exactly what ``process`` does, without a task switch."""
+        attrs = self.attributes
+        if attrs["jitter"]:
+            return False  # the draw belongs to process
+        latency = attrs["latency"]
+        if latency / 1000 - (ctx.now() - chunk.t) > 0:
+            return False
+        chunk.t += max(latency, 0) / 1000
+        ctx.record("delay", chunk, delay_ms=latency, interrupted=False)
+        return True
+
     def _netem_delay(self, ctx: ToxicContext, latency: int, jitter: int) -> float:
         """One delay from the link's correlated source (kept in ``ctx.state`` across chunks)."""
         distribution = self.attributes.get("distribution", "uniform")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from faultlab.toxics.base import Toxic, register_toxic
+from faultlab.toxics.base import Chunk, Toxic, ToxicContext, register_toxic
 
 __all__ = ["Noop"]
 
@@ -13,3 +13,6 @@ class Noop(Toxic):
     description = "pass-through"
     drawn_by_default = False  # no fault to find: generated tests leave it out
     ignores_unknown_attributes = True  # Toxiproxy's toxic: its clients send extra keys
+
+    def pass_now(self, ctx: ToxicContext, chunk: Chunk) -> bool:
+        return True
