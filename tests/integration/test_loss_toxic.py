@@ -8,6 +8,7 @@ arrives before its journaled retransmission delay), with a loose bound above.
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 import threading
@@ -25,6 +26,9 @@ from faultlab.streams import ByteStream
 from tests.integration.toxic_helpers import numbered, wait_for
 
 SEED = 1616
+TIMER_SLACK = 0.002
+"""The proxy's loop (uvloop) keeps time and fires timers in whole milliseconds: a wait may
+end up to a millisecond early, so a lower bound allows 2 ms."""
 GILBERT = {"model": "gemodel", "p": 10.0, "r": 40.0}  # simple Gilbert: rate 20 %, bursts 2.5
 
 
@@ -175,7 +179,7 @@ def test_a_byte_stream_loses_nothing_and_waits_the_rto(raw_pair: tuple[ProxyHand
         assert e["delay_ms"] == sum(min(rto * 2**k, cap) for k in range(e["losses"]))
         first_sent = sent_at[start // size]
         reached = next(t for total, t in arrived if total > start)
-        assert reached - first_sent >= e["delay_ms"] / 1000, (e, reached - first_sent)
+        assert reached - first_sent >= e["delay_ms"] / 1000 - TIMER_SLACK, (e, reached - first_sent)
     assert arrived[-1][1] - sent_at[0] < 30
 
 
@@ -241,3 +245,66 @@ def test_loss_is_refused_on_http2_frames() -> None:
         with pytest.raises(ProxyError, match="losing one breaks the connection") as info:
             proxy.add_toxic("loss", percent=1.0)
         assert info.value.status == 400
+
+
+# ---- latency's netem distributions through the proxy --------------------------------------------
+def test_latency_normal_with_correlation_through_a_real_proxy() -> None:
+    """Every chunk waits at least its journaled delay; the delays have the normal's mean and
+    spread and the asked correlation (lag 1), within 4 standard errors for ~300 chunks."""
+    latency, jitter, c = 30, 8, 0.5
+    pieces, size = 300, 64
+    payload = numbered(pieces * size)
+    sent_at: list[float] = []
+    arrived: list[tuple[int, float]] = []
+    with (
+        ProxyEngine(seed=SEED) as engine,
+        transports.listen("tcp://127.0.0.1:0") as up,
+    ):
+        proxy = engine.create("slow", upstream=up.address)
+        proxy.add_toxic(
+            "latency",
+            stream="upstream",
+            latency=latency,
+            jitter=jitter,
+            distribution="normal",
+            correlation=c * 100,
+        )
+        with transports.connect(proxy.address, timeout=10) as client:
+            assert isinstance(client, ByteStream)
+            sent_at.append(time.monotonic())
+            client.send(payload[:size])
+            with up.accept(timeout=10) as server:
+                assert isinstance(server, ByteStream)
+
+                def reader() -> None:
+                    total = 0
+                    while total < len(payload):
+                        total += len(server.receive(65536, timeout=30))
+                        arrived.append((total, time.monotonic()))
+
+                thread = threading.Thread(target=reader, daemon=True)
+                thread.start()
+                for k in range(1, pieces):
+                    time.sleep(0.005)
+                    sent_at.append(time.monotonic())
+                    client.send(payload[k * size : (k + 1) * size])
+                thread.join(30)
+                assert not thread.is_alive(), "the stream stalled"
+        events = [e for e in proxy.events() if e["kind"] == "fault" and e["decision"] == "delay"]
+    assert arrived[-1][0] == len(payload)
+    offset = 0
+    for e in events:
+        start, offset = offset, offset + e["size"]
+        reached = next(t for total, t in arrived if total > start)
+        assert reached - sent_at[start // size] >= e["delay_ms"] / 1000 - TIMER_SLACK, e
+    delays = [float(e["delay_ms"]) for e in events]
+    n = len(delays)
+    assert n >= 100, n  # most pieces are read one by one
+    inflation = math.sqrt((1 + c) / (1 - c))  # AR(1): the mean's error grows with c
+    assert abs(statistics.fmean(delays) - latency) < 4 * jitter / math.sqrt(n) * inflation
+    assert abs(statistics.pstdev(delays) - jitter) < 0.25 * jitter
+    mean = statistics.fmean(delays)
+    lag1 = sum((a - mean) * (b - mean) for a, b in itertools.pairwise(delays)) / sum(
+        (d - mean) ** 2 for d in delays
+    )
+    assert abs(lag1 - c) < 4 / math.sqrt(n)
