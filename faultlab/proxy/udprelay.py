@@ -76,10 +76,10 @@ class UdpOptions:
     """Seconds without a datagram (either way) after which a flow ends."""
     max_flows: int = 1024
     """Live flows at most; a new client beyond it evicts the idlest flow."""
-    queue: int = 256
+    queue: int = 64
     """Datagrams each end of a flow keeps while it may not deliver them (then drops)."""
-    queue_bytes: int = 1 << 20
-    """Bytes each end keeps likewise."""
+    queue_bytes: int = 256 << 10
+    """Bytes each end keeps likewise (at least one datagram of the largest size)."""
     session: bool = True
     """``session=auto`` (default): a faultlab ``HELLO`` opens a session; ``off``: never."""
 
