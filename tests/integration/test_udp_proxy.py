@@ -455,6 +455,49 @@ def test_a_full_queue_drops_and_counts_datagrams(
     assert 20 <= arrived == closed["datagrams_in"] - closed["dropped_client"]
 
 
+def test_a_flood_of_replies_is_bounded_on_the_server_side(
+    engine: ProxyEngine,
+    servers: Callable[..., PlainServer],
+    clients: Callable[[], socket.socket],
+) -> None:
+    server = servers(lambda data: [bytes([i]) * 60000 for i in range(40)])
+    proxy = udp_proxy(engine, server, "queue=2&queue_bytes=131072")
+    proxy.add_toxic("bandwidth", stream="downstream", rate=1200)
+    client = clients()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    client.sendto(b"flood me", target(proxy))
+    overflow = wait_event(proxy, "udp_overflow")
+    assert overflow["side"] == "server"
+    assert overflow["connection"] == 0
+    assert client.recv(65535) == bytes([0]) * 60000  # the first reply still came through
+    proxy.delete()
+    closed = wait_event(proxy, "udp_flow_closed")
+    assert closed["datagrams_in"] == 1
+    assert closed["dropped_server"] > 0
+    assert closed["dropped_client"] == 0
+
+
+def test_disable_and_enable_keep_the_address_and_the_options(
+    engine: ProxyEngine,
+    servers: Callable[..., PlainServer],
+    clients: Callable[[], socket.socket],
+) -> None:
+    server = servers()
+    proxy = udp_proxy(engine, server, "idle_timeout=30&max_flows=8")
+    listen = proxy.listen
+    client = clients()
+    client.sendto(b"before", target(proxy))
+    assert client.recv(10) == b"before"
+    proxy.disable()
+    assert wait_event(proxy, "udp_flow_closed")["reason"] == "stopped"
+    assert proxy.connections() == 0
+    proxy.enable()
+    assert proxy.listen == listen  # the same port, the options kept
+    client.sendto(b"after", target(proxy))
+    assert client.recv(10) == b"after"
+    assert len(kinds(proxy, "connection")) == 2
+
+
 def test_an_upstream_that_refuses_ends_the_flow(
     engine: ProxyEngine, clients: Callable[[], socket.socket]
 ) -> None:
