@@ -243,6 +243,8 @@ class UdpRelay:
     def datagram(self, data: bytes, addr: Any) -> None:
         flow = self.flows.get(addr)
         if flow is None:
+            if self._transport is None:
+                return  # closing: no new flow
             if self.options.session and not self._plain(data, addr):
                 return
             flow = self._new_flow(addr)
