@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import random
 import socket
 import time
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from faultlab.proxy.engine import ProxyEngine, ProxyHandle
 from faultlab.proxy.reference import RealToxiproxy, find_toxiproxy, missing_reason
 from faultlab.proxy.server import ApiServer
 from faultlab.toxics.latency import Latency
+from faultlab.toxics.slicer import Slicer
 
 from .conftest import TIMEOUT
 
@@ -529,3 +531,34 @@ def test_toxicity_outside_unit_range_means_always_or_never(
             assert _read_exactly(sock, 4) == b"ping"
             elapsed = time.monotonic() - start
         assert (elapsed >= 0.29) is acts, elapsed
+
+
+def _go_chunk(rng: random.Random, average: int, variation: int, start: int, end: int) -> list[int]:
+    """Toxiproxy 2.12's ``SlicerToxic.chunk`` (toxics/slicer.go), line for line, with Go's
+    ``rand.Intn(n)`` as ``rng.randrange(n)``: offsets in pairs."""
+    if (end - start) - average <= variation:
+        return [start, end]
+    mid = start + (end - start) // 2
+    if variation > 0:
+        mid += rng.randrange(variation * 2) - variation
+    return _go_chunk(rng, average, variation, start, mid) + _go_chunk(
+        rng, average, variation, mid, end
+    )
+
+
+@pytest.mark.parametrize(
+    ("average", "variation"),
+    [(10, 0), (10, 3), (10, 10), (10, 11), (1000, 1000), (0, 1), (1, 2), (7, 8), (64, 32)],
+)
+def test_slicer_draws_toxiproxys_pieces_where_toxiproxy_is_defined(
+    average: int, variation: int
+) -> None:
+    """Where Toxiproxy's recursion terminates in bounds (variation <= average + 1, and not both
+    below 1), faultlab's pieces are Toxiproxy's, draw for draw, given the same random stream
+    (the empty pieces Toxiproxy writes carry no bytes)."""
+    slicer = Slicer(average_size=average, size_variation=variation)
+    for seed in range(40):
+        for length in (1, 2, 3, 21, 22, 1000, 4096, 65536):
+            offsets = _go_chunk(random.Random(seed), average, variation, 0, length)
+            theirs = [b - a for a, b in zip(offsets[::2], offsets[1::2], strict=True) if b > a]
+            assert slicer.sizes(random.Random(seed), length) == theirs, (seed, length)
