@@ -218,6 +218,18 @@ PROXY_CASES: list[ProxyCase] = [
     ),
     ProxyCase("populate-name-number", [{"name": 1, "upstream": "127.0.0.1:9"}], "/populate"),
     ProxyCase(
+        "populate-with-toxics",
+        [
+            {
+                "name": "q",
+                "upstream": "127.0.0.1:9",
+                "enabled": False,
+                "toxics": [{"type": "latency", "attributes": {"latency": 5}}],
+            }
+        ],
+        "/populate",
+    ),
+    ProxyCase(
         "populate-toxics-key",
         [{"name": "q", "upstream": "127.0.0.1:9", "enabled": False, "toxics": []}],
         "/populate",
@@ -258,9 +270,9 @@ DEVIATIONS: dict[str, tuple[str, Answer]] = {
             {"raw_toxicity": "-0.0"},
         ),
     ),
-    "proxy-name-number": (
-        "faultlab checks a name's type with the rest of the body: same status and message",
-        Answer(400, None),
+    "populate-with-toxics": (
+        "Toxics in populate and config files: Toxiproxy ignores the key (#79, #447)",
+        Answer(201, None),
     ),
 }
 """The deliberate differences; each is asserted to be exactly this answer on faultlab."""
@@ -374,6 +386,11 @@ def test_proxy_requests_answer_as_toxiproxy(
     deviation = DEVIATIONS.get(case.id)
     if deviation is not None:
         assert mine.status == theirs.status == deviation[1].status, deviation[0]
+        if case.id == "populate-with-toxics":  # the toxics, and nothing else, differ
+            (their_proxy,), (my_proxy,) = theirs.body["proxies"], mine.body["proxies"]
+            assert their_proxy["toxics"] == []
+            assert [t["attributes"] for t in my_proxy["toxics"]] == [{"latency": 5, "jitter": 0}]
+            assert {**my_proxy, "toxics": []} == their_proxy
         return
     assert (mine.status, mine.body) == (theirs.status, theirs.body), case
 
