@@ -65,6 +65,15 @@ class _Stage:
 
 
 class Link:
+    # A proxy holds two links per connection: slots keep each small (thousands are open).
+    __slots__ = (
+        "_active", "_ahead", "_answered", "_asked", "_busy", "_detached", "_edits",
+        "_framer", "_h2", "_id_edits", "_in_chain", "_out_framer", "_plain", "_queue",
+        "_queued_bytes", "_replies_to", "_resume", "_sink_open", "_sink_waiter",
+        "_splits_http", "_task", "_wake", "bytes_in", "conn", "direction", "done", "eof",
+        "frames", "framing", "index", "loop", "opened_at", "sink", "source", "stages",
+    )  # fmt: skip
+
     def __init__(
         self,
         conn: Connection,
@@ -78,16 +87,18 @@ class Link:
         self.source = source
         self.sink = sink
         self.loop = asyncio.get_running_loop()
-        self._sink_ready = asyncio.Event()
-        self._sink_ready.set()
+        self._sink_waiter: asyncio.Future[None] | None = None
+        """Resolved when the sink takes data again (made only when something must wait)."""
         self.stages: list[_Stage] = []
         self._active: list[_Stage] = []
-        self._queue: deque[Any] = deque()
+        self._queue: deque[Any] | None = None
+        """Chunks waiting for the chain (made at the first one: most links never queue)."""
         self._queued_bytes = 0
         self._in_chain = 0
         self._replies_to: Link | None = None
         self._busy = False
-        self._wake = asyncio.Event()
+        self._wake: asyncio.Future[None] | None = None
+        """The idle processor's wake-up call (made only while it waits)."""
         self._task: asyncio.Task[None] | None = None
         self._detached: set[asyncio.Task[Any]] = set()
         """Flushes toxics started to outlive their removal; owned here, cancelled on stop."""
@@ -121,7 +132,7 @@ class Link:
         """A raw byte link that journals no chunk: with nothing in the way, ``feed`` writes
         each read to the sink itself (the fast path, a forwarder's cost)."""
         self._sink_open = True
-        """Mirrors ``_sink_ready`` as a plain flag the fast path can test cheaply."""
+        """Whether the sink takes data (False between its pause and resume)."""
         self._ahead = 0
         """Bytes forwarded before the splitter returned the message they belong to."""
         self.frames = bool(framing) or conn.message_based
@@ -132,7 +143,7 @@ class Link:
         self._asked = 0
         self._answered = 0
         self._edits: dict[int, Any] = {}
-        self._id_edits: deque[Any] = deque(maxlen=MAX_REPLY_EDITS)
+        self._id_edits: deque[Any] | None = None  # made at the first edit
 
     # chain management
     def set_chain(self, entries: list[ToxicEntry]) -> None:
@@ -155,7 +166,7 @@ class Link:
         self._active = [s for s in stages if s.active]
         if self._active and self._task is None:
             self._task = self.loop.create_task(self._process())
-        self._wake.set()
+        self._wakeup()
 
     def _new_stage(self, entry: ToxicEntry, previous: _Stage | None) -> _Stage:
         conn = self.conn
@@ -210,7 +221,7 @@ class Link:
     def _reply_edits_waiting(self) -> int:
         """Replies of this connection waiting for an edit (read by upstream toxics)."""
         other = self.conn.links.get("downstream")
-        return 0 if other is None else len(other._edits) + len(other._id_edits)
+        return 0 if other is None else len(other._edits) + len(other._id_edits or ())
 
     def _expect(self, edit: Any) -> None:
         """Downstream: one more request went to the server (``edit``: for its reply)."""
@@ -235,10 +246,11 @@ class Link:
 
     def _edit_by_id(self, data: bytes) -> bytes:
         """Downstream, not HTTP: the reply edited by the oldest edit that recognises it."""
-        for edit in self._id_edits:
+        edits = self._id_edits or deque()
+        for edit in edits:
             edited = edit(data)
             if edited is not None:
-                self._id_edits.remove(edit)
+                edits.remove(edit)
                 return bytes(edited)
         return data
 
@@ -436,13 +448,13 @@ class Link:
                 return
             if position:
                 self._resume = (chunk, list(chain), position)
-        self._queue.append(chunk)
+        self._enqueue(chunk)
         self._queued_bytes += len(data)
         if self._queued_bytes > HIGH_WATER:
             self.source.hold("queue")
         if self._task is None:
             self._task = self.loop.create_task(self._process())
-        self._wake.set()
+        self._wakeup()
 
     def feed_eof(self) -> None:
         if self.eof:
@@ -460,10 +472,10 @@ class Link:
         if self._direct():
             self._finish()
             return
-        self._queue.append(_EOF)
+        self._enqueue(_EOF)
         if self._task is None:
             self._task = self.loop.create_task(self._process())
-        self._wake.set()
+        self._wakeup()
 
     def reply(self, payload: bytes) -> None:
         """Write one frame to this link's source, framed by the opposite link (toxic replies)."""
@@ -486,16 +498,40 @@ class Link:
             and not self._id_edits
         )
 
+    def _enqueue(self, item: Any) -> None:
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = deque()
+        queue.append(item)
+
+    def _wakeup(self) -> None:
+        """Let a waiting processor look at its queue and chain again."""
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    async def _sink_ready(self) -> None:
+        """Return once the sink takes data (or the link stopped)."""
+        while not self._sink_open and not self.done:
+            waiter = self._sink_waiter
+            if waiter is None or waiter.done():
+                waiter = self._sink_waiter = self.loop.create_future()
+            await waiter
+
+    def _open_sink(self) -> None:
+        self._sink_open = True
+        waiter, self._sink_waiter = self._sink_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
     # backpressure from the sink
     def sink_paused(self) -> None:
         """The sink's buffer is full: stop reading the source, hold the chain's output."""
-        self._sink_ready.clear()
         self._sink_open = False
         self.source.hold("sink")
 
     def sink_resumed(self) -> None:
-        self._sink_ready.set()  # wakes the processor, which always exists while items queue
-        self._sink_open = True
+        self._open_sink()  # wakes the processor, which always exists while items queue
         self.source.release("sink")
 
     def held_bytes(self) -> int:
@@ -518,6 +554,8 @@ class Link:
         if chunk.reply_edit is not None and self.direction == "upstream" and not self._splits_http:
             other = self.conn.links.get("downstream")
             if other is not None:
+                if other._id_edits is None:
+                    other._id_edits = deque(maxlen=MAX_REPLY_EDITS)
                 other._id_edits.append(chunk.reply_edit)
         if self._out_framer is not None:
             self.sink.write(self._out_framer.frame(chunk.data))
@@ -569,8 +607,8 @@ class Link:
     async def _emit_from(self, chain: list[_Stage], position: int, chunk: Chunk) -> None:
         """Hand ``chunk`` to stage ``position`` of the chain it entered (or to the sink)."""
         if position >= len(chain):
-            if not self._sink_ready.is_set() and not self.done:
-                await self._sink_ready.wait()
+            if not self._sink_open and not self.done:
+                await self._sink_ready()
             if not self.done:
                 self._write(chunk)
             return
@@ -584,18 +622,22 @@ class Link:
     async def _process(self) -> None:
         try:
             while not self.done:
-                if not self._queue:
-                    self._wake.clear()
-                    if not self._active and self._sink_ready.is_set():
+                queue = self._queue
+                if not queue:
+                    if not self._active and self._sink_open:
                         self._task = None  # back to the fast path
                         return
-                    await self._wake.wait()
+                    self._wake = self.loop.create_future()
+                    try:
+                        await self._wake
+                    finally:
+                        self._wake = None
                     continue
-                if self._replies_to is not None and not self._replies_to._sink_ready.is_set():
+                if self._replies_to is not None and not self._replies_to._sink_open:
                     # A source that does not read our replies is not read either.
-                    await self._replies_to._sink_ready.wait()  # stop() sets it on close
+                    await self._replies_to._sink_ready()  # returns once it stopped, too
                     continue
-                item = self._queue.popleft()
+                item = queue.popleft()
                 self._busy = True
                 try:
                     if item is _EOF:
@@ -635,14 +677,14 @@ class Link:
         so the link, its toxics' state and the endpoints are freed by reference counting."""
         self.stages = []
         self._active = []
-        self._queue.clear()
+        self._queue = None
         self._detached.clear()
 
     def stop(self) -> None:
         """Connection closing: stop timers and the processor, release what waits on the sink."""
         self.done = True
-        self._sink_ready.set()
-        self._queue.clear()
+        self._open_sink()
+        self._queue = None
         self._resume = None
         self._queued_bytes = 0
         for stage in self.stages:
