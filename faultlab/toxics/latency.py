@@ -13,12 +13,17 @@ shapes, capped at 4 sigma), and ``correlation`` (percent) correlates successive
 delays without shrinking their spread. Left at their defaults they are not
 shown in the toxic's attributes and draw nothing: Toxiproxy's meaning, its
 JSON and its random draws (so seeded journals replay) are unchanged.
+
+``latency`` and ``jitter`` take Go's whole int64 range, as Toxiproxy does: 0 or less
+means no delay (no jitter); a delay too long to schedule waits until the toxic is
+updated or removed.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from faultlab.toxics._common import INT64_MAX, INT64_MIN
 from faultlab.toxics._netem import DISTRIBUTIONS, CorrelatedNormal, quantile
 from faultlab.toxics.base import Attr, Chunk, Emit, Toxic, ToxicContext, register_toxic
 
@@ -35,8 +40,12 @@ class Latency(Toxic):
     description = "delay every chunk by latency ± jitter ms"
     ignores_unknown_attributes = True  # Toxiproxy's toxic: its clients send extra keys
     attributes_spec = {
-        "latency": Attr(int, 0, 0, MAX_MS, "milliseconds", generate=(0, 300)),
-        "jitter": Attr(int, 0, 0, MAX_MS, "milliseconds", generate=(0, 50)),
+        "latency": Attr(
+            int, 0, INT64_MIN, INT64_MAX, "milliseconds; 0 or less: no delay", generate=(0, 300)
+        ),
+        "jitter": Attr(
+            int, 0, INT64_MIN, INT64_MAX, "milliseconds; 0 or less: no jitter", generate=(0, 50)
+        ),
         # Toxiproxy's toxic: strategies keep to what a real Toxiproxy does (drawn: defaults)
         "distribution": Attr(
             str,
@@ -74,9 +83,9 @@ class Latency(Toxic):
         attrs = self.attributes
         latency, jitter = attrs["latency"], attrs["jitter"]
         if "distribution" in attrs or "correlation" in attrs:
-            delay_ms: float = self._netem_delay(ctx, latency, jitter) if jitter else latency
+            delay_ms: float = self._netem_delay(ctx, latency, jitter) if jitter > 0 else latency
         else:  # Toxiproxy's: exactly its draw, none without jitter
-            delay_ms = latency + (ctx.rng.randrange(2 * jitter) - jitter if jitter else 0)
+            delay_ms = latency + (ctx.rng.randrange(2 * jitter) - jitter if jitter > 0 else 0)
         wait = delay_ms / 1000 - (ctx.now() - chunk.t)
         completed = await ctx.sleep(wait) if wait > 0 else True
         chunk.t += max(delay_ms, 0) / 1000  # the next latency toxic counts from here: they add up
@@ -87,7 +96,7 @@ class Latency(Toxic):
         """No jitter and the delay already spent (a 0 ms latency, or a chunk that queued
         that long): exactly what ``process`` does, without a task switch."""
         attrs = self.attributes
-        if attrs["jitter"]:
+        if attrs["jitter"] > 0:
             return False  # the draw belongs to process
         latency = attrs["latency"]
         if latency / 1000 - (ctx.now() - chunk.t) > 0:

@@ -25,18 +25,12 @@ import pytest
 from faultlab.proxy.engine import ProxyEngine, ProxyHandle
 from faultlab.proxy.reference import RealToxiproxy, find_toxiproxy, missing_reason
 from faultlab.proxy.server import ApiServer
-from faultlab.toxics.latency import Latency
 from faultlab.toxics.slicer import Slicer
 
 from .conftest import TIMEOUT
 
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
-
-LATENCY_PENDING = (Latency.attributes_spec["latency"].minimum or 0) >= 0
-"""faultlab/toxics/latency.py is owned elsewhere: until it takes Go's int64 range (negative
-latency is no delay, negative jitter no jitter), its negative cases are expected to differ."""
-
 
 NO_UPDATE = object()
 
@@ -277,9 +271,6 @@ DEVIATIONS: dict[str, tuple[str, Answer]] = {
 }
 """The deliberate differences; each is asserted to be exactly this answer on faultlab."""
 
-LATENCY_CASES = {"latency-negative", "latency-int64-min", "latency-int64-max"}
-"""Cases that need latency.py's int64 range (see :data:`LATENCY_PENDING`)."""
-
 
 # ---- two servers ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
@@ -360,8 +351,6 @@ def test_toxic_requests_answer_as_toxiproxy(
     real: RealToxiproxy, ours: ApiServer, case: Case
 ) -> None:
     theirs, mine = _run(real.url, case), _run(ours.url, case)
-    if case.id in LATENCY_CASES and LATENCY_PENDING:
-        pytest.xfail("latency.py does not take Go's int64 range yet (owned elsewhere)")
     deviation = DEVIATIONS.get(case.id)
     if deviation is None:
         assert (mine.status, mine.body) == (theirs.status, theirs.body), case
@@ -639,8 +628,6 @@ def test_values_toxiproxy_survives_behave_the_same(
     real: RealToxiproxy, ours: ApiServer, echo: str, toxic: dict[str, Any]
 ) -> None:
     """The same toxic on both servers, the same traffic: the same outcome."""
-    if toxic["type"] == "latency" and LATENCY_PENDING:
-        pytest.xfail("latency.py does not take Go's int64 range yet (owned elsewhere)")
     outcomes = []
     payload = bytes(range(256)) * 8
     for url in (real.url, ours.url):
