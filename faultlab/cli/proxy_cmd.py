@@ -23,6 +23,8 @@ __all__ = ["add_parser", "run"]
 
 _GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _GO_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+JOURNAL_EVENTS = 20_000
+"""The standalone server's journal bound (an in-process engine keeps 200,000)."""
 _LEVELS = {"warning": "WARNING", "warn": "WARNING", "panic": "CRITICAL", "fatal": "CRITICAL"}
 
 
@@ -71,7 +73,26 @@ def add_parser(sub: Any) -> None:
         metavar="BOOL",
         help="serve /metrics with the process's metrics (process_*, python_*)",
     )
+    parser.add_argument(
+        "--journal-events",
+        type=_positive,
+        default=JOURNAL_EVENTS,
+        metavar="N",
+        help=f"keep the newest N journal events (default {JOURNAL_EVENTS:,}; about 0.7 KB "
+        "each): a server that runs for days holds bounded memory. Poll /faultlab/events "
+        "with since=next to keep them all; its 'dropped' says how many fell off",
+    )
     parser.set_defaults(run=run)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _go_bool(text: str) -> bool:
@@ -90,6 +111,7 @@ def _configure_logging() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from faultlab.journal import Journal
     from faultlab.proxy.engine import ProxyEngine
     from faultlab.proxy.server import ApiServer
 
@@ -103,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     previous: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    engine = ProxyEngine(seed=args.seed)
+    engine = ProxyEngine(seed=args.seed, journal=Journal(max_events=args.journal_events))
     server = ApiServer(
         engine,
         host=args.host,

@@ -13,7 +13,7 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -54,7 +54,18 @@ class Journal:
 
     def record(self, kind: str, **fields: Any) -> dict[str, Any]:
         """Append one event; returns it (with ``seq`` and ``t`` filled in)."""
-        event = {"seq": 0, "t": fields.pop("t", None), "kind": kind, **fields}
+        return self._append({"seq": 0, "t": fields.pop("t", None), "kind": kind, **fields})
+
+    def record_merged(
+        self, kind: str, shared: Mapping[str, Any], fields: dict[str, Any]
+    ) -> dict[str, Any]:
+        """``record(kind, **shared, **fields)`` building one dict instead of three: the proxy
+        journals a fault per chunk with fields fixed per link (``shared``)."""
+        return self._append(
+            {"seq": 0, "t": fields.pop("t", None), "kind": kind, **shared, **fields}
+        )
+
+    def _append(self, event: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
             event["seq"] = next(self._seq)
             if event["t"] is None:
@@ -98,8 +109,8 @@ class FileJournal(Journal):
         self._file: IO[str] = open(self.path, "a", buffering=1)  # noqa: SIM115 - process-long
         self._write_lock = threading.Lock()
 
-    def record(self, kind: str, **fields: Any) -> dict[str, Any]:
-        event = super().record(kind, **fields)
+    def _append(self, event: dict[str, Any]) -> dict[str, Any]:
+        super()._append(event)
         with self._write_lock:
             self._file.write(json.dumps(event, default=repr) + "\n")
         return event

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -182,7 +183,7 @@ class Link:
         active = draw < entry.toxicity
         ctx = ToxicContext(
             rng=rng,
-            record=lambda decision, _e=entry, **f: self.record(_e, decision, **f),
+            record=self._fault_recorder(entry),
             close=conn.close,
             reset=conn.reset,
             direction=self.direction,
@@ -204,6 +205,25 @@ class Link:
         if active:
             entry.toxic.start(ctx)
         return stage
+
+    def _fault_recorder(self, entry: ToxicEntry) -> Callable[..., None]:
+        """``record(decision, **fields)`` for one toxic on this link: the fields fixed per
+        link are built once, so a fault journaled per chunk costs one dict."""
+        shared = {
+            "proxy": self.conn.proxy.name,
+            "connection": self.conn.ordinal,
+            "direction": self.direction,
+            "toxic": entry.name,
+            "type": entry.toxic.type_name,
+            "decision": None,  # keeps its place: each event's own value replaces it
+        }
+        record_merged = self.conn.proxy.journal.record_merged
+
+        def record(decision: str, **fields: Any) -> None:
+            fields["decision"] = decision
+            record_merged("fault", shared, fields)
+
+        return record
 
     def record(self, entry: ToxicEntry, decision: str, **fields: Any) -> None:
         self.conn.proxy.journal.record(

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -115,3 +116,30 @@ def test_busy_port_fails_with_a_message(tmp_path: Path) -> None:
         )
     assert done.returncode == 1
     assert "cannot listen" in done.stdout
+
+
+def test_journal_events_bounds_the_journal(
+    run_proxy: list[subprocess.Popen[str]], echo: str
+) -> None:
+    proc, url, _ = start(run_proxy, "--port", "0", "--journal-events", "8")
+    with RemoteToxiproxy(url, timeout=5) as client:
+        proxy = client.create("bounded", listen="127.0.0.1:0", upstream=echo)
+        for _ in range(10):
+            assert echo_through(proxy.listen) == b"ping"
+        with urllib.request.urlopen(url + "/faultlab/events", timeout=5) as reply:
+            body = json.loads(reply.read())
+    assert len(body["events"]) <= 8
+    assert body["dropped"] >= 10, "ten connections journal at least ten events past the bound"
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=20)
+
+
+def test_journal_events_must_be_positive(run_proxy: list[subprocess.Popen[str]]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "faultlab", "proxy", "--journal-events", "0"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert "must be at least 1, got 0" in done.stderr
