@@ -14,6 +14,10 @@ delays without shrinking their spread. Left at their defaults they are not
 shown in the toxic's attributes and draw nothing: Toxiproxy's meaning, its
 JSON and its random draws (so seeded journals replay) are unchanged.
 
+Each chunk it delays is journaled (``fault``, decision ``delay``, ``delay_ms``); a
+delay of 0 or less changed nothing and is not journaled, so a 0 ms latency costs
+the fast path almost nothing.
+
 ``latency`` and ``jitter`` take Go's whole int64 range, as Toxiproxy does: 0 or less
 means no delay (no jitter); a delay too long to schedule waits until the toxic is
 updated or removed.
@@ -89,21 +93,15 @@ class Latency(Toxic):
         wait = delay_ms / 1000 - (ctx.now() - chunk.t)
         completed = await ctx.sleep(wait) if wait > 0 else True
         chunk.t += max(delay_ms, 0) / 1000  # the next latency toxic counts from here: they add up
-        ctx.record("delay", chunk, delay_ms=delay_ms, interrupted=not completed)
+        if delay_ms > 0:  # a delay of 0 or less changed nothing: no fault to journal
+            ctx.record("delay", chunk, delay_ms=delay_ms, interrupted=not completed)
         await emit(chunk)
 
     def pass_now(self, ctx: ToxicContext, chunk: Chunk) -> bool:
-        """No jitter and the delay already spent (a 0 ms latency, or a chunk that queued
-        that long): exactly what ``process`` does, without a task switch."""
+        """No delay to make (latency 0 or less, no jitter): what ``process`` does for it
+        (no draw, nothing journaled), without a task switch."""
         attrs = self.attributes
-        if attrs["jitter"] > 0:
-            return False  # the draw belongs to process
-        latency = attrs["latency"]
-        if latency / 1000 - (ctx.now() - chunk.t) > 0:
-            return False
-        chunk.t += max(latency, 0) / 1000
-        ctx.record("delay", chunk, delay_ms=latency, interrupted=False)
-        return True
+        return bool(attrs["jitter"] <= 0 and attrs["latency"] <= 0)
 
     def _netem_delay(self, ctx: ToxicContext, latency: int, jitter: int) -> float:
         """One delay from the link's correlated source (kept in ``ctx.state`` across chunks)."""

@@ -72,10 +72,9 @@ def test_zero_latency_passes_inside_the_read_callback_with_its_journal(
     with connect(proxy.listen) as sock:
         got = round_trips(sock, 50)
     assert got == [b"%05d" % i for i in range(50)]
-    journaled = delays(proxy)
-    assert len(journaled) == 50, "every chunk is journaled, as on the task path"
-    assert {e["delay_ms"] for e in journaled} == {0}
-    assert not any(e["interrupted"] for e in journaled)
+    assert delays(proxy) == [], "a delay of 0 ms changed nothing: no fault is journaled"
+    active = [e for e in proxy.events(kinds=["fault"]) if e["decision"] == "toxicity"]
+    assert [e["active"] for e in active] == [True], "the toxic met the link (its draw is there)"
     assert processed == [], "a 0 ms latency should not send chunks through the processor task"
 
 
@@ -83,10 +82,10 @@ def test_jitter_keeps_the_task_path_and_its_draws(
     engine: ProxyEngine, echo: EchoServer, processed: list[int]
 ) -> None:
     proxy = engine.create("p", upstream=echo.upstream)
-    proxy.add_toxic("latency", stream="downstream", latency=0, jitter=2)
+    proxy.add_toxic("latency", stream="downstream", latency=5, jitter=2)
     with connect(proxy.listen) as sock:
         round_trips(sock, 10)
-    assert len(delays(proxy)) == 10
+    assert [3 <= e["delay_ms"] < 7 for e in delays(proxy)] == [True] * 10
     assert len(processed) >= 10, "a jittered latency draws in process(), never in pass_now"
 
 
@@ -104,6 +103,6 @@ def test_a_chunk_held_by_a_later_toxic_goes_on_from_it_in_order(
     by_toxic: dict[str, list[int]] = {}
     for event in delays(proxy):
         by_toxic.setdefault(event["toxic"], []).append(event["delay_ms"])
-    assert by_toxic == {"first": [0] * 5, "second": [40] * 5}, "each stage acted once per chunk"
+    assert by_toxic == {"second": [40] * 5}, "the 0 ms stage changed nothing; the second acted"
     assert processed, "the 40 ms stage must hold chunks in the processor task"
     assert set(processed) == {1}, "the 0 ms stage passed each chunk at once; resumed at the second"
