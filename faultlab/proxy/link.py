@@ -276,17 +276,22 @@ class Link:
 
     # input from the source
     def feed(self, data: bytes) -> None:
-        if (
-            self._plain
-            and self._sink_open
-            and not self._active
-            and not self._queue
-            and not self._busy
-            and not self.done
-        ):
+        if self._plain and self._sink_open and not self._queue and not self._busy and not self.done:
+            # The fast path: a raw link with nothing queued writes the read itself, after
+            # its toxics (if any) all passed it at once (Toxic.pass_now).
             self.bytes_in += len(data)
-            self.index += 1
-            self.sink.write(data)
+            index = self.index
+            self.index = index + 1
+            chain = self._active
+            if not chain:
+                self.sink.write(data)
+                return
+            chunk = Chunk(data, self.loop.time(), index)
+            position = self._pass_now(chain, chunk)
+            if position == len(chain):
+                self.sink.write(data)  # a toxic that passes a chunk does not change it
+                return
+            self._queue_from(chunk, chain, position)
             return
         if self.done:
             return
@@ -457,19 +462,33 @@ class Link:
             return
         if self._active and self._idle():
             chain = self._active
-            position = 0
-            while position < len(chain):
-                stage = chain[position]
-                if not stage.toxic.pass_now(stage.ctx, chunk):
-                    break
-                position += 1
+            position = self._pass_now(chain, chunk)
             if position == len(chain):  # every toxic passed it at once: no task, no queue
                 self._write(chunk)
                 return
-            if position:
-                self._resume = (chunk, list(chain), position)
+            self._queue_from(chunk, chain, position)
+            return
+        self._queue_chunk(chunk)
+
+    @staticmethod
+    def _pass_now(chain: list[_Stage], chunk: Chunk) -> int:
+        """How many stages of ``chain`` passed ``chunk`` at once (:meth:`Toxic.pass_now`)."""
+        position = 0
+        for stage in chain:
+            if not stage.toxic.pass_now(stage.ctx, chunk):
+                break
+            position += 1
+        return position
+
+    def _queue_from(self, chunk: Chunk, chain: list[_Stage], position: int) -> None:
+        """Queue ``chunk`` for the processor, which goes on at stage ``position``."""
+        if position:
+            self._resume = (chunk, list(chain), position)
+        self._queue_chunk(chunk)
+
+    def _queue_chunk(self, chunk: Chunk) -> None:
         self._enqueue(chunk)
-        self._queued_bytes += len(data)
+        self._queued_bytes += len(chunk.data)
         if self._queued_bytes > HIGH_WATER:
             self.source.hold("queue")
         if self._task is None:
