@@ -68,9 +68,9 @@ class _Stage:
 class Link:
     # A proxy holds two links per connection: slots keep each small (thousands are open).
     __slots__ = (
-        "_active", "_ahead", "_answered", "_asked", "_busy", "_detached", "_edits",
+        "_acting", "_active", "_ahead", "_answered", "_asked", "_busy", "_detached", "_edits",
         "_framer", "_h2", "_id_edits", "_in_chain", "_out_framer", "_plain", "_queue",
-        "_queued_bytes", "_replies_to", "_resume", "_sink_open", "_sink_waiter",
+        "_queued_bytes", "_replies_to", "_sink_open", "_sink_waiter",
         "_splits_http", "_task", "_wake", "bytes_in", "conn", "direction", "done", "eof",
         "frames", "framing", "index", "loop", "opened_at", "sink", "source", "stages",
     )  # fmt: skip
@@ -92,6 +92,9 @@ class Link:
         """Resolved when the sink takes data again (made only when something must wait)."""
         self.stages: list[_Stage] = []
         self._active: list[_Stage] = []
+        self._acting: list[_Stage] = []
+        """The active stages data must go through: those that pass everything at once
+        (:meth:`Toxic.passes_everything`, e.g. a 0 ms latency) are left out."""
         self._queue: deque[Any] | None = None
         """Chunks waiting for the chain (made at the first one: most links never queue)."""
         self._queued_bytes = 0
@@ -123,9 +126,6 @@ class Link:
         elif framing:
             self._framer = get_framer(framing)
             self._out_framer = get_framer(framing)
-        self._resume: tuple[Chunk, list[_Stage], int] | None = None
-        """The queue's head when the first toxics of its chain passed it synchronously
-        (:meth:`Toxic.pass_now`): the chain it entered and where it goes on."""
         self._splits_http = isinstance(self._framer, HttpSplitter)
         self._plain = (
             self._framer is None and not conn.message_based and not conn.proxy.record_chunks
@@ -165,7 +165,8 @@ class Link:
             stages.append(kept)
         self.stages = stages
         self._active = [s for s in stages if s.active]
-        if self._active and self._task is None:
+        self._acting = [s for s in self._active if not s.toxic.passes_everything()]
+        if self._acting and self._task is None:
             self._task = self.loop.create_task(self._process())
         self._wakeup()
 
@@ -276,22 +277,18 @@ class Link:
 
     # input from the source
     def feed(self, data: bytes) -> None:
-        if self._plain and self._sink_open and not self._queue and not self._busy and not self.done:
-            # The fast path: a raw link with nothing queued writes the read itself, after
-            # its toxics (if any) all passed it at once (Toxic.pass_now).
+        if (
+            self._plain
+            and self._sink_open
+            and not self._acting
+            and not self._queue
+            and not self._busy
+            and not self.done
+        ):
+            # The fast path: a raw link with nothing in the way writes the read itself.
             self.bytes_in += len(data)
-            index = self.index
-            self.index = index + 1
-            chain = self._active
-            if not chain:
-                self.sink.write(data)
-                return
-            chunk = Chunk(data, self.loop.time(), index)
-            position = self._pass_now(chain, chunk)
-            if position == len(chain):
-                self.sink.write(data)  # a toxic that passes a chunk does not change it
-                return
-            self._queue_from(chunk, chain, position)
+            self.index += 1
+            self.sink.write(data)
             return
         if self.done:
             return
@@ -460,35 +457,8 @@ class Link:
         if self._direct():
             self._write(chunk)  # fast path
             return
-        if self._active and self._idle():
-            chain = self._active
-            position = self._pass_now(chain, chunk)
-            if position == len(chain):  # every toxic passed it at once: no task, no queue
-                self._write(chunk)
-                return
-            self._queue_from(chunk, chain, position)
-            return
-        self._queue_chunk(chunk)
-
-    @staticmethod
-    def _pass_now(chain: list[_Stage], chunk: Chunk) -> int:
-        """How many stages of ``chain`` passed ``chunk`` at once (:meth:`Toxic.pass_now`)."""
-        position = 0
-        for stage in chain:
-            if not stage.toxic.pass_now(stage.ctx, chunk):
-                break
-            position += 1
-        return position
-
-    def _queue_from(self, chunk: Chunk, chain: list[_Stage], position: int) -> None:
-        """Queue ``chunk`` for the processor, which goes on at stage ``position``."""
-        if position:
-            self._resume = (chunk, list(chain), position)
-        self._queue_chunk(chunk)
-
-    def _queue_chunk(self, chunk: Chunk) -> None:
         self._enqueue(chunk)
-        self._queued_bytes += len(chunk.data)
+        self._queued_bytes += len(data)
         if self._queued_bytes > HIGH_WATER:
             self.source.hold("queue")
         if self._task is None:
@@ -525,7 +495,7 @@ class Link:
 
     def _direct(self) -> bool:
         """Nothing in the way: a chunk may go straight to the sink (the fast path)."""
-        return not self._active and self._idle()
+        return not self._acting and self._idle()
 
     def _idle(self) -> bool:
         """Nothing queued or in the chain, the sink ready, no reply waiting for an edit."""
@@ -663,7 +633,7 @@ class Link:
             while not self.done:
                 queue = self._queue
                 if not queue:
-                    if not self._active and self._sink_open:
+                    if not self._acting and self._sink_open:
                         self._task = None  # back to the fast path
                         return
                     self._wake = self.loop.create_future()
@@ -688,11 +658,7 @@ class Link:
                     if self._queued_bytes < LOW_WATER:
                         self.source.release("queue")
                     self._in_chain = len(item.data)
-                    resume, self._resume = self._resume, None
-                    if resume is not None and resume[0] is item:  # passed its first stages now
-                        await self._emit_from(resume[1], resume[2], item)
-                    else:
-                        await self._emit_from(list(self._active), 0, item)
+                    await self._emit_from(list(self._acting), 0, item)
                 finally:
                     self._busy = False
                     self._in_chain = 0
@@ -716,6 +682,7 @@ class Link:
         so the link, its toxics' state and the endpoints are freed by reference counting."""
         self.stages = []
         self._active = []
+        self._acting = []
         self._queue = None
         self._detached.clear()
 
@@ -724,7 +691,6 @@ class Link:
         self.done = True
         self._open_sink()
         self._queue = None
-        self._resume = None
         self._queued_bytes = 0
         for stage in self.stages:
             stage.ctx.interrupted.set()

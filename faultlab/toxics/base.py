@@ -387,14 +387,13 @@ class Toxic:
     async def process(self, ctx: ToxicContext, chunk: Chunk, emit: Emit) -> None:
         await emit(chunk)
 
-    def pass_now(self, ctx: ToxicContext, chunk: Chunk) -> bool:
-        """The synchronous path: if this toxic would hand ``chunk`` on unchanged and at once,
-        do what :meth:`process` does for it (the same draws, the same journal) and return
-        True; otherwise return False having changed nothing, and :meth:`process` runs.
+    def passes_everything(self) -> bool:
+        """True if, with these attributes, this toxic hands every chunk and the EOF on
+        unchanged and at once, and journals nothing per chunk (noop, a 0 ms latency).
 
-        Why: a link whose toxics all pass a chunk at once writes it inside the read
-        callback, with no task switch and no queue, so a toxic that waits only sometimes
-        (a latency whose delay has already elapsed) costs little more than no toxic.
+        Why: the link leaves such a stage out of the data path, so a placeholder toxic (a
+        latency of 0, raised later) costs the fast path nothing. Its draw is journaled and
+        its lifecycle hooks run as for any toxic; an update that makes it act re-checks.
         """
         return False
 

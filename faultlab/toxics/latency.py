@@ -15,8 +15,9 @@ shown in the toxic's attributes and draw nothing: Toxiproxy's meaning, its
 JSON and its random draws (so seeded journals replay) are unchanged.
 
 Each chunk it delays is journaled (``fault``, decision ``delay``, ``delay_ms``); a
-delay of 0 or less changed nothing and is not journaled, so a 0 ms latency costs
-the fast path almost nothing.
+delay of 0 or less changed nothing and is not journaled, and a latency that can
+make none (0 or less, no jitter) is left out of the data path: a placeholder costs
+nothing.
 
 ``latency`` and ``jitter`` take Go's whole int64 range, as Toxiproxy does: 0 or less
 means no delay (no jitter); a delay too long to schedule waits until the toxic is
@@ -97,9 +98,8 @@ class Latency(Toxic):
             ctx.record("delay", chunk, delay_ms=delay_ms, interrupted=not completed)
         await emit(chunk)
 
-    def pass_now(self, ctx: ToxicContext, chunk: Chunk) -> bool:
-        """No delay to make (latency 0 or less, no jitter): what ``process`` does for it
-        (no draw, nothing journaled), without a task switch."""
+    def passes_everything(self) -> bool:
+        """No delay to make (latency 0 or less, no jitter): nothing drawn, nothing journaled."""
         attrs = self.attributes
         return bool(attrs["jitter"] <= 0 and attrs["latency"] <= 0)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from faultlab.toxics.base import Chunk, Toxic, ToxicContext, register_toxic
+from faultlab.toxics.base import Toxic, register_toxic
 
 __all__ = ["Noop"]
 
@@ -14,5 +14,5 @@ class Noop(Toxic):
     drawn_by_default = False  # no fault to find: generated tests leave it out
     ignores_unknown_attributes = True  # Toxiproxy's toxic: its clients send extra keys
 
-    def pass_now(self, ctx: ToxicContext, chunk: Chunk) -> bool:
+    def passes_everything(self) -> bool:
         return True
