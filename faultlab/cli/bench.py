@@ -65,6 +65,16 @@ def add_parser(sub: Any) -> None:
         help="clients writing into an upstream that never reads: proxy RSS (0: skip)",
     )
     pp.add_argument("--json", dest="json_path", type=Path, help="also write results as JSON")
+    pp.add_argument(
+        "--versus",
+        action="store_true",
+        help="instead: faultlab proxy beside a real toxiproxy-server (FAULTLAB_TOXIPROXY_SERVER "
+        "or on PATH) and a bare uvloop forwarder, in one run: added latency with and without "
+        "a 0 ms latency toxic, bulk throughput (tcp, unix), RSS with 1000 connections",
+    )
+    pp.add_argument(
+        "--blocks", type=int, default=10, help="--versus: interleaved measurement blocks"
+    )
     pp.set_defaults(run=run_proxy)
 
 
@@ -213,6 +223,8 @@ def run_proxy(args: argparse.Namespace) -> int:
     console = Console()
     if not console.is_terminal:
         console = Console(width=160)
+    if args.versus:
+        return _run_versus(args, console)
     with console.status("measuring...") as status:
         report = run_proxy_bench(
             iterations=args.iterations,
@@ -322,3 +334,65 @@ def run_proxy(args: argparse.Namespace) -> int:
         args.json_path.write_text(json.dumps(report, indent=2))
         console.print(f"wrote {args.json_path}")
     return 1 if conc and conc["errors"] else 0
+
+
+def _run_versus(args: argparse.Namespace, console: Console) -> int:
+    from faultlab.bench.versus import run_versus
+
+    with console.status("measuring...") as status:
+        report = run_versus(
+            iterations=max(args.iterations, 1000),
+            warmup=args.warmup,
+            blocks=args.blocks,
+            bulk_mib=max(args.bulk_mib, 1),
+            connections=args.connections,
+            on_step=lambda msg: status.update(msg),
+        )
+    table = Table(
+        title="faultlab bench proxy --versus (client on CPU 0; proxies and echo on CPU 1)",
+        title_justify="left",
+    )
+    for col in ("path", "p50 µs", "p99 µs", "added p50 µs", "bulk MB/s", "bulk / direct"):
+        table.add_column(col, justify="left" if col == "path" else "right")
+    bulk = report["bulk_mb_s"]
+    for name, figures in report["latency"].items():
+        rate = bulk.get(name)
+        table.add_row(
+            name,
+            _fmt(figures["p50_us"]),
+            _fmt(figures["p99_us"]),
+            _fmt(figures["added_p50_us"]),
+            _fmt(rate, 0),
+            _fmt(report["bulk_ratio"].get(name), 2),
+        )
+    console.print(table)
+    unix = report["unix_bulk"]
+    console.print(
+        f"unix bulk: direct {unix['direct_mb_s']:.0f} MB/s, through faultlab "
+        f"{unix['faultlab_mb_s']:.0f} MB/s ({unix['ratio']:.2f}x)"
+    )
+    for name, rss in report["rss"].items():
+        console.print(
+            f"{name}: RSS {rss['rss_mb']:.1f} MB after the bulk transfers, with "
+            f"{args.connections} open connections (errors {rss['errors']})"
+        )
+    if report["toxiproxy_missing"]:
+        console.print(f"[yellow]toxiproxy rows left out[/]: {report['toxiproxy_missing']}")
+    labels = {
+        "toxic_over_plain": "0 ms latency toxic's added p50 / no toxic's",
+        "faultlab_over_forwarder": "added p50 / the bare forwarder's",
+        "unix_bulk_ratio": "unix bulk / direct",
+        "rss_mb": "RSS MB",
+    }
+    for name, judged in report["goals"].items():
+        colour = "green" if judged["met"] else "red"
+        sign = ">=" if name == "unix_bulk_ratio" else "<="
+        console.print(
+            f"{labels[name]}: [{colour}]{judged['value']:.2f}[/] (goal {sign} {judged['goal']})"
+        )
+    if args.json_path:
+        args.json_path.parent.mkdir(parents=True, exist_ok=True)
+        args.json_path.write_text(json.dumps(report, indent=2))
+        console.print(f"wrote {args.json_path}")
+    errors = sum(rss["errors"] for rss in report["rss"].values())
+    return 1 if errors else 0

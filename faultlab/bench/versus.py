@@ -1,0 +1,372 @@
+"""``faultlab bench proxy --versus``: faultlab's proxy beside a real Toxiproxy and a bare
+uvloop forwarder, in one run, on the same echo servers, driven through the same HTTP API.
+
+Why side by side: a proxy's cost depends on the machine, the core it wakes on and the
+echo server it shares that core with; only figures from one run, measured in interleaved
+blocks, can be compared. The rows (each goal is a ratio to a same-run baseline):
+
+- added round trip of 64 B over TCP, p50 and p99: faultlab (``faultlab proxy``, as a
+  Toxiproxy user runs it), Toxiproxy, the bare forwarder (goal: faultlab <= 1.0x the
+  forwarder's added p50);
+- the same with one 0 ms ``latency`` toxic (goal: <= 1.1x faultlab's no-toxic added p50),
+  and with a ``limit_data`` toxic whose limit is never reached: a toxic that looks at every
+  chunk and journals it (no goal; it shows what a working toxic costs on each side);
+- bulk echo throughput as a fraction of direct, TCP for all three, unix for faultlab
+  (goal: unix >= 0.6x direct);
+- proxy RSS after ``bulk_rounds`` bulk transfers and with ``connections`` open connections
+  each carrying echo traffic (goal: <= 60 MB).
+
+Toxiproxy is found as :mod:`faultlab.proxy.reference` finds it; without it its rows are
+``None`` and the reason is given.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+from faultlab._cleanup import Owner
+from faultlab._proc import ChildProcess, spawn_ready
+from faultlab.bench.stats import header, pin
+from faultlab.errors import FaultlabError
+from faultlab.proxy.reference import RealToxiproxy, find_toxiproxy, missing_reason
+from faultlab.proxy.remote import RemoteToxiproxy
+
+__all__ = ["GOALS", "run_versus"]
+
+GOALS = {
+    "toxic_over_plain": 1.1,
+    "faultlab_over_forwarder": 1.0,
+    "unix_bulk_ratio": 0.6,
+    "rss_mb": 60.0,
+}
+PAYLOAD = b"x" * 64
+START_TIMEOUT = 15.0
+
+
+class BenchSetupError(FaultlabError):
+    """A process of the comparison did not start or a proxy could not be created."""
+
+
+# ---- processes -----------------------------------------------------------------------
+
+
+def _peer(mode: str, *args: str, cpu: int | None) -> ChildProcess:
+    cmd = [sys.executable, "-m", "faultlab.bench._proxy_peer", mode, *args]
+    if cpu is not None:
+        cmd += ["--cpu", str(cpu)]
+    return spawn_ready(cmd, timeout=30)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def _answers(port: int) -> bool:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+    try:
+        conn.request("GET", "/version")
+        return conn.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        conn.close()
+
+
+@contextmanager
+def faultlab_proxy_process(cpu: int | None) -> Iterator[tuple[str, int]]:
+    """``faultlab proxy`` as its own process (what a Toxiproxy user runs): (API URL, pid)."""
+    port = _free_port()
+    cmd = [sys.executable, "-m", "faultlab", "proxy", "--port", str(port), "--seed", "0"]
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env=dict(os.environ, LOG_LEVEL="error"),
+    )
+    owner = Owner(lambda: _stop(proc))
+    try:
+        if cpu is not None:
+            os.sched_setaffinity(proc.pid, {cpu})
+        deadline = time.monotonic() + START_TIMEOUT
+        while not _answers(port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise BenchSetupError(f"{' '.join(cmd)} did not answer GET /version")
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}", proc.pid
+    finally:
+        _stop(proc)
+        owner.forget()
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024 / 1e6
+    return 0.0
+
+
+# ---- measurements --------------------------------------------------------------------
+
+
+def _connect(address: str) -> socket.socket:
+    if address.startswith("unix://"):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(10)
+        sock.connect(address[len("unix://") :])
+        return sock
+    host, _, port = address.removeprefix("tcp://").rpartition(":")
+    host = "127.0.0.1" if host in ("", "0.0.0.0", "[::]") else host.strip("[]")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def _round_trip(sock: socket.socket) -> Callable[[], None]:
+    want = len(PAYLOAD)
+
+    def once() -> None:
+        sock.sendall(PAYLOAD)
+        got = 0
+        while got < want:
+            chunk = sock.recv(want - got)
+            if not chunk:
+                raise ConnectionError("the echo connection closed")
+            got += len(chunk)
+
+    return once
+
+
+def _interleaved(
+    targets: dict[str, str], iterations: int, warmup: int, blocks: int
+) -> dict[str, dict[str, float]]:
+    """p50/p99 of each target's round trips, measured in turns so drift hits all alike."""
+    samples: dict[str, list[int]] = {name: [] for name in targets}
+    with ExitStack() as stack:
+        trips = {}
+        for name, address in targets.items():
+            sock = stack.enter_context(_connect(address))
+            trips[name] = _round_trip(sock)
+            for _ in range(warmup):
+                trips[name]()
+        per_block = max(1, iterations // blocks)
+        clock = time.perf_counter_ns
+        for _ in range(blocks):
+            for name, once in trips.items():
+                out = samples[name]
+                for _ in range(per_block):
+                    t0 = clock()
+                    once()
+                    out.append(clock() - t0)
+    figures = {}
+    for name, values in samples.items():
+        values.sort()
+        figures[name] = {
+            "p50_us": values[len(values) // 2] / 1000,
+            "p99_us": values[min(len(values) - 1, int(len(values) * 0.99))] / 1000,
+        }
+    return figures
+
+
+def _bulk_mb_s(address: str, total: int) -> float:
+    """Echo ``total`` bytes in 64 KiB writes while reading them back: MB/s of payload."""
+    chunk = b"\xab" * 65536
+    errors: list[BaseException] = []
+    with _connect(address) as sock:
+        sock.settimeout(60)
+
+        def sender() -> None:
+            try:
+                for _ in range(total // len(chunk)):
+                    sock.sendall(chunk)
+            except BaseException as exc:
+                errors.append(exc)
+
+        started = time.perf_counter()
+        thread = threading.Thread(target=sender, daemon=True)
+        thread.start()
+        got = 0
+        want = (total // len(chunk)) * len(chunk)
+        while got < want:
+            data = sock.recv(1 << 20)
+            if not data:
+                raise ConnectionError("the echo connection closed during the bulk transfer")
+            got += len(data)
+        thread.join(60)
+        if errors:
+            raise errors[0]
+        return want / (time.perf_counter() - started) / 1e6
+
+
+def _hold_connections(address: str, count: int) -> tuple[list[socket.socket], int]:
+    """Open ``count`` connections and echo one message on each; they stay open."""
+    socks: list[socket.socket] = []
+    errors = 0
+    for _ in range(count):
+        try:
+            socks.append(_connect(address))
+        except OSError:
+            errors += 1
+    for sock in socks:
+        try:
+            sock.sendall(PAYLOAD)
+        except OSError:
+            errors += 1
+    for sock in socks:
+        try:
+            got = 0
+            while got < len(PAYLOAD):
+                data = sock.recv(len(PAYLOAD) - got)
+                if not data:
+                    raise ConnectionError("closed")
+                got += len(data)
+        except OSError:
+            errors += 1
+    return socks, errors
+
+
+# ---- the run -------------------------------------------------------------------------
+
+
+def run_versus(
+    *,
+    iterations: int = 20_000,
+    warmup: int = 1_000,
+    blocks: int = 10,
+    bulk_mib: int = 256,
+    bulk_rounds: int = 3,
+    connections: int = 1000,
+    client_cpu: int | None = 0,
+    server_cpu: int | None = 1,
+    on_step: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """The comparison, as JSON-ready figures (see the module docstring)."""
+    say = on_step or (lambda _msg: None)
+    before = pin(client_cpu)
+    results: dict[str, Any] = {"toxiproxy": None, "toxiproxy_missing": None}
+    try:
+        with ExitStack() as stack:
+            echo = stack.enter_context(_owned(_peer("echo", "tcp://127.0.0.1:0", cpu=server_cpu)))
+            unix_path = f"/tmp/faultlab-versus-{os.getpid()}.sock"
+            unix_echo = stack.enter_context(
+                _owned(_peer("echo", f"unix://{unix_path}", cpu=server_cpu))
+            )
+            forwarder = stack.enter_context(
+                _owned(_peer("forward", "127.0.0.1:0", echo.address, cpu=server_cpu))
+            )
+            api_url, faultlab_pid = stack.enter_context(faultlab_proxy_process(server_cpu))
+            servers: dict[str, tuple[RemoteToxiproxy, int]] = {
+                "faultlab": (RemoteToxiproxy(api_url, timeout=10), faultlab_pid)
+            }
+            if find_toxiproxy() is not None:
+                real = stack.enter_context(
+                    RealToxiproxy(cpus={server_cpu} if server_cpu is not None else None)
+                )
+                servers["toxiproxy"] = (RemoteToxiproxy(real.url, timeout=10), real.pid)
+            else:
+                results["toxiproxy_missing"] = missing_reason()
+            upstream = echo.address.removeprefix("tcp://")
+            targets = {"direct": echo.address, "forwarder": forwarder.address}
+            for name, (api, _pid) in servers.items():
+                plain = api.create("plain", listen="127.0.0.1:0", upstream=upstream)
+                toxic = api.create("toxic", listen="127.0.0.1:0", upstream=upstream)
+                toxic.add_toxic("latency", latency=0)
+                working = api.create("working", listen="127.0.0.1:0", upstream=upstream)
+                working.add_toxic("limit_data", bytes=1 << 62)
+                targets[name] = plain.listen
+                targets[f"{name}+latency"] = toxic.listen
+                targets[f"{name}+limit_data"] = working.listen
+            say(f"64 B round trips: {', '.join(targets)} (interleaved, {blocks} blocks)")
+            latency = _interleaved(targets, iterations, warmup, blocks)
+            direct = latency["direct"]["p50_us"]
+            for figures in latency.values():
+                figures["added_p50_us"] = figures["p50_us"] - direct
+            results["latency"] = latency
+            say(f"bulk: {bulk_rounds} x {bulk_mib} MiB through each")
+            bulk: dict[str, Any] = {}
+            for name, address in (
+                ("direct", echo.address),
+                ("forwarder", forwarder.address),
+                *((n, targets[n]) for n in servers),
+            ):
+                rates = [_bulk_mb_s(address, bulk_mib << 20) for _ in range(bulk_rounds)]
+                bulk[name] = max(rates)
+            unix_proxy = servers["faultlab"][0].create(
+                "unix", listen=f"unix://{unix_path}.proxy", upstream=unix_echo.address
+            )
+            unix_direct = max(_bulk_mb_s(unix_echo.address, bulk_mib << 20) for _ in range(2))
+            unix_proxied = max(_bulk_mb_s(unix_proxy.listen, bulk_mib << 20) for _ in range(2))
+            results["bulk_mb_s"] = bulk
+            results["bulk_ratio"] = {
+                name: rate / bulk["direct"] for name, rate in bulk.items() if name != "direct"
+            }
+            results["unix_bulk"] = {
+                "direct_mb_s": unix_direct,
+                "faultlab_mb_s": unix_proxied,
+                "ratio": unix_proxied / unix_direct,
+            }
+            say(f"{connections} open connections through each")
+            rss: dict[str, Any] = {}
+            for name, (_api, pid) in servers.items():
+                socks, errors = _hold_connections(targets[name], connections)
+                try:
+                    rss[name] = {"rss_mb": _rss_mb(pid), "errors": errors}
+                finally:
+                    for sock in socks:
+                        sock.close()
+            results["rss"] = rss
+            if "toxiproxy" in servers:
+                results["toxiproxy"] = True
+    finally:
+        os.sched_setaffinity(0, before)
+    results["goals"] = _judge(results)
+    return {**header("proxy-versus", "pinned", client_cpu, server_cpu, iterations), **results}
+
+
+@contextmanager
+def _owned(child: ChildProcess) -> Iterator[ChildProcess]:
+    try:
+        yield child
+    finally:
+        child.close()
+
+
+def _judge(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each goal: the measured ratio (or MB), the goal, and whether it is met."""
+    latency = results["latency"]
+    plain = latency["faultlab"]["added_p50_us"]
+    measured = {
+        "toxic_over_plain": latency["faultlab+latency"]["added_p50_us"] / plain,
+        "faultlab_over_forwarder": plain / latency["forwarder"]["added_p50_us"],
+        "unix_bulk_ratio": results["unix_bulk"]["ratio"],
+        "rss_mb": results["rss"]["faultlab"]["rss_mb"],
+    }
+    judged = {}
+    for name, value in measured.items():
+        goal = GOALS[name]
+        met = value >= goal if name == "unix_bulk_ratio" else value <= goal
+        judged[name] = {"value": value, "goal": goal, "met": met}
+    return judged

@@ -1,0 +1,51 @@
+"""``faultlab bench proxy --versus`` end to end, at a tiny size: every process it starts
+answers, every row is measured, the goals are judged, and nothing is left running.
+(The figures themselves are quoted from full runs, never asserted: timing belongs in
+benchmarks.)"""
+
+from __future__ import annotations
+
+import os
+
+from faultlab.bench.versus import GOALS, run_versus
+from faultlab.proxy.reference import find_toxiproxy
+
+
+def test_versus_measures_every_row_and_leaves_nothing() -> None:
+    before = set(_children())
+    report = run_versus(
+        iterations=200, warmup=20, blocks=2, bulk_mib=2, bulk_rounds=1, connections=20
+    )
+    rows = {"direct", "forwarder", "faultlab", "faultlab+latency", "faultlab+limit_data"}
+    if find_toxiproxy() is not None:
+        rows |= {"toxiproxy", "toxiproxy+latency", "toxiproxy+limit_data"}
+        assert report["toxiproxy"] is True
+    else:
+        assert "toxiproxy-server" in report["toxiproxy_missing"]
+    assert set(report["latency"]) == rows
+    for name, figures in report["latency"].items():
+        assert 0 < figures["p50_us"] <= figures["p99_us"], name
+    assert report["latency"]["direct"]["added_p50_us"] == 0
+    assert all(rate > 0 for rate in report["bulk_mb_s"].values())
+    assert report["unix_bulk"]["faultlab_mb_s"] > 0
+    assert all(rss["errors"] == 0 and rss["rss_mb"] > 10 for rss in report["rss"].values())
+    assert set(report["goals"]) == set(GOALS)
+    assert all(isinstance(judged["met"], bool) for judged in report["goals"].values())
+    assert set(_children()) <= before, "a benchmark process outlived the run"
+
+
+def _children() -> list[int]:
+    """Live child processes of this test process (zombies reaped)."""
+    mine = os.getpid()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == mine and fields[0] != "Z":
+            found.append(int(entry))
+    return found
