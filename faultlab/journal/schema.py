@@ -50,6 +50,9 @@ __all__ = [
     "TOXIC_ADDED",
     "TOXIC_REMOVED",
     "TOXIC_UPDATED",
+    "UDP_FLOW_CLOSED",
+    "UDP_OVERFLOW",
+    "UDP_SESSION",
     "UPSTREAM_FAILED",
     "VERDICT",
     "WIRE_CLIENT_CLOSED",
@@ -93,6 +96,9 @@ WIRE_RESPONSE = "wire_response"
 WIRE_UNANSWERED = "wire_unanswered"
 WIRE_CLIENT_CLOSED = "wire_client_closed"
 TLS_HANDSHAKE = "tls_handshake"
+UDP_OVERFLOW = "udp_overflow"
+UDP_FLOW_CLOSED = "udp_flow_closed"
+UDP_SESSION = "udp_session"
 # ---- the hostile-client suite (faultlab.suites.hostile) ---------------------------------------
 HOSTILE_RUN = "hostile_run"
 HOSTILE_ATTACK = "hostile_attack"
@@ -162,6 +168,9 @@ KINDS: MappingProxyType[str, _F] = MappingProxyType(
         WIRE_UNANSWERED: ("proxy", "connection", "exchange", "error_kind", "error"),
         WIRE_CLIENT_CLOSED: ("proxy", "connection", "answered"),
         TLS_HANDSHAKE: ("proxy", "connection", "side", "ok", "error"),
+        UDP_OVERFLOW: ("proxy", "connection", "side", "client", "dropped"),
+        UDP_FLOW_CLOSED: ("proxy", "connection", "client", "reason", "idle"),
+        UDP_SESSION: ("proxy", "client"),
         HOSTILE_RUN: ("run", "phase", "target", "protocol", "wire", "seed", "pid", "attacks"),
         HOSTILE_ATTACK: ("run", "attack", "phase", "bad_input", "counts", "answers", "error"),
         HOSTILE_CANARY: ("run", "latency", "ok", "error"),
