@@ -36,6 +36,7 @@ from typing import Any
 from faultlab._cleanup import Owner
 from faultlab._proc import ChildProcess, spawn_ready
 from faultlab.bench.stats import header, pin
+from faultlab.bench.transports import PLACEMENTS
 from faultlab.errors import FaultlabError
 from faultlab.proxy.reference import RealToxiproxy, find_toxiproxy, missing_reason
 from faultlab.proxy.remote import RemoteToxiproxy
@@ -259,11 +260,13 @@ def run_versus(
     bulk_mib: int = 256,
     bulk_rounds: int = 3,
     connections: int = 1000,
-    client_cpu: int | None = 0,
-    server_cpu: int | None = 1,
+    placement: str = "same",
     on_step: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """The comparison, as JSON-ready figures (see the module docstring)."""
+    """The comparison, as JSON-ready figures (see the module docstring). ``placement``:
+    ``same`` pins the client, the proxies and the echo servers to CPU 0, ``split`` the
+    client to CPU 0 and the rest to CPU 1, ``free`` pins nothing."""
+    client_cpu, server_cpu = PLACEMENTS[placement]
     say = on_step or (lambda _msg: None)
     before = pin(client_cpu)
     results: dict[str, Any] = {"toxiproxy": None, "toxiproxy_missing": None}
@@ -343,7 +346,7 @@ def run_versus(
     finally:
         os.sched_setaffinity(0, before)
     results["goals"] = _judge(results)
-    return {**header("proxy-versus", "pinned", client_cpu, server_cpu, iterations), **results}
+    return {**header("proxy-versus", placement, client_cpu, server_cpu, iterations), **results}
 
 
 @contextmanager

@@ -346,10 +346,11 @@ def _run_versus(args: argparse.Namespace, console: Console) -> int:
             blocks=args.blocks,
             bulk_mib=max(args.bulk_mib, 1),
             connections=args.connections,
+            placement=args.placement,
             on_step=lambda msg: status.update(msg),
         )
     table = Table(
-        title="faultlab bench proxy --versus (client on CPU 0; proxies and echo on CPU 1)",
+        title=f"faultlab bench proxy --versus (placement={args.placement})",
         title_justify="left",
     )
     for col in ("path", "p50 µs", "p99 µs", "added p50 µs", "bulk MB/s", "bulk / direct"):
