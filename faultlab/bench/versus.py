@@ -22,7 +22,6 @@ Toxiproxy is found as :mod:`faultlab.proxy.reference` finds it; without it its r
 
 from __future__ import annotations
 
-import http.client
 import os
 import socket
 import subprocess
@@ -38,7 +37,14 @@ from faultlab._proc import ChildProcess, spawn_ready
 from faultlab.bench.stats import header, pin
 from faultlab.bench.transports import PLACEMENTS
 from faultlab.errors import FaultlabError
-from faultlab.proxy.reference import RealToxiproxy, find_toxiproxy, missing_reason
+from faultlab.lab.backends.command import free_port
+from faultlab.proxy.reference import (
+    RealToxiproxy,
+    answers_version,
+    find_toxiproxy,
+    missing_reason,
+    stop_process,
+)
 from faultlab.proxy.remote import RemoteToxiproxy
 
 __all__ = ["GOALS", "run_versus"]
@@ -67,28 +73,10 @@ def _peer(mode: str, *args: str, cpu: int | None) -> ChildProcess:
     return spawn_ready(cmd, timeout=30)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-def _answers(port: int) -> bool:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-    try:
-        conn.request("GET", "/version")
-        return conn.getresponse().status == 200
-    except OSError:
-        return False
-    finally:
-        conn.close()
-
-
 @contextmanager
 def faultlab_proxy_process(cpu: int | None) -> Iterator[tuple[str, int]]:
     """``faultlab proxy`` as its own process (what a Toxiproxy user runs): (API URL, pid)."""
-    port = _free_port()
+    port = free_port()
     cmd = [sys.executable, "-m", "faultlab", "proxy", "--port", str(port), "--seed", "0"]
     proc = subprocess.Popen(
         cmd,
@@ -98,28 +86,19 @@ def faultlab_proxy_process(cpu: int | None) -> Iterator[tuple[str, int]]:
         start_new_session=True,
         env=dict(os.environ, LOG_LEVEL="error"),
     )
-    owner = Owner(lambda: _stop(proc))
+    owner = Owner(lambda: stop_process(proc))
     try:
         if cpu is not None:
             os.sched_setaffinity(proc.pid, {cpu})
         deadline = time.monotonic() + START_TIMEOUT
-        while not _answers(port):
+        while not answers_version("127.0.0.1", port):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise BenchSetupError(f"{' '.join(cmd)} did not answer GET /version")
             time.sleep(0.05)
         yield f"http://127.0.0.1:{port}", proc.pid
     finally:
-        _stop(proc)
+        stop_process(proc)
         owner.forget()
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.kill()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 def _rss_mb(pid: int) -> float:

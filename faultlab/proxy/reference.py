@@ -19,8 +19,17 @@ from types import TracebackType
 
 from faultlab._cleanup import Owner
 from faultlab.errors import FaultlabError
+from faultlab.lab.backends.command import free_port
 
-__all__ = ["ENV", "RealToxiproxy", "ToxiproxyStartError", "find_toxiproxy", "missing_reason"]
+__all__ = [
+    "ENV",
+    "RealToxiproxy",
+    "ToxiproxyStartError",
+    "answers_version",
+    "find_toxiproxy",
+    "missing_reason",
+    "stop_process",
+]
 
 ENV = "FAULTLAB_TOXIPROXY_SERVER"
 START_TIMEOUT = 10.0
@@ -49,15 +58,6 @@ def missing_reason() -> str:
     )
 
 
-def _free_port(host: str) -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 class RealToxiproxy:
     """``toxiproxy-server`` on a free loopback port, killed on exit (and at interpreter exit).
 
@@ -79,7 +79,7 @@ class RealToxiproxy:
             raise ToxiproxyStartError(missing_reason())
         self.binary = found
         self.host = host
-        self.port = _free_port(host)
+        self.port = free_port(host)
         self.url = f"http://{host}:{self.port}"
         self._args = list(extra_args or [])
         self._cpus = cpus
@@ -108,14 +108,14 @@ class RealToxiproxy:
             env=env,
         )
         proc = self._proc
-        self._owner = Owner(lambda: _kill(proc))
+        self._owner = Owner(lambda: stop_process(proc))
         if self._cpus:
             os.sched_setaffinity(proc.pid, self._cpus)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 break
-            if self._answers():
+            if answers_version(self.host, self.port):
                 return self
             time.sleep(0.05)
         self.close()
@@ -124,23 +124,13 @@ class RealToxiproxy:
             f"output: {self.output()[-2000:]}"
         )
 
-    def _answers(self) -> bool:
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=1)
-        try:
-            conn.request("GET", "/version")
-            return conn.getresponse().status == 200
-        except OSError:
-            return False
-        finally:
-            conn.close()
-
     def output(self) -> str:
         """What the server logged so far."""
         return Path(self._log.name).read_text(errors="replace")
 
     def close(self) -> None:
         if self._proc is not None:
-            _kill(self._proc)
+            stop_process(self._proc)
         if self._owner is not None:
             self._owner.forget()
             self._owner = None
@@ -159,7 +149,20 @@ class RealToxiproxy:
         self.close()
 
 
-def _kill(proc: subprocess.Popen[bytes]) -> None:
+def answers_version(host: str, port: int) -> bool:
+    """Whether a Toxiproxy API (real or faultlab's) answers ``GET /version`` with a 200."""
+    conn = http.client.HTTPConnection(host, port, timeout=1)
+    try:
+        conn.request("GET", "/version")
+        return conn.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        conn.close()
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """Kill ``proc``'s process group (it was started in a session of its own) and reap it."""
     if proc.poll() is None:
         try:
             os.killpg(proc.pid, signal.SIGKILL)
