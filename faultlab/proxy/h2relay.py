@@ -17,6 +17,14 @@ end to end. A fault makes the relay intervene, always in a way both peers still 
   header block; replies use never-indexed HPACK literals, so the peers' shared HPACK table
   is untouched.
 
+Reading the client's bytes waits (:meth:`H2Relay.defer`): on a clean connection a read from
+the client is forwarded at once and only read when the server's next bytes have been
+forwarded to the client (or after :data:`DEFER_DELAY`, or before anything else needs the
+relay's state). When the proxy shares a core with the server, reading the request right
+after forwarding it would sit between the server's answer and its forwarding; read after
+the answer went out, it overlaps the client's own work. The journal is unchanged: every
+event is recorded in order, and a request's events carry the time its bytes arrived.
+
 HPACK is stateful: once a header block of one direction is not forwarded (its stream was
 refused or reset), the receiver's table no longer matches the sender's. From then on the
 relay re-encodes that direction's blocks itself, starting with a table-size update to 0
@@ -26,7 +34,9 @@ cost of an encode per block on that connection only.
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import hpack
@@ -49,12 +59,17 @@ from faultlab.codecs.framing.h2 import (
 if TYPE_CHECKING:
     from faultlab.proxy.proxy import Connection
 
-__all__ = ["MAX_TRACKED_STREAMS", "H2Relay", "parse_units"]
+__all__ = ["DEFER_DELAY", "DEFER_LIMIT", "MAX_TRACKED_STREAMS", "H2Relay", "parse_units"]
 
 MAX_TRACKED_STREAMS = 10_000
 """Refused or reset streams one connection remembers (their late frames are dropped); past
 it the oldest is forgotten."""
 CANCEL = 0x8
+DEFER_DELAY = 0.005
+"""Seconds the client's forwarded bytes may wait to be read when the server does not answer
+(its answer reads them at once)."""
+DEFER_LIMIT = 256 * 1024
+"""Forwarded client bytes waiting to be read past which they are read at once."""
 
 
 class _Bounded:
@@ -121,6 +136,59 @@ class H2Relay:
         self._close_when_flushed = False
         self._debt: dict[str, dict[int, int]] = {"upstream": {}, "downstream": {}}
         """Window increments owed, per direction the WINDOW_UPDATEs travel and stream."""
+        self.deferred: list[tuple[float, bytes]] = []
+        """Reads from the client forwarded and not read yet, with the journal time each
+        arrived (see :meth:`defer`)."""
+        self._deferred_size = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._now: Callable[[], float] = conn.proxy.journal.now
+
+    # ---- reading the client later ------------------------------------------------------
+    def defer(self, data: bytes) -> None:
+        """The upstream link forwarded ``data`` (a clean read from the client) without
+        reading it: it is read by :meth:`settle`, which runs when the server's next bytes
+        have been forwarded to the client, before anything that needs the relay's state, or
+        after :data:`DEFER_DELAY` if the server sends nothing."""
+        self.deferred.append((self._now(), data))
+        self._deferred_size += len(data)
+        if self._deferred_size > DEFER_LIMIT:
+            self.settle()
+        elif self._timer is None:
+            exchanges = self.conn.exchanges
+            if exchanges is not None:
+                exchanges.settle = self.settle  # it reads what waits before it ends
+            self._timer = asyncio.get_running_loop().call_later(DEFER_DELAY, self._due)
+
+    def _due(self) -> None:
+        """The timer is left running, not cancelled at each settle (arming and cancelling
+        one per call costs more than one firing every few calls): here it reads what has
+        waited :data:`DEFER_DELAY`, or waits for what came since."""
+        self._timer = None
+        if not self.deferred:
+            return
+        waited = self._now() - self.deferred[0][0]
+        if waited >= DEFER_DELAY * 0.9:
+            self.settle()
+        else:
+            self._timer = asyncio.get_running_loop().call_later(DEFER_DELAY - waited, self._due)
+
+    def take_deferred(self) -> list[tuple[float, bytes]]:
+        """The deferred reads, oldest first (the upstream link reads them now)."""
+        taken, self.deferred = self.deferred, []
+        self._deferred_size = 0
+        return taken
+
+    def settle(self) -> None:
+        """Read what the client sent and the upstream link forwarded unread (journaling it
+        with the time it arrived): before the server's answer is read, before the relay
+        writes or decides anything, before the connection's exchanges end."""
+        if not self.deferred:
+            return
+        link = self.conn.links.get("upstream")
+        if link is None:  # the connection is gone: nothing is left to read them
+            self.take_deferred()
+            return
+        link._drain_h2()
 
     # ---- state -------------------------------------------------------------------------
     def clean(self, direction: str) -> bool:
@@ -151,6 +219,8 @@ class H2Relay:
 
     def write_raw(self, direction: str, data: bytes) -> None:
         """Bytes that are not a whole unit (a byte toxic cut or rewrote them): as they are."""
+        if self.deferred:
+            self.settle()
         self._sink(direction).write(data)
         self._boundary[direction].feed(data)
         self._flush(direction)
@@ -158,6 +228,8 @@ class H2Relay:
     def write(self, direction: str, unit: H2Unit) -> bool:
         """Write ``unit`` towards ``direction``'s receiver unless a fault dropped its stream;
         ``True`` if it was written (the caller then journals it)."""
+        if self.deferred:
+            self.settle()
         stream = unit.stream
         if stream and self._dropped(direction, unit):
             if unit.type == DATA and unit.flow:
@@ -220,6 +292,8 @@ class H2Relay:
     def inject(self, direction: str, data: bytes, *, observe: bool = False) -> None:
         """Write ``data`` (whole frames) towards ``direction``'s receiver at the next frame
         boundary; ``observe``: journal it as a response the proxy gave (downstream)."""
+        if self.deferred:
+            self.settle()
         link = self.conn.links.get(direction)
         if link is None or link.done:
             return
@@ -268,6 +342,8 @@ class H2Relay:
         """``size`` DATA bytes the sender never sent were added towards ``direction`` (a
         duplicated message): the receiver will grant window for them, which the sender must
         not get, so that much is taken off the receiver's next WINDOW_UPDATEs."""
+        if self.deferred:
+            self.settle()
         if size <= 0:
             return
         updates = "downstream" if direction == "upstream" else "upstream"
@@ -297,12 +373,16 @@ class H2Relay:
     def refuse(self, stream: int, reply: bytes) -> None:
         """Answer client stream ``stream`` with ``reply`` (frames for the client); none of
         the stream's frames go to the server."""
+        if self.deferred:
+            self.settle()
         self.refused.add(stream)
         self.inject("downstream", reply, observe=True)
 
     def reset_stream(self, stream: int, code: int, *, server_code: int = CANCEL) -> None:
         """RST_STREAM ``stream`` to the client (``code``) and to the server (``server_code``,
         unless it never saw the stream); later frames of it are dropped both ways."""
+        if self.deferred:
+            self.settle()
         if stream in self.reset:
             return
         refused = stream in self.refused
@@ -314,6 +394,8 @@ class H2Relay:
     def end_stream_with(self, stream: int, trailers: bytes) -> None:
         """Close ``stream`` to the client with ``trailers`` (frames ending the stream) and
         cancel it at the server: a call that fails after the server answered part of it."""
+        if self.deferred:
+            self.settle()
         if stream in self.reset:
             return
         self.reset.add(stream)
@@ -324,6 +406,8 @@ class H2Relay:
     def goaway(self, last_stream: int, code: int, *, abrupt: bool, debug: bytes = b"") -> None:
         """GOAWAY to the client: streams above ``last_stream`` are refused (the client may
         retry them elsewhere); ``abrupt``: then close the connection."""
+        if self.deferred:
+            self.settle()
         self.goaway_last = (
             last_stream if self.goaway_last is None else min(self.goaway_last, last_stream)
         )

@@ -115,6 +115,8 @@ class H2Exchanges(Exchanges):
             "http2": True,
             **wk.credential_fields(first.get("authorization")),
         }
+        if self.at is not None:
+            fields["t"] = self.at
         if grpc:
             fields["protocol"] = "grpc"
             fields["rpc_method"] = path
@@ -213,6 +215,8 @@ class H2Exchanges(Exchanges):
         if sid in self._pending:
             self._pending.remove(sid)
         fields: dict[str, Any] = {"error_kind": kind, "error": why, **extra}
+        if self.at is not None:
+            fields["t"] = self.at
         if unit is not None and unit.type == RST_STREAM and len(unit.data) >= 4:
             code = int.from_bytes(unit.data[:4], "big")
             fields["rst_code"] = ERROR_NAMES.get(code, code)

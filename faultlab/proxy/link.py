@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from faultlab._seed import derive
 from faultlab.codecs.framing import Framer, get_framer
 from faultlab.codecs.framing.h2 import (
+    HEADERS,
     SETTINGS,
     SETTINGS_HEADER_TABLE_SIZE,
     H2Splitter,
@@ -354,11 +355,21 @@ class Link:
         if self._direct() and relay.clean(self.direction) and self._ahead == framer.held:
             # Nothing acts here: forward first, read after (the peers' frames unchanged).
             self.sink.write(data)
+            if self.direction == "upstream" and (
+                relay.deferred or (not framer.held and len(data) > 9 and data[3] <= HEADERS)
+            ):
+                # A call's HEADERS or DATA: read once the server's answer went out
+                # (H2Relay.defer). On a core shared with the server, reading it now would
+                # delay forwarding that answer. Frames that get no answer are read now.
+                relay.defer(data)
+                return
             self._ahead += len(data)
             framer.receive_data(data)
             self._drain_h2()
             relay.forwarded(self.direction, framer)
             return
+        if relay.deferred:
+            relay.settle()  # what was forwarded unread is read first
         framer.receive_data(data)
         self._drain_h2()
 
@@ -366,30 +377,56 @@ class Link:
         relay, framer = self._h2, self._framer
         assert relay is not None
         assert isinstance(framer, H2Splitter)
+        upstream = self.direction == "upstream"
+        stamps: list[tuple[int, float]] | None = None
+        """Deferred reads: (where each ends in what the splitter holds, when it arrived)."""
+        if relay.deferred:
+            if upstream:
+                held = end = framer.held
+                stamps = []
+                for at, chunk in relay.take_deferred():
+                    framer.receive_late(chunk)
+                    end += len(chunk)
+                    stamps.append((end, at))
+                self._ahead += end - held  # all of it was forwarded
+            else:
+                relay.settle()  # the client's frames are read before the server's
         exchanges = self.conn.exchanges
-        while True:
-            try:
-                unit = framer.next_frame()
-            except RemoteProtocolError as exc:
-                self._framing_error(exc)
-                return
-            if not isinstance(unit, H2Unit):
-                return
-            if unit.type == SETTINGS:
-                self._settings(unit)
-            if exchanges is not None and self.direction == "upstream":
-                exchanges.request(unit.raw, unit)
-            if self._ahead:
-                sent = min(self._ahead, len(unit.raw))
-                self._ahead -= sent
-                self._count_chunk(sent)
-                relay.forwarded_unit(self.direction, unit)
-                if exchanges is not None and self.direction == "downstream":
-                    exchanges.response(unit.raw, unit, injected=False)
-                if sent < len(unit.raw):  # a toxic came meanwhile: the rest as plain bytes
-                    self._accept(unit.raw[sent:], False)
-                continue
-            self._accept(unit.raw, True, unit)
+        consumed = 0
+        try:
+            while True:
+                try:
+                    unit = framer.next_frame()
+                except RemoteProtocolError as exc:
+                    self._framing_error(exc)
+                    return
+                if not isinstance(unit, H2Unit):
+                    return
+                if unit.type == SETTINGS:
+                    self._settings(unit)
+                if exchanges is not None and upstream:
+                    if stamps is not None:  # journaled as of the read that completed it
+                        consumed += len(unit.raw)
+                        while consumed > stamps[0][0] and len(stamps) > 1:
+                            del stamps[0]
+                        exchanges.at = stamps[0][1]
+                    exchanges.request(unit.raw, unit)
+                if self._ahead:
+                    sent = min(self._ahead, len(unit.raw))
+                    self._ahead -= sent
+                    self._count_chunk(sent)
+                    relay.forwarded_unit(self.direction, unit)
+                    if exchanges is not None and not upstream:
+                        exchanges.response(unit.raw, unit, injected=False)
+                    if sent < len(unit.raw):  # a toxic came meanwhile: the rest as plain bytes
+                        self._accept(unit.raw[sent:], False)
+                    continue
+                self._accept(unit.raw, True, unit)
+        finally:
+            if stamps is not None:
+                if exchanges is not None:
+                    exchanges.at = None
+                relay.forwarded(self.direction, framer)  # the output ends where it read
 
     def _settings(self, unit: H2Unit) -> None:
         """A SETTINGS from this direction's sender: HEADER_TABLE_SIZE bounds what the other

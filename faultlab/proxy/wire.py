@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from faultlab.codecs.framing.http_split import HttpFrame
@@ -81,6 +82,13 @@ class Exchanges(ABC):
         self.tls = False
         """The requests were read inside TLS (an intercepting proxy): ``tls: true`` on each
         ``wire_request``, which is how the eavesdropping check tells encrypted from clear."""
+        self.at: float | None = None
+        """The journal time the frames being read arrived (``None``: now). The HTTP/2 relay
+        reads the client's bytes some time after it forwarded them
+        (:meth:`faultlab.proxy.h2relay.H2Relay.defer`) and sets this while it does."""
+        self.settle: Callable[[], None] | None = None
+        """Reads what was forwarded and not read yet (set by the HTTP/2 relay): called before
+        the exchanges end, so that nothing the client sent goes unjournaled."""
 
     def _record_request(self, **fields: Any) -> None:
         if self.tls:
@@ -111,6 +119,8 @@ class Exchanges(ABC):
         next)."""
         if self.client_closed:
             return
+        if self.settle is not None:
+            self.settle()
         self.client_closed = True
         self.journal.record(
             WIRE_CLIENT_CLOSED,
@@ -122,6 +132,8 @@ class Exchanges(ABC):
 
     def ended(self, *, reset: bool = False) -> None:
         """The connection is gone: whatever is still unanswered never will be."""
+        if self.settle is not None:
+            self.settle()
         if reset:
             self._unanswered(wk.RESET, "the connection was reset")
         else:

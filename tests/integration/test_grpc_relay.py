@@ -450,3 +450,46 @@ def test_concurrent_calls_keep_their_headers_while_every_third_is_refused(
         assert not [e for e in lab.journal.events() if e["kind"] in ("error", "framing_error")]
     finally:
         lab.engine.delete("md-many")
+
+
+def test_a_call_the_server_has_not_answered_is_journaled_soon_with_its_arrival_time(
+    pair: Pair, stub: Any
+) -> None:
+    """The relay reads a clean request after forwarding it (once the answer went out, or
+    after DEFER_DELAY): a call the server sits on is still journaled within milliseconds,
+    timed when its bytes arrived, not when they were read."""
+    from faultlab.proxy.h2relay import DEFER_DELAY
+
+    add(stub, 1)  # the connection is up
+    with futures.ThreadPoolExecutor(1) as pool:
+        sent = pair.journal.now()
+        slow = pool.submit(lambda: stub.Sleep(calc_v1_pb2.SleepRequest(ms=800), timeout=10))
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            sleeps = [e for e in kinds(pair, "wire_request") if e["rpc_method"].endswith("/Sleep")]
+            if sleeps:
+                break
+            time.sleep(0.005)
+        assert len(sleeps) == 1, "the unanswered call was not journaled within 0.5 s"
+        exchange = sleeps[0]["exchange"]
+        # journaled while the server still sleeps, timed when the request came
+        assert not [e for e in kinds(pair, "wire_response") if e["exchange"] == exchange]
+        assert sent <= sleeps[0]["t"] < sent + 0.4
+        assert slow.result().ms == 800
+    answers = [e for e in kinds(pair, "wire_response") if e["exchange"] == exchange]
+    assert len(answers) == 1
+    assert answers[0]["t"] >= sleeps[0]["t"] + 0.8
+    assert DEFER_DELAY <= 0.05  # the bound the 0.5 s wait above leaves room for
+
+
+def test_each_call_is_journaled_request_first_both_timed_as_they_crossed(
+    pair: Pair, stub: Any
+) -> None:
+    for a in range(200):
+        assert add(stub, a) == a + 1
+    events = [e for e in pair.events() if e["kind"] in ("wire_request", "wire_response")]
+    assert [e["kind"] for e in events] == ["wire_request", "wire_response"] * 200
+    for request, response in zip(events[::2], events[1::2], strict=True):
+        assert request["exchange"] == response["exchange"]
+        assert request["t"] <= response["t"]
+        assert request["seq"] < response["seq"]

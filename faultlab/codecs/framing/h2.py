@@ -249,6 +249,12 @@ class H2Splitter(Framer[Any]):
     def _receive(self, data: bytes) -> None:
         self._buf += data
 
+    def receive_late(self, data: bytes) -> None:
+        """Bytes that arrived before an EOF already given (a relay reads what it forwarded
+        later than it received it): buffered as if they came before it."""
+        if data and self._rejected is None:
+            self._buf += data
+
     def frame(self, payload: bytes) -> bytes:
         return payload  # units carry their wire bytes
 
