@@ -412,13 +412,15 @@ class Link:
                         exchanges.at = stamps[0][1]
                     exchanges.request(unit.raw, unit)
                 if self._ahead:
-                    sent = min(self._ahead, len(unit.raw))
+                    size = len(unit.raw)
+                    sent = min(self._ahead, size)
                     self._ahead -= sent
-                    self._count_chunk(sent)
-                    relay.forwarded_unit(self.direction, unit)
+                    self.index += 1  # _count_chunk: HTTP/2 journals calls, not chunks
+                    if unit.block >= 0 or unit.type == HEADERS:
+                        relay.forwarded_unit(self.direction, unit)
                     if exchanges is not None and not upstream:
                         exchanges.response(unit.raw, unit, injected=False)
-                    if sent < len(unit.raw):  # a toxic came meanwhile: the rest as plain bytes
+                    if sent < size:  # a toxic came meanwhile: the rest as plain bytes
                         self._accept(unit.raw[sent:], False)
                     continue
                 self._accept(unit.raw, True, unit)

@@ -286,3 +286,24 @@ def test_frame_boundary_resyncs_from_what_a_splitter_still_holds() -> None:
     boundary.resync(*fresh.held_bytes())
     boundary.feed(PREFACE[7:])
     assert boundary.at_boundary
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=len(client_bytes()) - 1), max_size=6))
+def test_reads_handed_over_late_after_the_eof_give_the_same_units(cuts: list[int]) -> None:
+    """The relay reads forwarded client bytes after the fact (receive_late), possibly after
+    the EOF was given: the units are those of the bytes read in time."""
+    data = client_bytes()
+    splitter = H2Splitter(client_side=True)
+    splitter.receive_data(b"")
+    start = 0
+    for cut in [*sorted(set(cuts)), len(data)]:
+        splitter.receive_late(data[start:cut])
+        start = cut
+    late = []
+    while isinstance(unit := splitter.next_frame(), H2Unit):
+        late.append(unit)
+    assert splitter.next_frame() is CLOSED
+    assert [(u.type, u.raw, u.headers) for u in late] == [
+        (u.type, u.raw, u.headers) for u in units_of(data)
+    ]

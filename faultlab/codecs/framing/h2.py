@@ -70,6 +70,8 @@ PREFACE_UNIT = -1
 MIN_MAX_FRAME = 16_384
 """SETTINGS_MAX_FRAME_SIZE's floor: a frame this size every peer accepts."""
 MAX_FRAME_LIMIT = (1 << 24) - 1
+_BLOCK_TYPES = frozenset((1, 5, 9))
+"""HEADERS, PUSH_PROMISE, CONTINUATION: frames of a header block."""
 MAX_BLOCK = 1024 * 1024
 """Bytes one header block may take on the wire (HEADERS plus CONTINUATIONs)."""
 MAX_HEADER_LIST = 4 * 1024 * 1024
@@ -236,7 +238,9 @@ class H2Splitter(Framer[Any]):
 
     def __init__(self, *, client_side: bool = True, max_block: int = MAX_BLOCK) -> None:
         super().__init__()
-        self._buf = bytearray()
+        self._buf: bytes | bytearray = b""
+        """What is buffered from ``_pos`` on: the read itself while it is the only one (most
+        reads hold whole frames: each frame is then one slice of it), else a bytearray."""
         self._pos = 0
         self._want_preface = client_side
         self.max_block = max_block
@@ -247,13 +251,21 @@ class H2Splitter(Framer[Any]):
         self._open_head: tuple[int, int, int] = (0, 0, 0)
 
     def _receive(self, data: bytes) -> None:
-        self._buf += data
+        buf = self._buf
+        if self._pos == len(buf):
+            self._buf = data  # nothing held: no copy
+            self._pos = 0
+        elif isinstance(buf, bytes):
+            self._buf = bytearray(buf[self._pos :]) + data
+            self._pos = 0
+        else:
+            buf += data
 
     def receive_late(self, data: bytes) -> None:
         """Bytes that arrived before an EOF already given (a relay reads what it forwarded
         later than it received it): buffered as if they came before it."""
         if data and self._rejected is None:
-            self._buf += data
+            self._receive(data)
 
     def frame(self, payload: bytes) -> bytes:
         return payload  # units carry their wire bytes
@@ -279,8 +291,9 @@ class H2Splitter(Framer[Any]):
 
     def _next(self) -> H2Unit | FrameEvent:
         buf, pos = self._buf, self._pos
+        end = len(buf)
         while True:
-            avail = len(buf) - pos
+            avail = end - pos
             if self._want_preface:
                 if avail < len(PREFACE):
                     if buf[pos:] != PREFACE[:avail]:
@@ -293,20 +306,40 @@ class H2Splitter(Framer[Any]):
                 return H2Unit(PREFACE_UNIT, 0, 0, PREFACE)
             if avail < 9:
                 return self._need()
-            length = int.from_bytes(buf[pos : pos + 3], "big")
-            if avail < 9 + length:
+            stop = pos + 9 + (buf[pos] << 16 | buf[pos + 1] << 8 | buf[pos + 2])
+            if stop > end:
                 if self._eof:
-                    raise TruncatedFrame(f"h2: EOF inside a frame ({avail} of {9 + length} bytes)")
+                    raise TruncatedFrame(f"h2: EOF inside a frame ({avail} of {stop - pos} bytes)")
                 return NEED_DATA
             type_, flags = buf[pos + 3], buf[pos + 4]
             stream = int.from_bytes(buf[pos + 5 : pos + 9], "big") & 0x7FFFFFFF
-            raw = bytes(buf[pos : pos + 9 + length])
-            self._consume(9 + length)
-            pos = self._pos
-            buf = self._buf
-            unit = self._unit(type_, flags, stream, raw)
-            if unit is not None:
-                return unit
+            raw = buf[pos:stop]
+            if type(raw) is not bytes:
+                raw = bytes(raw)
+            # consume (inline: once per frame)
+            if stop == end:
+                self._buf = buf = b""
+                self._pos = pos = end = 0
+            elif stop > 65536 and type(buf) is bytearray:
+                del buf[:stop]
+                self._pos = pos = 0
+                end = len(buf)
+            else:
+                self._pos = pos = stop
+            if self._open or type_ in _BLOCK_TYPES:
+                unit = self._unit(type_, flags, stream, raw)
+                if unit is not None:
+                    return unit
+                continue
+            if type_ == DATA:
+                data = raw[9:]
+                flow = len(data)
+                if flags & PADDED:
+                    if not data or data[0] >= flow:
+                        raise MalformedFrame("h2: DATA padding longer than the frame")
+                    data = data[1 : flow - data[0]]
+                return H2Unit(DATA, flags, stream, raw, -1, None, b"", data, flow)
+            return H2Unit(type_, flags, stream, raw, -1, None, b"", raw[9:])
 
     def _need(self) -> FrameEvent:
         if self._eof:
@@ -318,13 +351,14 @@ class H2Splitter(Framer[Any]):
     def _consume(self, size: int) -> None:
         self._pos += size
         if self._pos == len(self._buf):
-            self._buf.clear()
+            self._buf = b""
             self._pos = 0
-        elif self._pos > 65536:
+        elif self._pos > 65536 and isinstance(self._buf, bytearray):
             del self._buf[: self._pos]
             self._pos = 0
 
     def _unit(self, type_: int, flags: int, stream: int, raw: bytes) -> H2Unit | None:
+        """A frame of a header block (or one that breaks it off)."""
         if self._open:
             if type_ != CONTINUATION or stream != self._open_head[2]:
                 raise MalformedFrame("h2: a header block was interrupted by another frame")
@@ -336,25 +370,15 @@ class H2Splitter(Framer[Any]):
             return None
         if type_ == CONTINUATION:
             raise MalformedFrame("h2: CONTINUATION without a header block")
-        if type_ in (HEADERS, PUSH_PROMISE):
-            if not stream:
-                raise MalformedFrame("h2: a header block on stream 0")
-            self._open = [raw]
-            self._open_head = (type_, flags, stream)
-            if len(raw) > self.max_block:
-                raise MalformedFrame(f"h2: a header block is larger than {self.max_block} bytes")
-            if flags & END_HEADERS:
-                return self._close_block()
-            return None
-        if type_ == DATA:
-            payload = raw[9:]
-            data = payload
-            if flags & PADDED:
-                if not payload or payload[0] >= len(payload):
-                    raise MalformedFrame("h2: DATA padding longer than the frame")
-                data = payload[1 : len(payload) - payload[0]]
-            return H2Unit(DATA, flags, stream, raw, data=data, flow=len(payload))
-        return H2Unit(type_, flags, stream, raw, data=raw[9:])
+        if not stream:
+            raise MalformedFrame("h2: a header block on stream 0")
+        self._open = [raw]
+        self._open_head = (type_, flags, stream)
+        if len(raw) > self.max_block:
+            raise MalformedFrame(f"h2: a header block is larger than {self.max_block} bytes")
+        if flags & END_HEADERS:
+            return self._close_block()
+        return None
 
     def _close_block(self) -> H2Unit:
         frames, self._open = self._open, []
@@ -375,7 +399,7 @@ class H2Splitter(Framer[Any]):
             if pad > len(first):
                 raise MalformedFrame("h2: header padding longer than the frame")
             first = first[: len(first) - pad]
-        fragment = first + b"".join(f[9:] for f in frames[1:])
+        fragment = first + b"".join(f[9:] for f in frames[1:]) if len(frames) > 1 else first
         try:
             headers = self._decoder.decode(fragment)
         except (
@@ -387,15 +411,8 @@ class H2Splitter(Framer[Any]):
         block = self._blocks
         self._blocks += 1
         flags = (flags & ~PADDED) | END_HEADERS
-        return H2Unit(
-            type_,
-            flags,
-            stream,
-            b"".join(frames),
-            block=block,
-            headers=headers,
-            priority=priority,
-        )
+        raw = frames[0] if len(frames) == 1 else b"".join(frames)
+        return H2Unit(type_, flags, stream, raw, block, headers, priority)
 
 
 class FrameBoundary:
