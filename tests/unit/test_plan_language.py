@@ -209,7 +209,7 @@ def test_exit_undoes_toxics_and_disable_even_after_an_exception(proxy: ProxyHand
 
 def test_a_step_the_proxy_refuses_is_a_run_error_naming_it(proxy: ProxyHandle) -> None:
     plan = FaultPlan(
-        (FaultStep.disable(0.0), FaultStep(0.0, "latency", attributes={"latency": -1})), 1.0
+        (FaultStep.disable(0.0), FaultStep(0.0, "latency", attributes={"latency": 1.5})), 1.0
     )
     with pytest.raises(PlanRunError, match=r"applying plan step 1 \(.*latency"):
         plan.runner(proxy, clock=VirtualClock()).start()
