@@ -34,7 +34,7 @@ from faultlab.codecs.framing.h2 import (
     grpc_timeout_seconds,
 )
 from faultlab.journal import wire as wk
-from faultlab.journal.schema import WIRE_RESPONSE, WIRE_UNANSWERED
+from faultlab.journal.schema import WIRE_REQUEST, WIRE_RESPONSE, WIRE_UNANSWERED
 from faultlab.proxy.wire import MAX_PENDING, Exchanges
 
 __all__ = ["GRPC_WIRE_HEADERS", "H2Exchanges"]
@@ -48,6 +48,7 @@ GRPC_WIRE_HEADERS = (
     "grpc-encoding",
 )
 """gRPC headers resilience depends on, journaled when present."""
+_NOTHING: dict[str, Any] = {}
 
 
 class _Stream:
@@ -126,7 +127,9 @@ class H2Exchanges(Exchanges):
             previous = headers.get("grpc-previous-rpc-attempts", "")
             if previous.isascii() and previous.isdigit():
                 fields["previous_attempts"] = int(previous)
-        self._record_request(**fields)
+        if self.tls:
+            fields["tls"] = True
+        self.journal.record_merged(WIRE_REQUEST, _NOTHING, fields)  # one dict, not three
 
     # ---- to the client -----------------------------------------------------------------
     def response(self, data: bytes, parsed: Any, *, injected: bool) -> None:
@@ -179,7 +182,7 @@ class H2Exchanges(Exchanges):
             fields["messages_up"] = stream.up.count
             fields["messages_down"] = stream.down.count
             self._grpc_status(fields, trailers)
-        self.journal.record(WIRE_RESPONSE, **fields)
+        self.journal.record_merged(WIRE_RESPONSE, _NOTHING, fields)
 
     @staticmethod
     def _grpc_status(fields: dict[str, Any], trailers: dict[str, str] | None) -> None:

@@ -30,7 +30,9 @@ from typing import TYPE_CHECKING, Any
 from faultlab._seed import derive
 from faultlab.codecs.framing import Framer, get_framer
 from faultlab.codecs.framing.h2 import (
+    GOAWAY,
     HEADERS,
+    RST_STREAM,
     SETTINGS,
     SETTINGS_HEADER_TABLE_SIZE,
     H2Splitter,
@@ -404,13 +406,16 @@ class Link:
                     return
                 if unit.type == SETTINGS:
                     self._settings(unit)
-                if exchanges is not None and upstream:
-                    if stamps is not None:  # journaled as of the read that completed it
-                        consumed += len(unit.raw)
-                        while consumed > stamps[0][0] and len(stamps) > 1:
-                            del stamps[0]
-                        exchanges.at = stamps[0][1]
-                    exchanges.request(unit.raw, unit)
+                if stamps is not None:  # the read that completed this unit
+                    consumed += len(unit.raw)
+                    while consumed > stamps[0][0] and len(stamps) > 1:
+                        del stamps[0]
+                # the exchanges read DATA, HEADERS, RST_STREAM and GOAWAY only
+                read = exchanges if unit.type <= RST_STREAM or unit.type == GOAWAY else None
+                if read is not None and upstream:
+                    if stamps is not None:
+                        read.at = stamps[0][1]  # journaled as of when it arrived
+                    read.request(unit.raw, unit)
                 if self._ahead:
                     size = len(unit.raw)
                     sent = min(self._ahead, size)
@@ -418,8 +423,8 @@ class Link:
                     self.index += 1  # _count_chunk: HTTP/2 journals calls, not chunks
                     if unit.block >= 0 or unit.type == HEADERS:
                         relay.forwarded_unit(self.direction, unit)
-                    if exchanges is not None and not upstream:
-                        exchanges.response(unit.raw, unit, injected=False)
+                    if read is not None and not upstream:
+                        read.response(unit.raw, unit, injected=False)
                     if sent < size:  # a toxic came meanwhile: the rest as plain bytes
                         self._accept(unit.raw[sent:], False)
                     continue
