@@ -66,7 +66,7 @@ class Latency(Toxic):
             0.0,
             100.0,
             "percent: successive delays correlated (the spread kept)",
-            generate=(0.0, 0.0),
+            options=(0.0,),  # not drawn: a search's examples stay those of Toxiproxy's toxic
         ),
     }
 
