@@ -23,7 +23,7 @@ __all__ = ["add_parser", "run"]
 
 _GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _GO_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
-JOURNAL_EVENTS = 20_000
+JOURNAL_EVENTS = 10_000
 """The standalone server's journal bound (an in-process engine keeps 200,000)."""
 _LEVELS = {"warning": "WARNING", "warn": "WARNING", "panic": "CRITICAL", "fatal": "CRITICAL"}
 
