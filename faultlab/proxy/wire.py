@@ -134,6 +134,7 @@ class Exchanges(ABC):
         """The connection is gone: whatever is still unanswered never will be."""
         if self.settle is not None:
             self.settle()
+            self.settle = None  # the relay holds the connection: no cycle left behind
         if reset:
             self._unanswered(wk.RESET, "the connection was reset")
         else:

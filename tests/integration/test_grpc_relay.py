@@ -493,3 +493,29 @@ def test_each_call_is_journaled_request_first_both_timed_as_they_crossed(
         assert request["exchange"] == response["exchange"]
         assert request["t"] <= response["t"]
         assert request["seq"] < response["seq"]
+
+
+def test_closed_http2_connections_leave_no_cycles(pair: Pair, lab: Lab) -> None:
+    """The relay reads the client's bytes late (H2Relay.defer): once the connection closed,
+    nothing of it is kept alive by a reference cycle (it is freed by reference counting)."""
+    import gc
+
+    from faultlab.proxy.proxy import Connection
+
+    proxy = lab.engine.get(pair.name)
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(5):
+            channel = grpc.insecure_channel(pair.address.removeprefix("tcp://"))
+            stub = calc_v1_pb2_grpc.CalcStub(channel)
+            assert add(stub, 1) == 2
+            channel.close()
+        deadline = time.monotonic() + 10
+        while proxy.connections and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)  # late transport callbacks, and the relay's timer (DEFER_DELAY)
+        alive = sum(1 for obj in gc.get_objects() if isinstance(obj, Connection))
+        assert alive == 0, "closed HTTP/2 connections are kept alive by reference cycles"
+    finally:
+        gc.enable()
