@@ -41,6 +41,9 @@ WRITE_TIMEOUT = 30.0
 class Sink(ABC):
     """What a link needs from the receiving side."""
 
+    bytes_written: int = 0
+    """Bytes handed to :meth:`write` (what the proxy sent this side: the metrics' count)."""
+
     @abstractmethod
     def write(self, data: bytes) -> None:
         """Queue ``data``; past the endpoint's high-water mark it calls ``on_pause_writing``."""
@@ -59,6 +62,12 @@ class Sink(ABC):
     @abstractmethod
     def buffered(self) -> int:
         """Bytes written here that the transport has not handed to the kernel yet."""
+
+    def direct_writer(self) -> Callable[[bytes], None] | None:
+        """A C-level write the fast path may call instead of :meth:`write` (it then counts
+        ``bytes_written`` itself and catches ``RuntimeError``, raised when the transport
+        closed under it), or None: use :meth:`write`."""
+        return None
 
 
 Feed = Callable[[bytes], None]
@@ -81,8 +90,6 @@ class Endpoint(Sink):
     on_pause_writing: Callable[[], None]
     on_resume_writing: Callable[[], None]
     description: str = ""
-    bytes_written: int = 0
-    """Bytes handed to :meth:`write` (what the proxy sent this side: the metrics' count)."""
     _holds: frozenset[str] = frozenset()
 
     def bind(
@@ -252,6 +259,14 @@ class SocketEndpoint(asyncio.Protocol, Endpoint):
         self.bytes_written += len(data)
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
+
+    def direct_writer(self) -> Callable[[bytes], None] | None:
+        # uvloop's write raises RuntimeError once the transport is closed; asyncio's would
+        # only log, so the fast path keeps asyncio on write() and its is_closing() check.
+        transport = self.transport
+        if transport is None or transport.is_closing() or type(transport).__module__ == "asyncio":
+            return None
+        return transport.write
 
     def write_eof(self) -> None:
         if self.transport is None or self.transport.is_closing():

@@ -73,7 +73,7 @@ class Link:
     __slots__ = (
         "_acting", "_active", "_ahead", "_answered", "_asked", "_busy", "_detached", "_edits",
         "_framer", "_h2", "_id_edits", "_in_chain", "_out_framer", "_plain", "_queue",
-        "_queued_bytes", "_replies_to", "_sink_open", "_sink_waiter",
+        "_queued_bytes", "_raw_write", "_replies_to", "_sink_open", "_sink_waiter",
         "_splits_http", "_task", "_wake", "bytes_in", "conn", "direction", "done", "eof",
         "frames", "framing", "index", "loop", "opened_at", "sink", "source", "stages",
     )  # fmt: skip
@@ -137,6 +137,8 @@ class Link:
         each read to the sink itself (the fast path, a forwarder's cost)."""
         self._sink_open = True
         """Whether the sink takes data (False between its pause and resume)."""
+        self._raw_write = sink.direct_writer() if self._plain else None
+        """The sink transport's own write, for the fast path (None: ``sink.write``)."""
         self._ahead = 0
         """Bytes forwarded before the splitter returned the message they belong to."""
         self.frames = bool(framing) or conn.message_based
@@ -289,9 +291,18 @@ class Link:
             and not self.done
         ):
             # The fast path: a raw link with nothing in the way writes the read itself.
-            self.bytes_in += len(data)
+            size = len(data)
+            self.bytes_in += size
             self.index += 1
-            self.sink.write(data)
+            raw = self._raw_write
+            if raw is None:
+                self.sink.write(data)
+                return
+            self.sink.bytes_written += size
+            try:
+                raw(data)
+            except RuntimeError:  # the sink closed under us: its connection_lost follows
+                self._raw_write = None
             return
         if self.done:
             return
@@ -727,6 +738,7 @@ class Link:
         self.stages = []
         self._active = []
         self._acting = []
+        self._raw_write = None
         self._queue = None
         self._detached.clear()
 
