@@ -26,7 +26,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -35,7 +34,7 @@ from typing import Any
 from faultlab._cleanup import Owner
 from faultlab._proc import ChildProcess, spawn_ready
 from faultlab.bench.stats import header, pin
-from faultlab.bench.transports import PLACEMENTS
+from faultlab.bench.transports import PLACEMENTS, _bulk
 from faultlab.errors import FaultlabError
 from faultlab.lab.backends.command import free_port
 from faultlab.proxy.reference import (
@@ -173,32 +172,16 @@ def _interleaved(
 
 def _bulk_mb_s(address: str, total: int) -> float:
     """Echo ``total`` bytes in 64 KiB writes while reading them back: MB/s of payload."""
-    chunk = b"\xab" * 65536
-    errors: list[BaseException] = []
     with _connect(address) as sock:
         sock.settimeout(60)
 
-        def sender() -> None:
-            try:
-                for _ in range(total // len(chunk)):
-                    sock.sendall(chunk)
-            except BaseException as exc:
-                errors.append(exc)
-
-        started = time.perf_counter()
-        thread = threading.Thread(target=sender, daemon=True)
-        thread.start()
-        got = 0
-        want = (total // len(chunk)) * len(chunk)
-        while got < want:
-            data = sock.recv(1 << 20)
+        def receive(size: int) -> bytes:
+            data = sock.recv(size)
             if not data:
                 raise ConnectionError("the echo connection closed during the bulk transfer")
-            got += len(data)
-        thread.join(60)
-        if errors:
-            raise errors[0]
-        return want / (time.perf_counter() - started) / 1e6
+            return data
+
+        return _bulk(sock.sendall, receive, total)
 
 
 def _hold_connections(address: str, count: int) -> tuple[list[socket.socket], int]:
