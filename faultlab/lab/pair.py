@@ -31,6 +31,7 @@ from faultlab.lab.backends.command import AddressServer, CommandServer
 from faultlab.lab.client import CallRecord, InstrumentedClient, logical_call
 from faultlab.lab.services import Address, Command, Image
 from faultlab.proxy.engine import ProxyEngine, ProxyHandle
+from faultlab.proxy.proxy import effective_framing
 from faultlab.proxy.tlsintercept import TlsSettings, TlsSettingsError
 from faultlab.rpc.base import get_protocol
 from faultlab.rpc.errors import MethodNotFound, RpcError
@@ -455,7 +456,14 @@ class Lab:
                 name,
                 listen=listen,
                 upstream=server.address,
-                protocol=None if protocol == HTTP else protocol,
+                # a raw relay asked for (proxy_framing=None) stays raw: a protocol that implies
+                # a framing (gRPC: HTTP/2) is not given to the proxy, or it would read frames
+                protocol=(
+                    None
+                    if protocol == HTTP
+                    or (proxy_framing is None and effective_framing(None, protocol) is not None)
+                    else protocol
+                ),
                 framing=(
                     _proxy_framing(protocol, scheme, framing, intercept=intercept)
                     if proxy_framing == "auto"

@@ -235,6 +235,28 @@ def test_frame_toxics_that_would_break_http2_are_refused_with_the_reason(
         pair.proxy.add_toxic(toxic, stream="downstream")
 
 
+def test_a_raw_pair_relays_grpc_bytes_so_the_slicer_can_cut_them(lab: Lab) -> None:
+    """proxy_framing=None asks for a raw relay; gRPC's implied HTTP/2 framing must not
+    override it (the partial-I/O suite slices gRPC byte streams at every byte)."""
+    raw = lab.pair(
+        "faultlab.examples.calc:Calc", protocol="grpc", options={"proto": "v1"}, proxy_framing=None
+    )
+    try:
+        proxy = lab.engine.get(raw.name)
+        assert (proxy.framing, proxy.protocol) == (None, None)
+        for stream in ("upstream", "downstream"):
+            raw.proxy.add_toxic("slicer", stream=stream, average_size=1, size_variation=0)
+        channel = grpc.insecure_channel(raw.address.removeprefix("tcp://"))
+        try:
+            assert add(calc_v1_pb2_grpc.CalcStub(channel), 41) == 42
+        finally:
+            channel.close()
+        slices = [e for e in kinds(raw, "fault") if e.get("decision") == "slice"]
+        assert slices, "the slicer cut nothing: the call did not cross the raw relay"
+    finally:
+        raw.close()
+
+
 def test_http2_toxics_are_refused_on_a_proxy_that_does_not_read_http2(lab: Lab) -> None:
     proxy = lab.engine.create("plain", upstream="127.0.0.1:9")
     try:
