@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from abc import abstractmethod
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -145,8 +146,9 @@ class DatagramEndpoint(Endpoint):
         self._pending.clear()
         self._pending_bytes = 0
 
+    @abstractmethod
     def _send(self, data: bytes) -> None:
-        raise NotImplementedError
+        """Send one datagram to this end's peer (each end has its own socket)."""
 
     def _send_empty(self, sock: socket.socket | None, addr: Any = None) -> None:
         """An empty datagram is legal UDP, but asyncio's ``sendto(b"")`` sends nothing

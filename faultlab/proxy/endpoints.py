@@ -264,7 +264,9 @@ class SocketEndpoint(asyncio.Protocol, Endpoint):
         # uvloop's write raises RuntimeError once the transport is closed; asyncio's would
         # only log, so the fast path keeps asyncio on write() and its is_closing() check.
         transport = self.transport
-        if transport is None or transport.is_closing() or type(transport).__module__ == "asyncio":
+        if transport is None or transport.is_closing():
+            return None
+        if type(transport).__module__.split(".", 1)[0] == "asyncio":  # asyncio.selector_events
             return None
         return transport.write
 

@@ -44,3 +44,31 @@ def test_closed_connections_leave_no_cycles(no_gc: None, toxic: str | None) -> N
         time.sleep(0.1)  # late transport callbacks of the last connections
         assert live(Connection) == 0, "closed connections are kept alive by reference cycles"
         assert live(Link) == 0
+
+
+def test_the_fast_path_writes_through_uvloop_only() -> None:
+    """asyncio's transport logs instead of raising on a write after close, so the fast
+    path keeps the checked write() there; uvloop's own write is used directly."""
+    import asyncio
+    import socket
+
+    from faultlab.proxy.endpoints import SocketEndpoint
+
+    async def writer_of_connected_endpoint() -> object:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
+        try:
+            port = server.sockets[0].getsockname()[1]
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                _, endpoint = await loop.create_connection(SocketEndpoint, sock=sock.dup())
+                try:
+                    return endpoint.direct_writer()
+                finally:
+                    endpoint.close()
+        finally:
+            server.close()
+
+    assert asyncio.run(writer_of_connected_endpoint()) is None
+    import uvloop
+
+    assert uvloop.run(writer_of_connected_endpoint()) is not None
