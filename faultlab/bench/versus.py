@@ -24,25 +24,20 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
-from faultlab._cleanup import Owner
-from faultlab._proc import ChildProcess, spawn_ready
+from faultlab._proc import ChildProcess
+from faultlab.bench.proxy import _rss_kib, _spawn
 from faultlab.bench.stats import header, pin
 from faultlab.bench.transports import PLACEMENTS, _bulk
-from faultlab.errors import FaultlabError
-from faultlab.lab.backends.command import free_port
 from faultlab.proxy.reference import (
     RealToxiproxy,
-    answers_version,
     find_toxiproxy,
     missing_reason,
-    stop_process,
 )
 from faultlab.proxy.remote import RemoteToxiproxy
 
@@ -55,57 +50,13 @@ GOALS = {
     "rss_mb": 60.0,
 }
 PAYLOAD = b"x" * 64
-START_TIMEOUT = 15.0
-
-
-class BenchSetupError(FaultlabError):
-    """A process of the comparison did not start or a proxy could not be created."""
 
 
 # ---- processes -----------------------------------------------------------------------
 
 
-def _peer(mode: str, *args: str, cpu: int | None) -> ChildProcess:
-    cmd = [sys.executable, "-m", "faultlab.bench._proxy_peer", mode, *args]
-    if cpu is not None:
-        cmd += ["--cpu", str(cpu)]
-    return spawn_ready(cmd, timeout=30)
-
-
-@contextmanager
-def faultlab_proxy_process(cpu: int | None) -> Iterator[tuple[str, int]]:
-    """``faultlab proxy`` as its own process (what a Toxiproxy user runs): (API URL, pid)."""
-    port = free_port()
-    cmd = [sys.executable, "-m", "faultlab", "proxy", "--port", str(port), "--seed", "0"]
-    proc = subprocess.Popen(
-        cmd,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        env=dict(os.environ, LOG_LEVEL="error"),
-    )
-    owner = Owner(lambda: stop_process(proc))
-    try:
-        if cpu is not None:
-            os.sched_setaffinity(proc.pid, {cpu})
-        deadline = time.monotonic() + START_TIMEOUT
-        while not answers_version("127.0.0.1", port):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise BenchSetupError(f"{' '.join(cmd)} did not answer GET /version")
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}", proc.pid
-    finally:
-        stop_process(proc)
-        owner.forget()
-
-
-def _rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024 / 1e6
-    return 0.0
+FAULTLAB_PROXY = [sys.executable, "-m", "faultlab", "proxy"]
+"""``faultlab proxy`` as a Toxiproxy user runs it (it takes ``-host``/``-port`` as Go does)."""
 
 
 # ---- measurements --------------------------------------------------------------------
@@ -234,22 +185,23 @@ def run_versus(
     results: dict[str, Any] = {"toxiproxy": None, "toxiproxy_missing": None}
     try:
         with ExitStack() as stack:
-            echo = stack.enter_context(_owned(_peer("echo", "tcp://127.0.0.1:0", cpu=server_cpu)))
+            echo = stack.enter_context(_owned(_spawn("echo", "tcp://127.0.0.1:0", cpu=server_cpu)))
             unix_path = f"/tmp/faultlab-versus-{os.getpid()}.sock"
             unix_echo = stack.enter_context(
-                _owned(_peer("echo", f"unix://{unix_path}", cpu=server_cpu))
+                _owned(_spawn("echo", f"unix://{unix_path}", cpu=server_cpu))
             )
             forwarder = stack.enter_context(
-                _owned(_peer("forward", "127.0.0.1:0", echo.address, cpu=server_cpu))
+                _owned(_spawn("forward", "127.0.0.1:0", echo.address, cpu=server_cpu))
             )
-            api_url, faultlab_pid = stack.enter_context(faultlab_proxy_process(server_cpu))
+            cpus = {server_cpu} if server_cpu is not None else None
+            ours = stack.enter_context(
+                RealToxiproxy(FAULTLAB_PROXY, extra_args=["-seed", "0"], cpus=cpus)
+            )
             servers: dict[str, tuple[RemoteToxiproxy, int]] = {
-                "faultlab": (RemoteToxiproxy(api_url, timeout=10), faultlab_pid)
+                "faultlab": (RemoteToxiproxy(ours.url, timeout=10), ours.pid)
             }
             if find_toxiproxy() is not None:
-                real = stack.enter_context(
-                    RealToxiproxy(cpus={server_cpu} if server_cpu is not None else None)
-                )
+                real = stack.enter_context(RealToxiproxy(cpus=cpus))
                 servers["toxiproxy"] = (RemoteToxiproxy(real.url, timeout=10), real.pid)
             else:
                 results["toxiproxy_missing"] = missing_reason()
@@ -298,7 +250,7 @@ def run_versus(
             for name, (_api, pid) in servers.items():
                 socks, errors = _hold_connections(targets[name], connections)
                 try:
-                    rss[name] = {"rss_mb": _rss_mb(pid), "errors": errors}
+                    rss[name] = {"rss_mb": _rss_kib(pid) * 1024 / 1e6, "errors": errors}
                 finally:
                     for sock in socks:
                         sock.close()

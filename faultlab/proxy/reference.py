@@ -61,6 +61,8 @@ def missing_reason() -> str:
 class RealToxiproxy:
     """``toxiproxy-server`` on a free loopback port, killed on exit (and at interpreter exit).
 
+    ``binary`` may be a command (a list) that takes Toxiproxy's ``-host``/``-port`` flags:
+    ``[sys.executable, "-m", "faultlab", "proxy"]`` runs faultlab's own server the same way.
     ``extra_args`` are passed as given (``["-proxy-metrics"]``, ``["-config", path]``).
     ``cpus`` pins the process (benchmarks). Its stderr goes to a temporary file, quoted in
     the error when it fails to start.
@@ -68,7 +70,7 @@ class RealToxiproxy:
 
     def __init__(
         self,
-        binary: str | None = None,
+        binary: str | list[str] | None = None,
         *,
         host: str = "127.0.0.1",
         extra_args: list[str] | None = None,
@@ -77,7 +79,7 @@ class RealToxiproxy:
         found = binary or find_toxiproxy()
         if found is None:
             raise ToxiproxyStartError(missing_reason())
-        self.binary = found
+        self.command = [found] if isinstance(found, str) else list(found)
         self.host = host
         self.port = free_port(host)
         self.url = f"http://{host}:{self.port}"
@@ -97,7 +99,7 @@ class RealToxiproxy:
         return self._proc.pid
 
     def start(self) -> RealToxiproxy:
-        cmd = [self.binary, "-host", self.host, "-port", str(self.port), *self._args]
+        cmd = [*self.command, "-host", self.host, "-port", str(self.port), *self._args]
         env = dict(os.environ, LOG_LEVEL=os.environ.get("LOG_LEVEL", "error"))
         self._proc = subprocess.Popen(
             cmd,

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from faultlab.proxy.api import STANDARD_TOXICS
 from faultlab.proxy.engine import ProxyEngine, ProxyHandle
 from faultlab.proxy.reference import RealToxiproxy, find_toxiproxy, missing_reason
 from faultlab.proxy.server import ApiServer
@@ -67,19 +68,7 @@ def _toxic(type_name: str, **attributes: Any) -> dict[str, Any]:
 
 CASES: list[Case] = [
     # every toxic with no attributes: Go's zero values (slicer's average_size 0 included)
-    *(
-        Case(f"{t}-defaults", {"type": t})
-        for t in (
-            "noop",
-            "latency",
-            "bandwidth",
-            "slow_close",
-            "timeout",
-            "reset_peer",
-            "slicer",
-            "limit_data",
-        )
-    ),
+    *(Case(f"{t}-defaults", {"type": t}) for t in sorted(STANDARD_TOXICS)),
     # latency
     Case("latency-negative", _toxic("latency", latency=-5, jitter=-3)),
     Case("latency-int64-min", _toxic("latency", latency=INT64_MIN)),
