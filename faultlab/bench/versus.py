@@ -3,7 +3,9 @@ uvloop forwarder, in one run, on the same echo servers, driven through the same 
 
 Why side by side: a proxy's cost depends on the machine, the core it wakes on and the
 echo server it shares that core with; only figures from one run, measured in interleaved
-blocks, can be compared. The rows (each goal is a ratio to a same-run baseline):
+blocks, can be compared. And a process's own luck (where its memory landed) moves its
+latency by a few per cent, so each proxy runs as ``instances`` processes and each row is
+the median process. The rows (each goal is a ratio to a same-run baseline):
 
 - added round trip of 64 B over TCP, p50 and p99: faultlab (``faultlab proxy``, as a
   Toxiproxy user runs it), Toxiproxy, the bare forwarder (goal: faultlab <= 1.0x the
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import os
 import socket
+import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -170,6 +173,7 @@ def run_versus(
     iterations: int = 20_000,
     warmup: int = 1_000,
     blocks: int = 10,
+    instances: int = 3,
     bulk_mib: int = 256,
     bulk_rounds: int = 3,
     connections: int = 1000,
@@ -190,38 +194,60 @@ def run_versus(
             unix_echo = stack.enter_context(
                 _owned(_spawn("echo", f"unix://{unix_path}", cpu=server_cpu))
             )
-            forwarder = stack.enter_context(
-                _owned(_spawn("forward", "127.0.0.1:0", echo.address, cpu=server_cpu))
-            )
             cpus = {server_cpu} if server_cpu is not None else None
-            ours = stack.enter_context(
-                RealToxiproxy(FAULTLAB_PROXY, extra_args=["-seed", "0"], cpus=cpus)
-            )
-            servers: dict[str, tuple[RemoteToxiproxy, int]] = {
-                "faultlab": (RemoteToxiproxy(ours.url, timeout=10), ours.pid)
-            }
+            # Each peer runs as several processes: a process's own luck (where its memory
+            # landed, which cache lines collide) moves its latency by a few per cent, as
+            # much as the differences measured; the median instance takes that out.
+            forwarders = [
+                stack.enter_context(
+                    _owned(_spawn("forward", "127.0.0.1:0", echo.address, cpu=server_cpu))
+                )
+                for _ in range(instances)
+            ]
+            servers: dict[str, list[tuple[RemoteToxiproxy, int]]] = {"faultlab": []}
+            for _ in range(instances):
+                ours = stack.enter_context(
+                    RealToxiproxy(FAULTLAB_PROXY, extra_args=["-seed", "0"], cpus=cpus)
+                )
+                servers["faultlab"].append((RemoteToxiproxy(ours.url, timeout=10), ours.pid))
             if find_toxiproxy() is not None:
-                real = stack.enter_context(RealToxiproxy(cpus=cpus))
-                servers["toxiproxy"] = (RemoteToxiproxy(real.url, timeout=10), real.pid)
+                servers["toxiproxy"] = []
+                for _ in range(instances):
+                    real = stack.enter_context(RealToxiproxy(cpus=cpus))
+                    servers["toxiproxy"].append((RemoteToxiproxy(real.url, timeout=10), real.pid))
             else:
                 results["toxiproxy_missing"] = missing_reason()
             upstream = echo.address.removeprefix("tcp://")
-            targets = {"direct": echo.address, "forwarder": forwarder.address}
-            for name, (api, _pid) in servers.items():
-                plain = api.create("plain", listen="127.0.0.1:0", upstream=upstream)
-                toxic = api.create("toxic", listen="127.0.0.1:0", upstream=upstream)
-                toxic.add_toxic("latency", latency=0)
-                working = api.create("working", listen="127.0.0.1:0", upstream=upstream)
-                working.add_toxic("limit_data", bytes=1 << 62)
-                targets[name] = plain.listen
-                targets[f"{name}+latency"] = toxic.listen
-                targets[f"{name}+limit_data"] = working.listen
-            say(f"64 B round trips: {', '.join(targets)} (interleaved, {blocks} blocks)")
-            latency = _interleaved(targets, iterations, warmup, blocks)
+            rows: dict[str, list[str]] = {"direct": [echo.address]}
+            rows["forwarder"] = [forwarder.address for forwarder in forwarders]
+            for name, apis in servers.items():
+                for api, _pid in apis:
+                    plain = api.create("plain", listen="127.0.0.1:0", upstream=upstream)
+                    toxic = api.create("toxic", listen="127.0.0.1:0", upstream=upstream)
+                    toxic.add_toxic("latency", latency=0)
+                    working = api.create("working", listen="127.0.0.1:0", upstream=upstream)
+                    working.add_toxic("limit_data", bytes=1 << 62)
+                    rows.setdefault(name, []).append(plain.listen)
+                    rows.setdefault(f"{name}+latency", []).append(toxic.listen)
+                    rows.setdefault(f"{name}+limit_data", []).append(working.listen)
+            targets = {
+                f"{row}#{i}": address
+                for row, addresses in rows.items()
+                for i, address in enumerate(addresses)
+            }
+            say(
+                f"64 B round trips: {', '.join(rows)} ({instances} processes each, "
+                f"interleaved, {blocks} blocks)"
+            )
+            measured = _interleaved(targets, iterations, warmup, blocks)
+            latency = {row: _median_instance(measured, row, len(rows[row])) for row in rows}
             direct = latency["direct"]["p50_us"]
             for figures in latency.values():
                 figures["added_p50_us"] = figures["p50_us"] - direct
             results["latency"] = latency
+            results["latency_per_process"] = measured
+            forwarder = forwarders[0]
+            targets = {row: addresses[0] for row, addresses in rows.items()}
             say(f"bulk: {bulk_rounds} x {bulk_mib} MiB through each")
             bulk: dict[str, Any] = {}
             for name, address in (
@@ -231,7 +257,7 @@ def run_versus(
             ):
                 rates = [_bulk_mb_s(address, bulk_mib << 20) for _ in range(bulk_rounds)]
                 bulk[name] = max(rates)
-            unix_proxy = servers["faultlab"][0].create(
+            unix_proxy = servers["faultlab"][0][0].create(
                 "unix", listen=f"unix://{unix_path}.proxy", upstream=unix_echo.address
             )
             unix_direct = max(_bulk_mb_s(unix_echo.address, bulk_mib << 20) for _ in range(2))
@@ -247,7 +273,8 @@ def run_versus(
             }
             say(f"{connections} open connections through each")
             rss: dict[str, Any] = {}
-            for name, (_api, pid) in servers.items():
+            for name, apis in servers.items():
+                pid = apis[0][1]
                 socks, errors = _hold_connections(targets[name], connections)
                 try:
                     rss[name] = {"rss_mb": _rss_kib(pid) * 1024 / 1e6, "errors": errors}
@@ -261,6 +288,17 @@ def run_versus(
         os.sched_setaffinity(0, before)
     results["goals"] = _judge(results)
     return {**header("proxy-versus", placement, client_cpu, server_cpu, iterations), **results}
+
+
+def _median_instance(
+    measured: dict[str, dict[str, float]], row: str, count: int
+) -> dict[str, float]:
+    """A row's figures: the median over its processes of each one's p50 (and p99)."""
+    per_process = [measured[f"{row}#{i}"] for i in range(count)]
+    return {
+        key: statistics.median(figures[key] for figures in per_process)
+        for key in ("p50_us", "p99_us")
+    }
 
 
 @contextmanager

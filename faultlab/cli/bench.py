@@ -75,6 +75,13 @@ def add_parser(sub: Any) -> None:
     pp.add_argument(
         "--blocks", type=int, default=10, help="--versus: interleaved measurement blocks"
     )
+    pp.add_argument(
+        "--instances",
+        type=int,
+        default=3,
+        help="--versus: processes of each proxy (and forwarder) measured; each row shows the "
+        "median process, so one process's luck does not decide a ratio",
+    )
     pp.set_defaults(run=run_proxy)
 
 
@@ -344,6 +351,7 @@ def _run_versus(args: argparse.Namespace, console: Console) -> int:
             iterations=max(args.iterations, 1000),
             warmup=args.warmup,
             blocks=args.blocks,
+            instances=max(args.instances, 1),
             bulk_mib=max(args.bulk_mib, 1),
             connections=args.connections,
             placement=args.placement,

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from faultlab.errors import EndOfStream, RemoteProtocolError, TransportError, TransportTimeout
+from faultlab.proxy.tcpcount import tcp_bytes_read
 from faultlab.streams import ByteStream, MessageStream, Stream
 from faultlab.transports._fdio import hangup_events
 
@@ -137,6 +138,19 @@ class Endpoint(Sink):
     def held(self) -> bool:
         return bool(self._holds)
 
+    def splice(self, write: Feed) -> bool:
+        """Hand every read straight to ``write`` (a sink's C-level write), with no Python
+        per read, while the kernel counts what is read; False where it cannot count."""
+        return False
+
+    def spliced_bytes(self) -> int:
+        """Bytes read (and written on) since :meth:`splice`; 0 when not spliced."""
+        return 0
+
+    def unsplice(self) -> int:
+        """Reads go to the link again; returns :meth:`spliced_bytes` of the splice ended."""
+        return 0
+
     @abstractmethod
     def _pause_reading(self) -> None: ...
 
@@ -173,6 +187,12 @@ class SocketEndpoint(asyncio.Protocol, Endpoint):
         self._lost = False
         self._lost_exc: BaseException | None = None
         self._watch: asyncio.TimerHandle | None = None
+        self._splice_socket: Any = None
+        """The socket whose kernel counters count the reads while spliced (else None)."""
+        self._splice_base = 0
+        self._splice_final: int | None = None
+        """The spliced count taken at EOF or loss, while the socket still exists."""
+        self._eof_sent = False
         self.loop = asyncio.get_running_loop()
         self.connected = self.loop.create_future()
 
@@ -198,6 +218,7 @@ class SocketEndpoint(asyncio.Protocol, Endpoint):
                 self.hold("pending")
 
     def eof_received(self) -> bool:
+        self._freeze_splice(eof=True)
         if self._started:
             self.on_eof()
         else:
@@ -205,6 +226,7 @@ class SocketEndpoint(asyncio.Protocol, Endpoint):
         return True  # keep the other direction open (half-close preserved)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._freeze_splice()
         self._lost = True
         self._lost_exc = self._lost_exc or exc
         self._stop_watch()
@@ -226,13 +248,13 @@ class SocketEndpoint(asyncio.Protocol, Endpoint):
         self._started = True
         pending, self._pending = self._pending, []
         self._pending_bytes = 0
+        self._point_reads_at(self.on_data)  # first: a pending read may splice (link.feed)
         for data in pending:
             self.on_data(data)
         if self._pending_eof:
             self.on_eof()
         if self._lost:
             self.on_lost(self._lost_exc)
-        self._point_reads_at(self.on_data)
         self.release("pending")
 
     def _point_reads_at(self, feed: Callable[[bytes], None]) -> None:
@@ -247,7 +269,53 @@ class SocketEndpoint(asyncio.Protocol, Endpoint):
         self.data_received = feed  # type: ignore[method-assign,assignment]
         transport.set_protocol(self)
 
+    def splice(self, write: Feed) -> bool:
+        # TCP only: a unix socket has no count of bytes read (its reads stay in Python).
+        transport = self.transport
+        if self._splice_socket is not None:
+            return True
+        if transport is None or transport.is_closing() or self._lost or self._pending_eof:
+            return False
+        if self._eof_sent:  # then the kernel's counts are ambiguous (tcpcount's _FIN_PENDING)
+            return False
+        sock = transport.get_extra_info("socket")
+        if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+            return False
+        base = tcp_bytes_read(sock)
+        if base is None:
+            return False
+        self._splice_socket, self._splice_base, self._splice_final = sock, base, None
+        self.data_received = write  # type: ignore[method-assign,assignment]
+        transport.set_protocol(self)
+        return True
+
+    def spliced_bytes(self) -> int:
+        if self._splice_final is not None:
+            return self._splice_final
+        if self._splice_socket is None:
+            return 0
+        now = tcp_bytes_read(self._splice_socket)
+        return 0 if now is None else now - self._splice_base
+
+    def _freeze_splice(self, *, eof: bool = False) -> None:
+        """At EOF or loss: count now, while the socket (and its counters) still exist."""
+        if self._splice_socket is not None and self._splice_final is None:
+            now = tcp_bytes_read(self._splice_socket, eof=eof)
+            self._splice_final = 0 if now is None else now - self._splice_base
+
+    def unsplice(self) -> int:
+        if self._splice_socket is None:
+            return 0
+        count = self.spliced_bytes()
+        self._splice_socket, self._splice_final = None, None
+        self.data_received = self.on_data  # type: ignore[method-assign,assignment]
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.set_protocol(self)
+        return count
+
     def unbind(self) -> None:
+        self.unsplice()
         super().unbind()
         if "data_received" in self.__dict__:  # the link's feed: drop it (and uvloop's copy)
             self.data_received = _ignore_data  # type: ignore[method-assign]
@@ -271,6 +339,7 @@ class SocketEndpoint(asyncio.Protocol, Endpoint):
         return transport.write
 
     def write_eof(self) -> None:
+        self._eof_sent = True
         if self.transport is None or self.transport.is_closing():
             return
         if self.transport.can_write_eof():

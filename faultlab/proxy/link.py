@@ -71,11 +71,12 @@ class _Stage:
 class Link:
     # A proxy holds two links per connection: slots keep each small (thousands are open).
     __slots__ = (
-        "_acting", "_active", "_ahead", "_answered", "_asked", "_busy", "_detached", "_edits",
-        "_framer", "_h2", "_id_edits", "_in_chain", "_out_framer", "_plain", "_queue",
-        "_queued_bytes", "_raw_write", "_replies_to", "_sink_open", "_sink_waiter",
-        "_splits_http", "_task", "_wake", "bytes_in", "conn", "direction", "done", "eof",
-        "frames", "framing", "index", "loop", "opened_at", "sink", "source", "stages",
+        "_acting", "_active", "_ahead", "_answered", "_asked", "_busy", "_bytes_in",
+        "_detached", "_edits", "_framer", "_h2", "_id_edits", "_in_chain", "_may_splice",
+        "_out_framer", "_plain", "_queue", "_queued_bytes", "_raw_write", "_replies_to",
+        "_sink_open", "_sink_waiter", "_spliced", "_splits_http", "_task", "_wake", "conn",
+        "direction", "done", "eof", "frames", "framing", "index", "loop", "opened_at", "sink",
+        "source", "stages",
     )  # fmt: skip
 
     def __init__(
@@ -110,7 +111,8 @@ class Link:
         self._detached: set[asyncio.Task[Any]] = set()
         """Flushes toxics started to outlive their removal; owned here, cancelled on stop."""
         self.index = 0
-        self.bytes_in = 0
+        """Chunks this link handled (reads while spliced are not seen, so not counted)."""
+        self._bytes_in = 0
         self.eof = False
         self.done = False
         self.framing = framing
@@ -139,6 +141,11 @@ class Link:
         """Whether the sink takes data (False between its pause and resume)."""
         self._raw_write = sink.direct_writer() if self._plain else None
         """The sink transport's own write, for the fast path (None: ``sink.write``)."""
+        self._may_splice = self._raw_write is not None
+        """Whether the fast path may try to splice the source into the sink."""
+        self._spliced = False
+        """Reads go from the source's transport to ``_raw_write`` with no Python at all
+        (:meth:`Endpoint.splice`); any change that needs the link ends it first."""
         self._ahead = 0
         """Bytes forwarded before the splitter returned the message they belong to."""
         self.frames = bool(framing) or conn.message_based
@@ -150,6 +157,25 @@ class Link:
         self._answered = 0
         self._edits: dict[int, Any] = {}
         self._id_edits: deque[Any] | None = None  # made at the first edit
+
+    # byte counts (exact also while spliced: the source's kernel counts then)
+    @property
+    def bytes_in(self) -> int:
+        """Bytes read from the source."""
+        return self._bytes_in + (self.source.spliced_bytes() if self._spliced else 0)
+
+    @property
+    def bytes_out(self) -> int:
+        """Bytes handed to the sink (toxics' replies to this side included)."""
+        return self.sink.bytes_written + (self.source.spliced_bytes() if self._spliced else 0)
+
+    def _unsplice(self) -> None:
+        """Reads come through :meth:`feed` again; what went by meanwhile is counted."""
+        if self._spliced:
+            self._spliced = False
+            count = self.source.unsplice()
+            self._bytes_in += count
+            self.sink.bytes_written += count
 
     # chain management
     def set_chain(self, entries: list[ToxicEntry]) -> None:
@@ -171,6 +197,8 @@ class Link:
         self.stages = stages
         self._active = [s for s in stages if s.active]
         self._acting = [s for s in self._active if not s.toxic.passes_everything()]
+        if self._acting:
+            self._unsplice()
         if self._acting and self._task is None:
             self._task = self.loop.create_task(self._process())
         self._wakeup()
@@ -292,7 +320,7 @@ class Link:
         ):
             # The fast path: a raw link with nothing in the way writes the read itself.
             size = len(data)
-            self.bytes_in += size
+            self._bytes_in += size
             self.index += 1
             raw = self._raw_write
             if raw is None:
@@ -303,10 +331,16 @@ class Link:
                 raw(data)
             except RuntimeError:  # the sink closed under us: its connection_lost follows
                 self._raw_write = None
+                self._may_splice = False
+                return
+            if self._may_splice:
+                # Faster still: the next reads go to the sink with no Python at all.
+                self._spliced = self.source.splice(raw)
+                self._may_splice = self._spliced
             return
         if self.done:
             return
-        self.bytes_in += len(data)
+        self._bytes_in += len(data)
         if self._h2 is not None:
             self._feed_h2(data)
             return
@@ -524,6 +558,7 @@ class Link:
         if self.eof:
             return
         self.eof = True
+        self._unsplice()
         if self._h2 is not None:
             assert self._framer is not None
             self._framer.receive_data(b"")
@@ -663,6 +698,13 @@ class Link:
     def _finish(self) -> None:
         if not self.done:
             self.done = True
+            # The sink is the other link's source: its reads are counted in Python again
+            # before our FIN goes out (tcpcount: after both FINs the kernel's count is unclear).
+            other = self.conn.links.get(
+                "downstream" if self.direction == "upstream" else "upstream"
+            )
+            if other is not None:
+                other._unsplice()
             self.sink.write_eof()
             if self.direction == "downstream" and self.conn.exchanges is not None:
                 self.conn.exchanges.ended()  # the client now sees the close: no answer comes
@@ -738,12 +780,14 @@ class Link:
         self.stages = []
         self._active = []
         self._acting = []
+        self._unsplice()
         self._raw_write = None
         self._queue = None
         self._detached.clear()
 
     def stop(self) -> None:
         """Connection closing: stop timers and the processor, release what waits on the sink."""
+        self._unsplice()
         self.done = True
         self._open_sink()
         self._queue = None

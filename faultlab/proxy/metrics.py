@@ -3,8 +3,8 @@
 Why this shape: a scrape must cost nothing on the data path and never rescan the journal.
 So the proxy's hot path is untouched; a scrape reads what already exists:
 
-- bytes: each live connection's counters (``Link.bytes_in`` per direction, each side's
-  ``Endpoint.bytes_written``), plus totals of closed connections, accumulated from the
+- bytes: each live connection's counters (``Link.bytes_in`` and ``Link.bytes_out`` per
+  direction), plus totals of closed connections, accumulated from the
   byte counts ``Proxy._forget`` puts in each ``connection_closed`` event;
 - faults: one counter per (proxy, toxic, type, decision, acted), bumped as each ``fault``
   event is recorded (:meth:`faultlab.journal.Journal.subscribe`);
@@ -244,10 +244,11 @@ def _add_live_bytes(proxy: Proxy, traffic: dict[_ByteKey, list[int]]) -> None:
     ups = traffic.setdefault(("upstream", proxy.name, listen, upstream), [0, 0])
     downs = traffic.setdefault(("downstream", proxy.name, listen, upstream), [0, 0])
     for conn in proxy.connections:
-        ups[0] += conn.links["upstream"].bytes_in
-        ups[1] += conn.server.bytes_written
-        downs[0] += conn.links["downstream"].bytes_in
-        downs[1] += conn.client.bytes_written
+        up, down = conn.links["upstream"], conn.links["downstream"]
+        ups[0] += up.bytes_in
+        ups[1] += up.bytes_out
+        downs[0] += down.bytes_in
+        downs[1] += down.bytes_out
 
 
 def _go_order(labels: tuple[str, ...], keys: Iterable[tuple[str, ...]]) -> list[Any]:

@@ -578,9 +578,9 @@ class Proxy:
                 "listen": toxiproxy_address(self.listen),
                 "upstream": toxiproxy_address(self.upstream),
                 "bytes_from_client": up.bytes_in,
-                "bytes_to_server": conn.server.bytes_written,
+                "bytes_to_server": up.bytes_out,
                 "bytes_from_server": down.bytes_in,
-                "bytes_to_client": conn.client.bytes_written,
+                "bytes_to_client": down.bytes_out,
             }
             if conn.tls is not None:  # what each side sent inside TLS: the refusal's witness
                 fields["client_app_bytes"] = conn.tls[0].bytes_in
