@@ -41,7 +41,7 @@ from faultlab.proxy.endpoints import BridgeEndpoint
 from faultlab.transports._dgram import ACK, BYE, HELLO, control
 from faultlab.transports._sockets import translate_oserror
 from faultlab.transports.tcp import format_host_port
-from faultlab.transports.udp import _big_buffers, _stream
+from faultlab.transports.udp import big_buffers, datagram_stream
 
 if TYPE_CHECKING:
     from faultlab.proxy.proxy import Connection, Proxy
@@ -195,7 +195,7 @@ class UdpRelay:
         try:
             if self.options.session:  # the session's per-client sockets share the port
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            _big_buffers(sock)
+            big_buffers(sock)
             sock.bind(sockaddr)
             sock.setblocking(False)
             self._local = sock.getsockname()
@@ -269,7 +269,7 @@ class UdpRelay:
         conn = socket.socket(self.family, socket.SOCK_DGRAM)
         try:
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            _big_buffers(conn)
+            big_buffers(conn)
             conn.bind(self._local)
             conn.connect(addr)
             conn.send(control(ACK))
@@ -281,7 +281,7 @@ class UdpRelay:
             )
             return
         self._sessions.add(addr)
-        stream = _stream(conn, on_close=lambda: self._call(self._session_ended, addr))
+        stream = datagram_stream(conn, on_close=lambda: self._call(self._session_ended, addr))
         self.proxy.journal.record("udp_session", proxy=self.proxy.name, client=str(addr))
         self.proxy._adopt(BridgeEndpoint(stream, self.loop))
 

@@ -37,7 +37,7 @@ def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-def _big_buffers(sock: socket.socket) -> None:
+def big_buffers(sock: socket.socket) -> None:
     """Room for a whole fragmented message; FORCE works as root beyond rmem_max."""
     for force, plain in ((33, socket.SO_RCVBUF), (32, socket.SO_SNDBUF)):  # *BUFFORCE
         try:
@@ -52,7 +52,9 @@ def _host_port(parsed: ParsedAddress) -> tuple[str, int]:
     return parsed.host, parsed.port
 
 
-def _stream(sock: socket.socket, on_close: object = None) -> DatagramMessageStream:
+def datagram_stream(sock: socket.socket, on_close: object = None) -> DatagramMessageStream:
+    """faultlab's message stream over a connected UDP socket (its own pairs and the proxy's
+    sessions use the same fragment and message sizes)."""
     return DatagramMessageStream(
         sock,
         fragment_size=FRAGMENT,
@@ -95,7 +97,7 @@ class UDPListener(Listener[MessageStream]):
         conn = socket.socket(self.sock.family, socket.SOCK_DGRAM)
         try:
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            _big_buffers(conn)
+            big_buffers(conn)
             conn.bind(self._local)
             conn.connect(peer)
             conn.send(control(ACK))
@@ -103,7 +105,7 @@ class UDPListener(Listener[MessageStream]):
             conn.close()
             raise translate_oserror(exc, "accept") from exc
         self._peers.add(peer)
-        return _stream(conn, on_close=lambda: self._peers.discard(peer))
+        return datagram_stream(conn, on_close=lambda: self._peers.discard(peer))
 
     def close(self) -> None:
         if not self._closed:
@@ -144,7 +146,7 @@ class UDPTransport(Transport):
         deadline = Deadline.after(MessageStream.default_timeout if timeout is None else timeout)
         sock = socket.socket(_family(host), socket.SOCK_DGRAM)
         try:
-            _big_buffers(sock)
+            big_buffers(sock)
             sock.connect((host, port))
             sock.setblocking(False)
             self._handshake(sock, deadline, address)
@@ -154,7 +156,7 @@ class UDPTransport(Transport):
         except BaseException:
             sock.close()
             raise
-        return _stream(sock)
+        return datagram_stream(sock)
 
     @staticmethod
     def _handshake(sock: socket.socket, deadline: Deadline, address: str) -> None:

@@ -65,14 +65,15 @@ def test_counts_stay_exact_through_the_splice_and_its_end_at_eof() -> None:
         proxy = engine.create("p", upstream=echo.upstream)
         expected = []
         for _ in range(6):
-            sizes = [rng.choice([1, 7, 64, 1500, 65_536, 300_001]) for _ in range(rng.randint(1, 6))]
+            choices = [1, 7, 64, 1500, 65_536, 300_001]
+            sizes = [rng.choice(choices) for _ in range(rng.randint(1, 6))]
             with connect(proxy.listen) as sock:
                 for size in sizes:
                     exchange(sock, rng.randbytes(size))
                 rows = link_state(engine, "p")
-                assert rows and all(row["upstream"][0] and row["downstream"][0] for row in rows), (
-                    "with no toxic both links are spliced"
-                )
+                assert len(rows) == 1
+                assert rows[0]["upstream"][0], "with no toxic the link is spliced"
+                assert rows[0]["downstream"][0], "with no toxic the link is spliced"
                 assert rows[0]["upstream"][1:] == (sum(sizes), sum(sizes)), "live counts exact"
                 sock.shutdown(socket.SHUT_WR)
                 assert recv_all(sock) == b""
@@ -181,8 +182,7 @@ def test_a_server_reset_reaches_the_client_and_counts_stay_exact() -> None:
             sock.sendall(b"q" * 1000)
             assert recv_exactly(sock, 3000) == b"q" * 3000
             with pytest.raises(ConnectionResetError):
-                while sock.recv(65536):
-                    pass
+                recv_all(sock)
         wait_for(lambda: len(closed_counts(proxy)) == 1, what="the reset journaled")
         assert closed_counts(proxy) == [(1000, 1000, 3000, 3000)]
 
