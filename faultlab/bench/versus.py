@@ -13,8 +13,9 @@ the median process. The rows (each goal is a ratio to a same-run baseline):
 - the same with one 0 ms ``latency`` toxic (goal: <= 1.1x faultlab's no-toxic added p50),
   and with a ``limit_data`` toxic whose limit is never reached: a toxic that looks at every
   chunk and journals it (no goal; it shows what a working toxic costs on each side);
-- bulk echo throughput as a fraction of direct, TCP for all three, unix for faultlab
-  (goal: unix >= 0.6x direct);
+- bulk echo throughput as a fraction of direct, TCP for all three, unix for faultlab and
+  the forwarder (goal: unix >= 0.6x direct; the forwarder shows what any user-space relay
+  gets: on one CPU it does the peers' kernel copying a second time);
 - proxy RSS after ``bulk_rounds`` bulk transfers and with ``connections`` open connections
   each carrying echo traffic (goal: <= 60 MB).
 
@@ -260,8 +261,18 @@ def run_versus(
             unix_proxy = servers["faultlab"][0][0].create(
                 "unix", listen=f"unix://{unix_path}.proxy", upstream=unix_echo.address
             )
+            unix_forwarder = stack.enter_context(
+                _owned(
+                    _spawn(
+                        "forward", f"unix://{unix_path}.forward", unix_echo.address, cpu=server_cpu
+                    )
+                )
+            )
             unix_direct = max(_bulk_mb_s(unix_echo.address, bulk_mib << 20) for _ in range(2))
             unix_proxied = max(_bulk_mb_s(unix_proxy.listen, bulk_mib << 20) for _ in range(2))
+            unix_forwarded = max(
+                _bulk_mb_s(unix_forwarder.address, bulk_mib << 20) for _ in range(2)
+            )
             results["bulk_mb_s"] = bulk
             results["bulk_ratio"] = {
                 name: rate / bulk["direct"] for name, rate in bulk.items() if name != "direct"
@@ -270,6 +281,8 @@ def run_versus(
                 "direct_mb_s": unix_direct,
                 "faultlab_mb_s": unix_proxied,
                 "ratio": unix_proxied / unix_direct,
+                "forwarder_mb_s": unix_forwarded,
+                "forwarder_ratio": unix_forwarded / unix_direct,
             }
             say(f"{connections} open connections through each")
             rss: dict[str, Any] = {}

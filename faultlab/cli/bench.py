@@ -378,7 +378,8 @@ def _run_versus(args: argparse.Namespace, console: Console) -> int:
     unix = report["unix_bulk"]
     console.print(
         f"unix bulk: direct {unix['direct_mb_s']:.0f} MB/s, through faultlab "
-        f"{unix['faultlab_mb_s']:.0f} MB/s ({unix['ratio']:.2f}x)"
+        f"{unix['faultlab_mb_s']:.0f} MB/s ({unix['ratio']:.2f}x), through the bare forwarder "
+        f"{unix['forwarder_mb_s']:.0f} MB/s ({unix['forwarder_ratio']:.2f}x)"
     )
     for name, rss in report["rss"].items():
         console.print(

@@ -28,6 +28,7 @@ def test_versus_measures_every_row_and_leaves_nothing() -> None:
     assert report["latency"]["direct"]["added_p50_us"] == 0
     assert all(rate > 0 for rate in report["bulk_mb_s"].values())
     assert report["unix_bulk"]["faultlab_mb_s"] > 0
+    assert report["unix_bulk"]["forwarder_mb_s"] > 0
     assert all(rss["errors"] == 0 and rss["rss_mb"] > 10 for rss in report["rss"].values())
     assert set(report["goals"]) == set(GOALS)
     assert all(isinstance(judged["met"], bool) for judged in report["goals"].values())
