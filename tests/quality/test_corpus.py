@@ -31,7 +31,7 @@ from tests.quality.harness import (
 )
 
 SEARCH_PLANS = {"max_faults": 5, "min_faults": 0, "toxicity": 1.0, "quantum": 0.1}
-MIN_WINDOW = {"jitter": 6.0, "exhaust": 1.5}
+MIN_WINDOW = {"jitter": 6.0, "exhaust": 1.5, "deadline": 0.8}
 """The shortest fault window a workload's shrinking may reach (default: 20 ms)."""
 WORKLOADS = {
     "retry": (RETRY_WORKLOAD, plans(allow=SEARCH_TOXICS, **SEARCH_PLANS)),
