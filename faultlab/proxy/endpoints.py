@@ -15,6 +15,7 @@ import queue
 import socket
 import struct
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
@@ -91,6 +92,9 @@ class Endpoint(Sink):
     on_pause_writing: Callable[[], None]
     on_resume_writing: Callable[[], None]
     description: str = ""
+    pending_since: float | None = None
+    """When (``time.monotonic()``) the first read held back until :meth:`start` arrived: a
+    request that waited for the upstream connection is journaled as of then."""
     _holds: frozenset[str] = frozenset()
 
     def bind(
@@ -212,6 +216,8 @@ class SocketEndpoint(asyncio.Protocol, Endpoint):
         if self._started:
             self.on_data(data)
         else:
+            if not self._pending:
+                self.pending_since = time.monotonic()
             self._pending.append(data)
             self._pending_bytes += len(data)
             if self._pending_bytes > PENDING_LIMIT:

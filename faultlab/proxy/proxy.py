@@ -567,7 +567,18 @@ class Proxy:
             client=client.description,
             upstream=self.upstream,
         )
-        client.start()
+        # What the client sent while the upstream connection was being made is journaled as
+        # of when it arrived: a retry's wire_request then shows when the client sent it, not
+        # when a busy server accepted the proxy's connection.
+        exchanges = conn.exchanges
+        arrived = client.pending_since
+        if exchanges is not None and arrived is not None and framing != "h2":
+            exchanges.at = arrived - self.journal.origin
+        try:
+            client.start()
+        finally:
+            if exchanges is not None and framing != "h2":
+                exchanges.at = None
         server.start()
 
     def _forget(self, conn: Connection) -> None:

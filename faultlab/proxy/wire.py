@@ -85,7 +85,8 @@ class Exchanges(ABC):
         self.at: float | None = None
         """The journal time the frames being read arrived (``None``: now). The HTTP/2 relay
         reads the client's bytes some time after it forwarded them
-        (:meth:`faultlab.proxy.h2relay.H2Relay.defer`) and sets this while it does."""
+        (:meth:`faultlab.proxy.h2relay.H2Relay.defer`) and sets this while it does; the
+        proxy sets it while it reads what the client sent before the upstream connected."""
         self.settle: Callable[[], None] | None = None
         """Reads what was forwarded and not read yet (set by the HTTP/2 relay): called before
         the exchanges end, so that nothing the client sent goes unjournaled."""
@@ -93,6 +94,8 @@ class Exchanges(ABC):
     def _record_request(self, **fields: Any) -> None:
         if self.tls:
             fields["tls"] = True
+        if self.at is not None:
+            fields["t"] = self.at
         self.journal.record(WIRE_REQUEST, **fields)
 
     @abstractmethod

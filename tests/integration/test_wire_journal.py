@@ -427,3 +427,50 @@ def test_the_requests_waiting_on_one_connection_are_bounded(journal: Journal) ->
         exchanges.request(frame.raw, frame)  # type: ignore[union-attr]
     assert len(exchanges._pending) == wire.MAX_PENDING
     assert exchanges._pending[0] == 5
+
+
+def test_a_request_that_waited_for_the_upstream_is_journaled_as_of_its_arrival(
+    journal: Journal, engine: ProxyEngine
+) -> None:
+    """A busy server (its accept queue full) answers the proxy's SYN only on a retransmit,
+    a second later. The client sent its request at once: the attempt started then, not
+    when the upstream connection was made (else a retry's wait would look a second long)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)  # an accept queue of one connection
+    filler = socket.create_connection(listener.getsockname(), timeout=5)  # fills it
+    port = listener.getsockname()[1]
+    proxy = engine.create("slow", upstream=f"127.0.0.1:{port}", framing="http")
+    host, _, proxy_port = proxy.listen.rpartition(":")
+    released = threading.Event()
+
+    def accept_later() -> None:
+        time.sleep(0.3)
+        listener.settimeout(5)
+        conns = [listener.accept()[0] for _ in range(2)]  # the filler, then the proxy
+        released.set()
+        with conns[1] as conn:
+            conn.settimeout(5)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(4096)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        conns[0].close()
+
+    thread = threading.Thread(target=accept_later, daemon=True)
+    thread.start()
+    try:
+        with socket.create_connection((host, int(proxy_port)), timeout=10) as client:
+            sent = journal.now()
+            client.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+            assert client.recv(4096).startswith(b"HTTP/1.1 200")
+        assert released.is_set()
+        (request,) = _wait_for(journal, "wire_request", 1)
+        (connected,) = [e for e in journal.events(kinds=["connection"]) if e["proxy"] == "slow"]
+        assert connected["t"] - sent >= 0.25, "the upstream connection was made late"
+        assert request["t"] - sent < 0.2, "journaled as of when the request arrived"
+        assert request["t"] >= sent
+    finally:
+        filler.close()
+        listener.close()
+        thread.join(5)
