@@ -124,7 +124,9 @@ def test_opt_in_kinds_are_drawn_and_well_formed() -> None:
         actions=["add", "get"], allow=["latency"], open_ended=True,
     )  # fmt: skip
 
-    @FEW
+    # derandomized: "every kind was drawn" is about the strategy, not about one lucky seed
+    # (40 random examples missed ``pause`` once in a full run)
+    @settings(FEW, derandomize=True, max_examples=100)
     @given(strategy)
     def well_formed(plan: FaultPlan) -> None:
         for step in plan:
