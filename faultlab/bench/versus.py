@@ -247,14 +247,13 @@ def run_versus(
                 figures["added_p50_us"] = figures["p50_us"] - direct
             results["latency"] = latency
             results["latency_per_process"] = measured
-            forwarder = forwarders[0]
-            targets = {row: addresses[0] for row, addresses in rows.items()}
+            first = {row: addresses[0] for row, addresses in rows.items()}  # bulk and RSS
             say(f"bulk: {bulk_rounds} x {bulk_mib} MiB through each")
             bulk: dict[str, Any] = {}
             for name, address in (
                 ("direct", echo.address),
-                ("forwarder", forwarder.address),
-                *((n, targets[n]) for n in servers),
+                ("forwarder", first["forwarder"]),
+                *((n, first[n]) for n in servers),
             ):
                 rates = [_bulk_mb_s(address, bulk_mib << 20) for _ in range(bulk_rounds)]
                 bulk[name] = max(rates)
@@ -288,7 +287,7 @@ def run_versus(
             rss: dict[str, Any] = {}
             for name, apis in servers.items():
                 pid = apis[0][1]
-                socks, errors = _hold_connections(targets[name], connections)
+                socks, errors = _hold_connections(first[name], connections)
                 try:
                     rss[name] = {"rss_mb": _rss_kib(pid) * 1024 / 1e6, "errors": errors}
                 finally:

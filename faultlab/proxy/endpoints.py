@@ -142,6 +142,11 @@ class Endpoint(Sink):
     def held(self) -> bool:
         return bool(self._holds)
 
+    @property
+    def spliced(self) -> bool:
+        """Whether reads go straight to a sink's write (:meth:`splice`)."""
+        return False
+
     def splice(self, write: Feed) -> bool:
         """Hand every read straight to ``write`` (a sink's C-level write), with no Python
         per read, while the kernel counts what is read; False where it cannot count."""
@@ -295,19 +300,23 @@ class SocketEndpoint(asyncio.Protocol, Endpoint):
         transport.set_protocol(self)
         return True
 
+    @property
+    def spliced(self) -> bool:
+        return self._splice_socket is not None
+
     def spliced_bytes(self) -> int:
         if self._splice_final is not None:
             return self._splice_final
-        if self._splice_socket is None:
-            return 0
-        now = tcp_bytes_read(self._splice_socket)
+        return self._count_spliced() if self._splice_socket is not None else 0
+
+    def _count_spliced(self, *, eof: bool = False) -> int:
+        now = tcp_bytes_read(self._splice_socket, eof=eof)
         return 0 if now is None else now - self._splice_base
 
     def _freeze_splice(self, *, eof: bool = False) -> None:
         """At EOF or loss: count now, while the socket (and its counters) still exist."""
         if self._splice_socket is not None and self._splice_final is None:
-            now = tcp_bytes_read(self._splice_socket, eof=eof)
-            self._splice_final = 0 if now is None else now - self._splice_base
+            self._splice_final = self._count_spliced(eof=eof)
 
     def unsplice(self) -> int:
         if self._splice_socket is None:

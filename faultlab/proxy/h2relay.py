@@ -148,13 +148,15 @@ class H2Relay:
         """The upstream link forwarded ``data`` (a clean read from the client) without
         reading it: it is read by :meth:`settle`, which runs when the server's next bytes
         have been forwarded to the client, before anything that needs the relay's state, or
-        after :data:`DEFER_DELAY` if the server sends nothing."""
-        self.deferred.append((self._now(), data))
+        after :data:`DEFER_DELAY` if the server sends nothing. Its journal time is when it
+        arrived: now, or what the exchanges say (a read that waited for the upstream)."""
+        exchanges = self.conn.exchanges
+        arrived = exchanges.at if exchanges is not None else None
+        self.deferred.append((self._now() if arrived is None else arrived, data))
         self._deferred_size += len(data)
         if self._deferred_size > DEFER_LIMIT:
             self.settle()
         elif self._timer is None:
-            exchanges = self.conn.exchanges
             if exchanges is not None:
                 exchanges.settle = self.settle  # it reads what waits before it ends
             self._timer = asyncio.get_running_loop().call_later(DEFER_DELAY, self._due)

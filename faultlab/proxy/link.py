@@ -74,7 +74,7 @@ class Link:
         "_acting", "_active", "_ahead", "_answered", "_asked", "_busy", "_bytes_in",
         "_detached", "_edits", "_framer", "_h2", "_id_edits", "_in_chain", "_may_splice",
         "_out_framer", "_plain", "_queue", "_queued_bytes", "_raw_write", "_replies_to",
-        "_sink_open", "_sink_waiter", "_spliced", "_splits_http", "_task", "_wake", "conn",
+        "_sink_open", "_sink_waiter", "_splits_http", "_task", "_wake", "conn",
         "direction", "done", "eof", "frames", "framing", "index", "loop", "opened_at", "sink",
         "source", "stages",
     )  # fmt: skip
@@ -142,10 +142,9 @@ class Link:
         self._raw_write = sink.direct_writer() if self._plain else None
         """The sink transport's own write, for the fast path (None: ``sink.write``)."""
         self._may_splice = self._raw_write is not None
-        """Whether the fast path may try to splice the source into the sink."""
-        self._spliced = False
-        """Reads go from the source's transport to ``_raw_write`` with no Python at all
-        (:meth:`Endpoint.splice`); any change that needs the link ends it first."""
+        """Whether the fast path may splice the source into the sink: then reads go from the
+        source's transport to ``_raw_write`` with no Python at all (:meth:`Endpoint.splice`),
+        and any change that needs the link ends that first (:meth:`_unsplice`)."""
         self._ahead = 0
         """Bytes forwarded before the splitter returned the message they belong to."""
         self.frames = bool(framing) or conn.message_based
@@ -162,20 +161,22 @@ class Link:
     @property
     def bytes_in(self) -> int:
         """Bytes read from the source."""
-        return self._bytes_in + (self.source.spliced_bytes() if self._spliced else 0)
+        return self._bytes_in + self.source.spliced_bytes()
 
     @property
     def bytes_out(self) -> int:
         """Bytes handed to the sink (toxics' replies to this side included)."""
-        return self.sink.bytes_written + (self.source.spliced_bytes() if self._spliced else 0)
+        return self.sink.bytes_written + self.source.spliced_bytes()
 
     def _unsplice(self) -> None:
         """Reads come through :meth:`feed` again; what went by meanwhile is counted."""
-        if self._spliced:
-            self._spliced = False
-            count = self.source.unsplice()
-            self._bytes_in += count
-            self.sink.bytes_written += count
+        count = self.source.unsplice()
+        self._bytes_in += count
+        self.sink.bytes_written += count
+
+    def _opposite(self) -> Link | None:
+        """The connection's other link (its source is this link's sink)."""
+        return self.conn.links.get("downstream" if self.direction == "upstream" else "upstream")
 
     # chain management
     def set_chain(self, entries: list[ToxicEntry]) -> None:
@@ -335,8 +336,7 @@ class Link:
                 return
             if self._may_splice:
                 # Faster still: the next reads go to the sink with no Python at all.
-                self._spliced = self.source.splice(raw)
-                self._may_splice = self._spliced
+                self._may_splice = self.source.splice(raw)
             return
         if self.done:
             return
@@ -485,7 +485,7 @@ class Link:
         direction's sender may use, so that direction's decoder must allow it."""
         if unit.flags & 0x1:  # ACK
             return
-        other = self.conn.links.get("downstream" if self.direction == "upstream" else "upstream")
+        other = self._opposite()
         if other is None or not isinstance(other._framer, H2Splitter):
             return
         payload = unit.data
@@ -578,7 +578,7 @@ class Link:
 
     def reply(self, payload: bytes) -> None:
         """Write one frame to this link's source, framed by the opposite link (toxic replies)."""
-        other = self.conn.links.get("downstream" if self.direction == "upstream" else "upstream")
+        other = self._opposite()
         if other is not None and not other.done:
             other._write(Chunk(payload, self.loop.time(), -1, True))
             self._replies_to = other
@@ -700,9 +700,7 @@ class Link:
             self.done = True
             # The sink is the other link's source: its reads are counted in Python again
             # before our FIN goes out (tcpcount: after both FINs the kernel's count is unclear).
-            other = self.conn.links.get(
-                "downstream" if self.direction == "upstream" else "upstream"
-            )
+            other = self._opposite()
             if other is not None:
                 other._unsplice()
             self.sink.write_eof()

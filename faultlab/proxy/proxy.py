@@ -572,12 +572,12 @@ class Proxy:
         # when a busy server accepted the proxy's connection.
         exchanges = conn.exchanges
         arrived = client.pending_since
-        if exchanges is not None and arrived is not None and framing != "h2":
+        if exchanges is not None and arrived is not None:
             exchanges.at = arrived - self.journal.origin
         try:
             client.start()
         finally:
-            if exchanges is not None and framing != "h2":
+            if exchanges is not None:
                 exchanges.at = None
         server.start()
 

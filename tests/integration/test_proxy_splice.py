@@ -38,7 +38,7 @@ def link_state(engine: ProxyEngine, proxy: str) -> list[dict[str, Any]]:
         for conn in engine.get(proxy).connections:
             rows.append(
                 {
-                    direction: (link._spliced, link.bytes_in, link.bytes_out)
+                    direction: (link.source.spliced, link.bytes_in, link.bytes_out)
                     for direction, link in conn.links.items()
                 }
             )
