@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -86,6 +87,26 @@ class ProxyExists(ProxyError):
 
 class ListenFailed(ProxyError):
     """The proxy could not listen on its address (in use, unresolvable, not permitted)."""
+
+
+def go_bind_error(host: str, port: int, errno: int) -> str:
+    """A failed TCP listen worded as Toxiproxy (Go's ``net.Listen``) words it, e.g.
+    ``listen tcp 127.0.0.1:3310: bind: address already in use``: clients and their test
+    suites compare the message, and Go names the address the name resolved to."""
+    shown = host
+    if host:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError):
+            infos = []
+        ips = [info[4][0] for info in infos if info[0] == socket.AF_INET] or [
+            info[4][0] for info in infos
+        ]
+        if ips:
+            shown = str(ips[0])
+    address = f"[{shown}]:{port}" if ":" in shown else f"{shown}:{port}"
+    text = os.strerror(errno)
+    return f"listen tcp {address}: bind: {text[:1].lower()}{text[1:]}"
 
 
 def to_uri(address: str) -> str:
@@ -327,6 +348,8 @@ class Proxy:
             else:
                 loop = asyncio.get_running_loop()
                 await loop.run_in_executor(None, self._start_bridge, uri, loop)
+        except ProxyError:
+            raise
         except (OSError, ValueError, FaultlabError) as exc:  # ValueError: e.g. IDNA
             raise ListenFailed(f"listen {uri}: {exc}") from exc
         self.enabled = True
@@ -346,9 +369,14 @@ class Proxy:
         host = parsed.host or "0.0.0.0"
         if parsed.port is None:
             raise AddressError(f"{uri}: a port is required")
-        self._server = await loop.create_server(
-            self._accept_factory, host, parsed.port, reuse_address=True, backlog=1024
-        )
+        try:
+            self._server = await loop.create_server(
+                self._accept_factory, host, parsed.port, reuse_address=True, backlog=1024
+            )
+        except OSError as exc:
+            if exc.errno is None:
+                raise
+            raise ListenFailed(go_bind_error(parsed.host or "", parsed.port, exc.errno)) from exc
         real = self._server.sockets[0].getsockname()
         shown = f"[{real[0]}]:{real[1]}" if ":" in real[0] else f"{real[0]}:{real[1]}"
         self.listen = (
