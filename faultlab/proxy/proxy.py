@@ -99,11 +99,11 @@ def go_bind_error(host: str, port: int, errno: int) -> str:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (OSError, UnicodeError):
             infos = []
-        ips = [info[4][0] for info in infos if info[0] == socket.AF_INET] or [
-            info[4][0] for info in infos
+        ips = [str(info[4][0]) for info in infos if info[0] == socket.AF_INET] or [
+            str(info[4][0]) for info in infos
         ]
         if ips:
-            shown = str(ips[0])
+            shown = ips[0]
     address = f"[{shown}]:{port}" if ":" in shown else f"{shown}:{port}"
     text = os.strerror(errno)
     return f"listen tcp {address}: bind: {text[:1].lower()}{text[1:]}"
