@@ -8,32 +8,26 @@ at the external server and ends each test by deleting every proxy (upstream clea
 collection). Upstream's ``TestVersionEndpointReturnsVersion`` expects a development build's
 version (``git``), so every release fails it, Toxiproxy 2.12.0 included.
 
-Needs Go, the Go libraries Debian packages for Toxiproxy (GOPATH mode, no module proxy) and
-Toxiproxy's source: a git directory holding tag v2.12.0 (``TOXIPROXY_MIRROR``, else the
-usual mirror path). Without them the test skips and says which is missing.
+Needs Go, Debian's Go libraries and Toxiproxy's source
+(:mod:`tests.contract.toxiproxy_source`); without them the test skips and says which is
+missing.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
-from io import BytesIO
 from pathlib import Path
 
 import pytest
 
 from faultlab.proxy.reference import RealToxiproxy, find_toxiproxy
+from tests.contract.toxiproxy_source import extract, go_env, missing
 
 pytestmark = pytest.mark.timeout(900)
 
-TAG = "v2.12.0"
-MIRROR = Path(os.environ.get("TOXIPROXY_MIRROR", "/work/.mirror/Shopify+toxiproxy/repo"))
-GOCODE = Path("/usr/share/gocode")
 FAULTLAB_PROXY = [sys.executable, "-m", "faultlab", "proxy"]
 FAILS_ON_EVERY_RELEASE = {"TestVersionEndpointReturnsVersion"}
 
@@ -79,48 +73,9 @@ func AssertProxyUp(t *testing.T, addr string, up bool) net.Conn {
 """
 
 
-def _missing() -> str | None:
-    if shutil.which("go") is None:
-        return "no Go toolchain (apt-get install golang-go)"
-    if not (GOCODE / "src/github.com/gorilla/mux").is_dir():
-        return f"no Debian Go libraries under {GOCODE} (golang-github-gorilla-mux-dev and co.)"
-    if not MIRROR.is_dir():
-        return f"no Toxiproxy source: set TOXIPROXY_MIRROR to a git dir with tag {TAG}"
-    found = subprocess.run(
-        ["git", "--git-dir", str(MIRROR), "rev-parse", "-q", "--verify", f"refs/tags/{TAG}"],
-        capture_output=True,
-        timeout=30,
-    )
-    if found.returncode != 0:
-        return f"{MIRROR} has no tag {TAG}"
-    return None
-
-
-def _go_env(gopath: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "GO111MODULE": "off",
-        "GOPATH": f"{gopath}:{GOCODE}",
-        "GOPROXY": "off",
-        "GOFLAGS": "",
-        "GOTOOLCHAIN": "local",
-        "CGO_ENABLED": "0",
-        "GOCACHE": os.environ.get("GOCACHE", str(Path(tempfile.gettempdir()) / "faultlab-gocache")),
-    }
-
-
 def _prepare(root: Path, port: int) -> Path:
     """Upstream's tree at TAG with api_test.go as the only upstream test, WithServer ours."""
-    source = root / "gopath/src/github.com/Shopify/toxiproxy/v2"
-    source.mkdir(parents=True)
-    archive = subprocess.run(
-        ["git", "--git-dir", str(MIRROR), "archive", TAG],
-        capture_output=True,
-        check=True,
-        timeout=120,
-    ).stdout
-    with tarfile.open(fileobj=BytesIO(archive)) as tar:
-        tar.extractall(source, filter="data")
+    source = extract(root)
     for test_file in source.glob("*_test.go"):
         if test_file.name != "api_test.go":
             test_file.unlink()
@@ -129,7 +84,7 @@ def _prepare(root: Path, port: int) -> Path:
     api = (api[:start] + api[end:]).replace("8475", str(port))
     (source / "api_test.go").write_text(api)
     (source / "faultlab_harness_test.go").write_text(HARNESS.replace("{port}", str(port)))
-    env = _go_env(root / "gopath")
+    env = go_env(root / "gopath")
     for _ in range(10):  # drop the imports only the cut-out server code used
         vet = subprocess.run(
             ["go", "vet", "."], cwd=source, env=env, capture_output=True, text=True, timeout=600
@@ -150,7 +105,7 @@ def _run_suite(server_command: list[str] | None) -> tuple[set[str], set[str], st
             run = subprocess.run(
                 ["go", "test", "-count=1", "-p", "1", "-v", "."],
                 cwd=source,
-                env=_go_env(Path(tmp) / "gopath"),
+                env=go_env(Path(tmp) / "gopath"),
                 capture_output=True,
                 text=True,
                 timeout=600,
@@ -162,7 +117,7 @@ def _run_suite(server_command: list[str] | None) -> tuple[set[str], set[str], st
 
 
 def test_toxiproxy_api_suite_passes_against_faultlab_as_against_toxiproxy() -> None:
-    reason = _missing()
+    reason = missing()
     if reason is not None:
         pytest.skip(reason)
     passed, failed, output = _run_suite(FAULTLAB_PROXY)
