@@ -27,6 +27,7 @@ import asyncio
 import os
 import select
 import socket
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -37,7 +38,10 @@ from faultlab._proc import ChildProcess, spawn_ready
 from faultlab.bench.stats import header, measure_round_trips, pin
 from faultlab.bench.transports import PLACEMENTS, _bulk, _faultlab_round_trip
 
-__all__ = ["run_proxy_bench"]
+__all__ = ["GRPC_INSTANCES", "run_proxy_bench"]
+
+GRPC_INSTANCES = 3
+"""Independent sets (server, raw relay, HTTP/2-aware relay) in the gRPC figure."""
 
 
 def _spawn(mode: str, *args: str, cpu: int | None, extra: list[str] | None = None) -> ChildProcess:
@@ -132,63 +136,76 @@ def _http_figure(iterations: int, warmup: int, server_cpu: int | None) -> dict[s
 
 
 def _grpc_figure(
-    iterations: int, warmup: int, server_cpu: int | None, stream_messages: int
+    iterations: int,
+    warmup: int,
+    server_cpu: int | None,
+    stream_messages: int,
+    instances: int = GRPC_INSTANCES,
 ) -> dict[str, Any]:
-    """gRPC direct, through the raw relay and through the HTTP/2-aware relay."""
+    """gRPC direct, through the raw relay and through the HTTP/2-aware relay.
+
+    The comparison runs on ``instances`` independent sets (a server, a raw relay and an
+    HTTP/2-aware relay in front of it, a channel to each), measured interleaved: a process's
+    own luck (where its memory landed, how its threads share the core) moves a 500 µs call
+    by a few per cent, as much as the added latencies compared, and it is the server's luck
+    that moves both relays of a set alike. Each set gives its own added latencies and ratio;
+    a row is the median over the sets. Streaming uses the first set."""
     import grpc  # type: ignore[import-untyped]
 
     children: list[ChildProcess] = []
-    figures: dict[str, dict[str, float]] = {}
+    channels: dict[str, Any] = {}
+    rows = ("direct", "raw_relay", "h2_relay")
     try:
-        server = _spawn("grpc-echo", "tcp://127.0.0.1:0", cpu=server_cpu)
-        children.append(server)
-        upstream = server.address
-        raw = _spawn(
-            "proxy", "127.0.0.1:0", upstream, cpu=server_cpu, extra=["--no-journal-chunks"]
+        for i in range(instances):
+            server = _spawn("grpc-echo", "tcp://127.0.0.1:0", cpu=server_cpu)
+            children.append(server)
+            addresses = {"direct": server.address}
+            for row, extra in (
+                ("raw_relay", ["--no-journal-chunks"]),
+                ("h2_relay", ["--no-journal-chunks", "--protocol", "grpc"]),
+            ):
+                relay = _spawn("proxy", "127.0.0.1:0", server.address, cpu=server_cpu, extra=extra)
+                children.append(relay)
+                addresses[row] = relay.address
+            for row, address in addresses.items():
+                channels[f"{row}#{i}"] = grpc.insecure_channel(address.removeprefix("tcp://"))
+        per_set = _interleaved(
+            {label: _grpc_unary(channel) for label, channel in channels.items()},
+            b"x" * 64,
+            iterations,
+            warmup,
         )
-        children.append(raw)
-        relay = _spawn(
-            "proxy", "127.0.0.1:0", upstream, cpu=server_cpu,
-            extra=["--no-journal-chunks", "--protocol", "grpc"],
-        )  # fmt: skip
-        children.append(relay)
-        channels = {
-            label: grpc.insecure_channel(address.removeprefix("tcp://"))
-            for label, address in (
-                ("direct", upstream),
-                ("raw_relay", raw.address),
-                ("h2_relay", relay.address),
-            )
-        }
-        try:
-            stats = _interleaved(
-                {label: _grpc_unary(ch) for label, ch in channels.items()},
-                b"x" * 64,
-                iterations,
-                warmup,
-            )
-            for label, channel in channels.items():
-                figures[label] = {
-                    **stats[label],
-                    "stream_msgs_per_s": _grpc_stream_rate(channel, stream_messages),
-                }
-        finally:
-            for channel in channels.values():
-                channel.close()
+        streams = {row: _grpc_stream_rate(channels[f"{row}#0"], stream_messages) for row in rows}
     finally:
+        for channel in channels.values():
+            channel.close()
         for child in children:
             child.close()
-    direct = figures["direct"]["p50_us"]
-    added_raw = figures["raw_relay"]["p50_us"] - direct
-    added_h2 = figures["h2_relay"]["p50_us"] - direct
-    rate = figures["direct"]["stream_msgs_per_s"]
+    sets: list[dict[str, float]] = []
+    for i in range(instances):
+        direct = per_set[f"direct#{i}"]["p50_us"]
+        raw = per_set[f"raw_relay#{i}"]["p50_us"] - direct
+        h2 = per_set[f"h2_relay#{i}"]["p50_us"] - direct
+        sets.append({"added_raw": raw, "added_h2": h2, "ratio": h2 / raw if raw > 0 else 0.0})
+    figures: dict[str, Any] = {
+        row: {
+            "p50_us": statistics.median(per_set[f"{row}#{i}"]["p50_us"] for i in range(instances)),
+            "p99_us": statistics.median(per_set[f"{row}#{i}"]["p99_us"] for i in range(instances)),
+            "stream_msgs_per_s": streams[row],
+        }
+        for row in rows
+    }
+    ratios = [r["ratio"] for r in sets if r["added_raw"] > 0]
+    rate = streams["direct"]
     return {
         **figures,
-        "added_raw_p50_us": added_raw,
-        "added_h2_p50_us": added_h2,
-        "ratio": added_h2 / added_raw if added_raw > 0 else None,
-        "stream_ratio_raw": figures["raw_relay"]["stream_msgs_per_s"] / rate if rate else None,
-        "stream_ratio_h2": figures["h2_relay"]["stream_msgs_per_s"] / rate if rate else None,
+        "instances": instances,
+        "per_set": sets,
+        "added_raw_p50_us": statistics.median(r["added_raw"] for r in sets),
+        "added_h2_p50_us": statistics.median(r["added_h2"] for r in sets),
+        "ratio": statistics.median(ratios) if ratios else None,
+        "stream_ratio_raw": streams["raw_relay"] / rate if rate else None,
+        "stream_ratio_h2": streams["h2_relay"] / rate if rate else None,
     }
 
 

@@ -314,6 +314,10 @@ def run_proxy(args: argparse.Namespace) -> int:
             f"(+{grpc_figure['added_h2_p50_us']:.1f}): [{colour}]{_fmt(ratio, 2)}x[/] the raw "
             "relay's added latency (goal <= 1.3x)"
         )
+        sets = grpc_figure.get("per_set") or []
+        if len(sets) > 1:
+            each = ", ".join(f"{_fmt(s['ratio'], 2)}x" for s in sets)
+            console.print(f"  (medians over {len(sets)} sets of server and relays: {each})")
         console.print(
             "gRPC bidi stream, 1 KiB messages/s: direct "
             f"{grpc_figure['direct']['stream_msgs_per_s']:.0f}, raw relay "

@@ -50,3 +50,22 @@ def _children() -> list[int]:
         if int(fields[1]) == mine and fields[0] != "Z":
             found.append(int(entry))
     return found
+
+
+def test_grpc_figure_compares_relays_per_set_and_leaves_nothing() -> None:
+    """The gRPC row of ``faultlab bench proxy`` at a tiny size: each set (a server and its
+    two relays) is measured, the ratio is the median of the sets' ratios, and every server
+    and relay process is gone afterwards."""
+    from faultlab.bench.proxy import _grpc_figure
+
+    before = set(_children())
+    figure = _grpc_figure(60, 10, None, 20, instances=2)
+    assert figure["instances"] == 2
+    assert len(figure["per_set"]) == 2
+    for row in ("direct", "raw_relay", "h2_relay"):
+        assert 0 < figure[row]["p50_us"] <= figure[row]["p99_us"], row
+        assert figure[row]["stream_msgs_per_s"] > 0, row
+    ratios = sorted(s["ratio"] for s in figure["per_set"] if s["added_raw"] > 0)
+    if ratios:
+        assert figure["ratio"] == sum(ratios) / len(ratios)  # the median of two
+    assert set(_children()) <= before, "a benchmark process outlived the figure"
