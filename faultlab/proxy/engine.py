@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from faultlab._seed import new_seed
+from faultlab._timers import start_precise_timers
 from faultlab.errors import FaultlabError
 from faultlab.journal import Journal
 from faultlab.proxy.endpoints import settle_bridges
@@ -79,8 +80,14 @@ class ProxyEngine:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
+        # toxics' sleeps end at their deadline, not a millisecond early (faultlab._timers)
+        timers = start_precise_timers(self.loop)
         self.loop.call_soon(self._ready.set)
-        self.loop.run_forever()
+        try:
+            self.loop.run_forever()
+        finally:
+            if timers is not None:
+                timers.close()
 
     # crossing into the loop
     def call(self, fn: Callable[[], Awaitable[T]], timeout: float = CALL_TIMEOUT) -> T:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from faultlab._seed import derive
+from faultlab._timers import monotonic
 from faultlab.codecs.framing import Framer, get_framer
 from faultlab.codecs.framing.h2 import (
     GOAWAY,
@@ -116,7 +117,7 @@ class Link:
         self.eof = False
         self.done = False
         self.framing = framing
-        self.opened_at = self.loop.time()
+        self.opened_at = monotonic()
         self._framer: Framer[Any] | None = None
         self._out_framer: Framer[Any] | None = None
         self._h2 = conn.h2 if framing == "h2" else None
@@ -185,7 +186,7 @@ class Link:
         keep = {(e.name, e.generation) for e in entries}
         for key, stage in old.items():
             if key not in keep:
-                stage.ctx.interrupted.set()
+                stage.ctx.interrupt()
                 stage.toxic.stop(stage.ctx)
                 stage.ctx.cancel_tasks()
         stages = []
@@ -542,7 +543,7 @@ class Link:
             edited = self._edit_by_id(data)
             if edited is not data:
                 data, parsed = edited, None
-        chunk = Chunk(data, self.loop.time(), self._count_chunk(len(data)), frame, parsed)
+        chunk = Chunk(data, monotonic(), self._count_chunk(len(data)), frame, parsed)
         if self._direct():
             self._write(chunk)  # fast path
             return
@@ -580,7 +581,7 @@ class Link:
         """Write one frame to this link's source, framed by the opposite link (toxic replies)."""
         other = self._opposite()
         if other is not None and not other.done:
-            other._write(Chunk(payload, self.loop.time(), -1, True))
+            other._write(Chunk(payload, monotonic(), -1, True))
             self._replies_to = other
 
     def _direct(self) -> bool:
@@ -791,7 +792,7 @@ class Link:
         self._queue = None
         self._queued_bytes = 0
         for stage in self.stages:
-            stage.ctx.interrupted.set()
+            stage.ctx.interrupt()
             stage.ctx.cancel_tasks()
         for task in list(self._detached):
             task.cancel()

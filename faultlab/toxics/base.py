@@ -24,6 +24,7 @@ from dataclasses import KW_ONLY, dataclass
 from typing import Any, ClassVar
 
 from faultlab._registry import Registry
+from faultlab._timers import monotonic, wake_at
 from faultlab.errors import FaultlabError
 
 __all__ = [
@@ -56,7 +57,7 @@ class Chunk:
 
     data: bytes
     t: float
-    """Arrival time (``loop.time()``); latency counts from here."""
+    """Arrival time (:func:`faultlab._timers.monotonic`); latency counts from here."""
     index: int = 0
     """Ordinal of this chunk/frame on its link."""
     frame: bool = False
@@ -214,8 +215,8 @@ class ToxicContext:
         """The proxy's RPC protocol name (``None``: not declared), for protocol-aware toxics."""
         self.framing = framing
         """This link's framing (``None`` on raw byte streams and on message transports)."""
-        self.opened_at = loop.time() if opened_at is None else opened_at
-        """When the connection was wired (``loop.time()``)."""
+        self.opened_at = monotonic() if opened_at is None else opened_at
+        """When the connection was wired (:func:`faultlab._timers.monotonic`)."""
         self.shared: dict[str, Any] = {} if shared is None else shared
         """State shared by every link of one toxic on one proxy (survives updates)."""
         self.state: dict[str, Any] = {}
@@ -225,6 +226,7 @@ class ToxicContext:
         Such a toxic keeps this under ``HOLD_LIMIT`` (waiting, or releasing early) so a
         link's memory stays bounded; the link reports it in its held bytes."""
         self.interrupted = asyncio.Event()
+        self._sleepers: set[asyncio.Future[bool]] = set()
         self.tasks: set[asyncio.Task[Any]] = set()
         self._detached: set[asyncio.Task[Any]] = set() if detached is None else detached
         self._reply_edits = reply_edits
@@ -243,7 +245,16 @@ class ToxicContext:
         return -1 if self._reply_edits is None else self._reply_edits()
 
     def now(self) -> float:
-        return self.loop.time()
+        """The clock chunks are stamped with: ``CLOCK_MONOTONIC`` in seconds, not the loop's
+        (uvloop's counts whole milliseconds)."""
+        return monotonic()
+
+    def interrupt(self) -> None:
+        """The toxic is being updated or removed: every sleep of this context ends now."""
+        self.interrupted.set()
+        for waiter in self._sleepers:
+            if not waiter.done():
+                waiter.set_result(False)
 
     def reply(self, payload: bytes) -> None:
         """Send one frame back to where this link's data comes from (the client, upstream).
@@ -256,16 +267,21 @@ class ToxicContext:
         self._reply(payload)
 
     async def sleep(self, seconds: float) -> bool:
-        """Sleep, unless interrupted (update/removal); True if the full time passed."""
+        """Sleep, unless interrupted (update/removal); True if the full time passed. It ends
+        at its deadline, never before (:mod:`faultlab._timers`)."""
         if seconds <= 0:
             return True
         if self.interrupted.is_set():
             return False
+        waiter: asyncio.Future[bool] = self.loop.create_future()
+        abandon = wake_at(self.loop, monotonic() + seconds, waiter)
+        self._sleepers.add(waiter)
         try:
-            await asyncio.wait_for(self.interrupted.wait(), seconds)
-        except TimeoutError:
-            return True
-        return False
+            return await waiter
+        finally:
+            self._sleepers.discard(waiter)
+            if waiter.cancelled() or not waiter.done() or not waiter.result():
+                abandon()  # its timer still holds it
 
     def spawn(self, coro: Awaitable[Any]) -> None:
         """Run a timer or side task owned by this context (cancelled on removal)."""

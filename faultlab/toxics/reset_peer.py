@@ -17,8 +17,7 @@ at once, like 0 (Go's timer fires at once).
 
 from __future__ import annotations
 
-import asyncio
-
+from faultlab._timers import sleep as precise_sleep
 from faultlab.toxics._common import INT64_MAX, INT64_MIN
 from faultlab.toxics.base import Attr, Chunk, Emit, Toxic, ToxicContext, register_toxic
 
@@ -50,6 +49,6 @@ class ResetPeer(Toxic):
     async def _reset(self, ctx: ToxicContext, chunk: Chunk | None) -> None:
         timeout: int = self.attributes["timeout"]
         ctx.record("drop", chunk, eof=chunk is None, timeout_ms=timeout)
-        await asyncio.sleep(max(timeout, 0) / 1000)  # not interruptible, as Toxiproxy
+        await precise_sleep(max(timeout, 0) / 1000)  # not interruptible, as Toxiproxy
         ctx.record("reset", timeout_ms=timeout)
         ctx.reset_connection()

@@ -35,8 +35,9 @@ from tests.integration.toxic_helpers import (
 pytestmark = pytest.mark.timeout(60)
 
 SEED = 20240611
-TIMER_SLACK = 0.002
-"""Event-loop timers may fire up to a millisecond early (ms granularity)."""
+TIMER_SLACK = 0.0
+"""A toxic's waits never end before their deadline (faultlab._timers): lower bounds are
+exact."""
 
 
 @pytest.fixture
@@ -112,6 +113,17 @@ def test_latency_downstream_adds_once_to_a_round_trip(echo_proxy: ProxyHandle) -
     assert delays
     assert {e["direction"] for e in delays} == {"downstream"}
     assert {e["delay_ms"] for e in delays} == {300}
+
+
+def test_latency_is_never_shorter_than_asked(echo_proxy: ProxyHandle) -> None:
+    """Toxiproxy's Go timers never end early; uvloop's millisecond clock did (a 100 ms wait
+    ended up to 0.6 ms early here, a sub-millisecond one at once), so small latencies
+    repeated many times would catch it."""
+    echo_proxy.add_toxic("latency", stream="downstream", latency=2)
+    echo_proxy.add_toxic("latency", name="up", stream="upstream", latency=1)
+    with connect(echo_proxy.listen) as sock:
+        rtts = [round_trip(sock, b"%02d" % i) for i in range(60)]
+    assert min(rtts) >= 0.003, f"a round trip took {min(rtts) * 1000:.3f} ms of at least 3"
 
 
 def test_latency_jitter_stays_within_bounds(echo_proxy: ProxyHandle) -> None:
