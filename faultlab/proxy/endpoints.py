@@ -213,6 +213,8 @@ class SocketEndpoint(asyncio.Protocol, Endpoint):
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) == 4 and str(peer[0]).startswith("::ffff:"):
+            peer = (peer[0][7:], peer[1])  # IPv4 through a dual-stack wildcard listener
         self.description = str(peer) if peer else "unix"
         if not self.connected.done():
             self.connected.set_result(None)

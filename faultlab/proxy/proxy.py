@@ -12,6 +12,7 @@ the same address, keeping the toxics.
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
 import os
 import socket
@@ -87,6 +88,33 @@ class ProxyExists(ProxyError):
 
 class ListenFailed(ProxyError):
     """The proxy could not listen on its address (in use, unresolvable, not permitted)."""
+
+
+def dual_stack_socket(port: int) -> socket.socket | None:
+    """A TCP socket bound to ``[::]:port`` that takes IPv4 too (``IPV6_V6ONLY`` off), as Go
+    listens for a wildcard address: a client that resolves ``localhost`` to ``::1`` first
+    still connects. ``None`` where IPv6 is off (the caller binds ``0.0.0.0``); a bind error
+    is raised as it is."""
+    if not socket.has_ipv6:
+        return None
+    try:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    except OSError:
+        return None
+    try:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    except OSError:
+        sock.close()
+        return None
+    try:
+        sock.bind(("::", port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+            return None  # no IPv6 here after all
+        raise
+    return sock
 
 
 def go_bind_error(host: str, port: int, errno: int) -> str:
@@ -370,14 +398,22 @@ class Proxy:
         if parsed.port is None:
             raise AddressError(f"{uri}: a port is required")
         try:
-            self._server = await loop.create_server(
-                self._accept_factory, host, parsed.port, reuse_address=True, backlog=1024
-            )
+            wildcard = dual_stack_socket(parsed.port) if host == "0.0.0.0" else None
+            if wildcard is not None:
+                self._server = await loop.create_server(
+                    self._accept_factory, sock=wildcard, backlog=1024
+                )
+            else:
+                self._server = await loop.create_server(
+                    self._accept_factory, host, parsed.port, reuse_address=True, backlog=1024
+                )
         except OSError as exc:
             if exc.errno is None:
                 raise
             raise ListenFailed(go_bind_error(parsed.host or "", parsed.port, exc.errno)) from exc
         real = self._server.sockets[0].getsockname()
+        if wildcard is not None:  # IPv4 and IPv6, shown as the IPv4 wildcard (see docs)
+            real = ("0.0.0.0", real[1])
         shown = f"[{real[0]}]:{real[1]}" if ":" in real[0] else f"{real[0]}:{real[1]}"
         self.listen = (
             shown if "://" not in self.listen or scheme == "tcp" else (f"{scheme}://{shown}")

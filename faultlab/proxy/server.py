@@ -35,6 +35,7 @@ from faultlab.errors import FaultlabError
 from faultlab.proxy import api
 from faultlab.proxy.engine import ProxyEngine
 from faultlab.proxy.metrics import Metrics, compress_if_accepted
+from faultlab.proxy.proxy import dual_stack_socket
 
 __all__ = ["ApiServer"]
 
@@ -128,9 +129,13 @@ class ApiServer:
         if self.metrics is not None:
             self.metrics.attach()
         host = await _bind_host(self.host)
-        self._server = await asyncio.start_server(
-            self._serve, host, self.port, reuse_address=True, backlog=256
-        )
+        wildcard = dual_stack_socket(self.port) if host == "0.0.0.0" else None  # as Go's
+        if wildcard is not None:
+            self._server = await asyncio.start_server(self._serve, sock=wildcard, backlog=256)
+        else:
+            self._server = await asyncio.start_server(
+                self._serve, host, self.port, reuse_address=True, backlog=256
+            )
         sockname = self._server.sockets[0].getsockname()
         self.host, self.port = host, int(sockname[1])
         log.info("Starting Toxiproxy-compatible HTTP server at %s", self.url)

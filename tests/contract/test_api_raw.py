@@ -816,3 +816,40 @@ def test_framing_extension_unlocks_frame_toxics(raw: RawClient, echo: str) -> No
         "POST", "/populate", [{"name": "framed", "upstream": echo, "listen": data["listen"]}]
     )
     assert "framing" not in reply.json["proxies"][0]  # a different kind of proxy: replaced
+
+
+@pytest.mark.parametrize("listen", ["", ":0", "0.0.0.0:0"])
+def test_a_wildcard_listen_takes_ipv4_and_ipv6_and_shows_the_ipv4_form(
+    raw: RawClient, echo: str, listen: str
+) -> None:
+    """Go listens on ``[::]`` with IPv4 mapped for a wildcard; so does faultlab, so a client
+    that resolves ``localhost`` to ``::1`` first connects. It reports ``0.0.0.0:P``
+    (Toxiproxy: ``[::]:P``, which toxiproxy-python's own ``split(":")`` cannot read)."""
+    body = {"name": "wild", "upstream": echo, **({"listen": listen} if listen else {})}
+    reply = raw.request("POST", "/proxies", body)
+    assert reply.status == 201, reply.body
+    host, _, port = reply.json["listen"].rpartition(":")
+    assert host == "0.0.0.0"
+    assert echo_through(f"127.0.0.1:{port}") == b"ping"
+    if socket.has_ipv6 and _loopback6():
+        with socket.create_connection(("::1", int(port)), timeout=5) as conn:
+            conn.sendall(b"ping6")
+            assert conn.recv(16) == b"ping6"
+
+
+def _loopback6() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+def test_an_api_on_the_wildcard_answers_over_ipv4_and_ipv6(engine: ProxyEngine) -> None:
+    with ApiServer(engine, host="0.0.0.0", port=0).start() as server:
+        hosts = ["127.0.0.1"] + (["::1"] if socket.has_ipv6 and _loopback6() else [])
+        for host in hosts:
+            request = b"GET /version HTTP/1.1\r\nHost: faultlab\r\n\r\n"
+            reply = raw_exchange(f"http://{host}:{server.port}", request)
+            assert reply.startswith(b"HTTP/1.1 200"), (host, reply[:80])
