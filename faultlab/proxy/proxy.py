@@ -12,7 +12,9 @@ the same address, keeping the toxics.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
+import ipaddress
 import itertools
 import os
 import socket
@@ -117,23 +119,31 @@ def dual_stack_socket(port: int) -> socket.socket | None:
     return sock
 
 
-def go_bind_error(host: str, port: int, errno: int) -> str:
+async def go_listen_host(host: str) -> str:
+    """One address to bind, as Go's ``net.Listen`` picks it (``localhost``: 127.0.0.1 only,
+    so port 0 gives one port rather than one per resolved address)."""
+    if host in ("", "0.0.0.0"):
+        return "0.0.0.0"
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return host.strip("[]")
+    except ValueError:
+        pass
+    loop = asyncio.get_running_loop()
+    infos = await asyncio.wait_for(loop.getaddrinfo(host, None, type=socket.SOCK_STREAM), 10)
+    if not infos:
+        raise OSError(f"lookup {host}: no such host")
+    infos.sort(key=lambda info: info[0] != socket.AF_INET)
+    return str(infos[0][4][0])
+
+
+def go_bind_error(host: str, port: int, code: int) -> str:
     """A failed TCP listen worded as Toxiproxy (Go's ``net.Listen``) words it, e.g.
-    ``listen tcp 127.0.0.1:3310: bind: address already in use``: clients and their test
-    suites compare the message, and Go names the address the name resolved to."""
-    shown = host
-    if host:
-        try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except (OSError, UnicodeError):
-            infos = []
-        ips = [str(info[4][0]) for info in infos if info[0] == socket.AF_INET] or [
-            str(info[4][0]) for info in infos
-        ]
-        if ips:
-            shown = ips[0]
-    address = f"[{shown}]:{port}" if ":" in shown else f"{shown}:{port}"
-    text = os.strerror(errno)
+    ``listen tcp 127.0.0.1:3310: bind: address already in use`` (``host`` as
+    :func:`go_listen_host` resolved it; empty for ``:port``): clients and their test suites
+    compare the message."""
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    text = os.strerror(code)
     return f"listen tcp {address}: bind: {text[:1].lower()}{text[1:]}"
 
 
@@ -397,6 +407,7 @@ class Proxy:
         host = parsed.host or "0.0.0.0"
         if parsed.port is None:
             raise AddressError(f"{uri}: a port is required")
+        wildcard: socket.socket | None = None
         try:
             wildcard = dual_stack_socket(parsed.port) if host == "0.0.0.0" else None
             if wildcard is not None:
@@ -408,9 +419,14 @@ class Proxy:
                     self._accept_factory, host, parsed.port, reuse_address=True, backlog=1024
                 )
         except OSError as exc:
+            if wildcard is not None:
+                wildcard.close()
             if exc.errno is None:
                 raise
-            raise ListenFailed(go_bind_error(parsed.host or "", parsed.port, exc.errno)) from exc
+            shown = parsed.host or ""
+            with contextlib.suppress(OSError, TimeoutError, UnicodeError):
+                shown = await go_listen_host(shown) if shown else shown
+            raise ListenFailed(go_bind_error(shown, parsed.port, exc.errno)) from exc
         real = self._server.sockets[0].getsockname()
         if wildcard is not None:  # IPv4 and IPv6, shown as the IPv4 wildcard (see docs)
             real = ("0.0.0.0", real[1])

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http
-import ipaddress
 import logging
 import socket
 import time
@@ -35,7 +34,7 @@ from faultlab.errors import FaultlabError
 from faultlab.proxy import api
 from faultlab.proxy.engine import ProxyEngine
 from faultlab.proxy.metrics import Metrics, compress_if_accepted
-from faultlab.proxy.proxy import dual_stack_socket
+from faultlab.proxy.proxy import dual_stack_socket, go_listen_host
 
 __all__ = ["ApiServer"]
 
@@ -128,7 +127,7 @@ class ApiServer:
             return
         if self.metrics is not None:
             self.metrics.attach()
-        host = await _bind_host(self.host)
+        host = await go_listen_host(self.host)
         wildcard = dual_stack_socket(self.port) if host == "0.0.0.0" else None  # as Go's
         if wildcard is not None:
             self._server = await asyncio.start_server(self._serve, sock=wildcard, backlog=256)
@@ -401,21 +400,3 @@ def _loads(body: bytes) -> dict[str, Any]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
-
-
-async def _bind_host(host: str) -> str:
-    """One address to bind, as Go's ``net.Listen`` picks it (``localhost``: 127.0.0.1 only,
-    so port 0 gives one port rather than one per resolved address)."""
-    if host in ("", "0.0.0.0"):
-        return "0.0.0.0"
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-        return host.strip("[]")
-    except ValueError:
-        pass
-    loop = asyncio.get_running_loop()
-    infos = await asyncio.wait_for(loop.getaddrinfo(host, None, type=socket.SOCK_STREAM), 10)
-    if not infos:
-        raise OSError(f"lookup {host}: no such host")
-    infos.sort(key=lambda info: info[0] != socket.AF_INET)
-    return str(infos[0][4][0])
