@@ -130,7 +130,11 @@ class ApiServer:
         host = await go_listen_host(self.host)
         wildcard = dual_stack_socket(self.port) if host == "0.0.0.0" else None  # as Go's
         if wildcard is not None:
-            self._server = await asyncio.start_server(self._serve, sock=wildcard, backlog=256)
+            try:
+                self._server = await asyncio.start_server(self._serve, sock=wildcard, backlog=256)
+            except BaseException:
+                wildcard.close()
+                raise
         else:
             self._server = await asyncio.start_server(
                 self._serve, host, self.port, reuse_address=True, backlog=256
