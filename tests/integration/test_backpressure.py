@@ -28,6 +28,11 @@ from faultlab.streams import Stream
 from tests.fuzz.budget import budget
 
 BOUND = 4 << 20
+_TOOK_DATA = {"unix": 128 << 10}
+"""What a client must have sent for the proxy to have read it (default 256 KiB). A client
+with a 4 KiB send buffer gets about 170 KiB into a TCP peer that reads nothing, but only
+8 KiB into a unix one (the sender's buffer is charged); through the proxy to a stalled unix
+upstream it sends about 270 KiB, and 256 KiB was missed by 64 bytes once in a full run."""
 CHUNK = 64 << 10
 OFFER = 24 << 20
 """What a client offers per link: far beyond the bound, so an unbounded proxy takes it."""
@@ -245,7 +250,9 @@ def test_a_never_reading_upstream_holds_at_most_4_mib_per_link(
             assert len(held) == links, f"expected {links} live connections, got {held}"
             assert max(held.values()) <= BOUND, f"a link holds {max(held.values())} bytes"
             # The proxy did take data (a bound that blocks everything proves nothing)...
-            assert min(c.sent for c in clients) > 256 << 10
+            assert min(c.sent for c in clients) > _TOOK_DATA.get(listen, 256 << 10), [
+                c.sent for c in clients
+            ]
             # ...but not everything offered: it pushed back (unless the toxic discards it all).
             if not toxic or toxic[0] != "partition":
                 assert max(c.sent for c in clients) < OFFER, "the proxy took all it was offered"
