@@ -8,6 +8,7 @@ blocks past its timeout. The operation is tried first and only polled on
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import select
 import socket
@@ -350,6 +351,10 @@ class SocketListener(Listener[S]):
         if self._closed:
             return
         self._closed = True
+        # A thread waiting in accept polls this socket: closing the descriptor does not wake
+        # it (it would wait out its timeout); shutting the listener down does, at once.
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
         if self._owner is not None:
             self._owner.release()

@@ -36,6 +36,7 @@ ring takes no page faults. Options, as keyword arguments or ``?query``:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import mmap
 import os
@@ -359,6 +360,8 @@ class ShmListener(Listener[MessageStream]):
         for conn, _ in self._pending:
             conn.close()
         self._pending.clear()
+        with contextlib.suppress(OSError):  # wakes a thread polling in accept at once
+            self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
 
 

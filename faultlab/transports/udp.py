@@ -13,6 +13,7 @@ noticed by a timeout.
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 from typing import Any
@@ -110,6 +111,10 @@ class UDPListener(Listener[MessageStream]):
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            # wakes a thread polling in accept (closing the descriptor would not); Linux
+            # does so for an unconnected UDP socket too, though it answers ENOTCONN
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RDWR)
             self.sock.close()
 
 
