@@ -7,17 +7,59 @@ one can be killed as a group, and any child still alive at exit is killed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
+import stat
 import subprocess
 import threading
 from dataclasses import dataclass
 
-from faultlab._cleanup import Owner
+from faultlab._cleanup import Owner, runtime_dir
 from faultlab.errors import FaultlabError
 
 __all__ = ["ChildProcess", "serve_until_stopped", "spawn_ready"]
+
+
+CLOSE_GRACE = 0.5
+"""Seconds a child whose stdin was closed has to exit on its own before it is killed."""
+_FILE_SCHEMES = ("unix://", "unixgram://", "fifo://")
+
+
+def _remove_endpoint_file(address: str) -> None:
+    """Remove the socket or FIFO a killed child listened on, if it lies in faultlab's
+    private runtime directory (where :meth:`Transport.example_address` puts them): the
+    child cannot, and nothing else would."""
+    if not address.startswith(_FILE_SCHEMES):
+        return
+    path = address.split("://", 1)[1]
+    try:
+        if os.path.dirname(path) != str(runtime_dir()):
+            return
+    except (OSError, FaultlabError):  # no usable runtime directory: the child made nothing
+        return
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return
+    if stat.S_ISSOCK(mode) or stat.S_ISFIFO(mode):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        if stat.S_ISFIFO(mode):  # a FIFO listener's pid lock beside it (its holder is dead)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path + ".lock")
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether process group ``pgid`` (a child's session) still has a member."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class ChildStartError(FaultlabError):
@@ -42,14 +84,25 @@ class ChildProcess:
             self.proc.wait(timeout=10)
             self.close()
 
-    def close(self) -> None:
-        """Kill (if alive), reap and close the pipes; idempotent."""
-        if self.proc.poll() is None:
+    def close(self, grace: float = CLOSE_GRACE) -> None:
+        """Ask the child to exit (its stdin closes: it then removes what it made, such as
+        a unix socket's file), kill its group after ``grace`` s or at once if it stays,
+        reap it and close the pipes; idempotent."""
+        proc = self.proc
+        if proc.poll() is None and grace > 0 and proc.stdin is not None and not proc.stdin.closed:
             try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+                proc.stdin.close()
+                proc.wait(timeout=grace)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        if proc.returncode is None or _group_alive(proc.pid):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            self.proc.wait(timeout=10)
+            proc.wait(timeout=10)
+        if proc.returncode is not None:
+            _remove_endpoint_file(self.address)  # a killed child removed nothing itself
         for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if pipe is not None and not pipe.closed:
                 pipe.close()

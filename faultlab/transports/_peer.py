@@ -9,12 +9,14 @@ waits, so a test can SIGKILL a connected client. ``--cpu N`` pins the process.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import threading
+from typing import Any
 
 from faultlab import transports
 from faultlab.errors import TransportError
-from faultlab.streams import ByteStream, MessageStream, Stream
+from faultlab.streams import ByteStream, Listener, MessageStream, Stream
 
 
 def _echo(stream: Stream) -> None:
@@ -33,11 +35,19 @@ def _echo(stream: Stream) -> None:
         stream.close()
 
 
+_listening: list[Listener[Any]] = []
+
+
 def _exit_when_stdin_closes() -> None:
+    """Exit when the parent closes our stdin, closing the listener first: it removes the
+    files it made (a unix socket's, a FIFO, a lock), which a bare exit would leave."""
     try:
         while os.read(0, 4096):
             pass
     finally:
+        for listener in _listening:
+            with contextlib.suppress(Exception):
+                listener.close()
         os._exit(0)
 
 
@@ -52,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     threading.Thread(target=_exit_when_stdin_closes, daemon=True).start()
     if args.mode == "echo":
         with transports.listen(args.address) as listener:
+            _listening.append(listener)
             print(f"READY {listener.address}", flush=True)
             while True:
                 try:
