@@ -2,28 +2,41 @@
 
 A path listener removes its socket file on close and at exit. A socket file
 left by a crashed run is removed only after a connect to it is refused, so a
-live server's socket is never stolen. The socket file is 0600 (only our user
-may connect) whatever the umask, unless ``?mode=0660`` (or ``mode=0o660``)
-asks for another; an abstract name has no file and no access control.
+live server's socket is never stolen: the one at the address asked for, and, for
+a listener in faultlab's runtime directory, every file there named by
+``example_address`` whose creator's pid is dead (:func:`sweep_stale_sockets`).
+The socket file is 0600 (only our user may connect) whatever the umask, unless
+``?mode=0660`` (or ``mode=0o660``) asks for another; an abstract name has no
+file and no access control.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import re
 import socket
 import stat
+import time
 import uuid
 from typing import Any
 
-from faultlab._cleanup import Owner, chmod_nofollow, runtime_dir
+from faultlab._cleanup import Owner, chmod_nofollow, pid_alive, runtime_dir
 from faultlab.errors import AddressError
 from faultlab.streams import ByteStream, Deadline, Listener
 from faultlab.transports import register
 from faultlab.transports._sockets import SocketByteStream, SocketListener, translate_oserror
 from faultlab.transports.base import Capabilities, ParsedAddress, Transport
 
-__all__ = ["UnixTransport", "bind_unix", "connect_unix", "socket_mode", "unix_sockaddr"]
+__all__ = [
+    "UnixTransport",
+    "bind_unix",
+    "connect_unix",
+    "socket_mode",
+    "sweep_stale_sockets",
+    "unix_sockaddr",
+]
 
 
 def unix_sockaddr(parsed: ParsedAddress) -> str | bytes:
@@ -59,6 +72,54 @@ def _remove_if_stale(path: str, kind: int) -> None:
     finally:
         probe.close()
     raise AddressError(f"address in use: a live server listens on {path!r}")
+
+
+_EXAMPLE_NAME = re.compile(r".+-([0-9]+)-[0-9a-f]{8}\.sock")
+"""What :meth:`UnixTransport.example_address` names: ``tag-PID-token.sock``."""
+STALE_AGE = 10.0
+"""Seconds a socket file must be old before a sweep may judge it (one just bound and not yet
+listening refuses connections too)."""
+
+
+def sweep_stale_sockets(directory: str) -> int:
+    """Remove socket files in faultlab's runtime ``directory`` left by runs that were killed:
+    named as :meth:`UnixTransport.example_address` names them, their creator's pid dead, at
+    least :data:`STALE_AGE` s old, and refusing a connection (so no live listener's file is
+    ever taken, whoever holds it now). Returns how many were removed."""
+    removed = 0
+    now = time.time()
+    with contextlib.suppress(OSError), os.scandir(directory) as entries:
+        for entry in entries:
+            match = _EXAMPLE_NAME.fullmatch(entry.name)
+            if match is None or pid_alive(int(match.group(1))):
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if not stat.S_ISSOCK(st.st_mode) or now - st.st_mtime < STALE_AGE:
+                continue
+            if _refuses(entry.path):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                    removed += 1
+    return removed
+
+
+def _refuses(path: str) -> bool:
+    """Whether nobody listens on the socket file ``path`` (stream or datagram)."""
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM, socket.SOCK_SEQPACKET):
+        probe = socket.socket(socket.AF_UNIX, kind)
+        try:
+            probe.connect(path)
+        except OSError as exc:
+            if exc.errno == errno.EPROTOTYPE:
+                continue  # another socket type: ask it with its own
+            return exc.errno == errno.ECONNREFUSED
+        finally:
+            probe.close()
+        return False
+    return False
 
 
 def socket_mode(parsed: ParsedAddress, mode: object = None) -> int | None:
@@ -100,6 +161,9 @@ def bind_unix(
     file_mode = socket_mode(parsed, mode)
     if isinstance(addr, str):
         _remove_if_stale(addr, kind)
+        home = str(runtime_dir())
+        if os.path.dirname(addr) == home:
+            sweep_stale_sockets(home)  # what killed runs left beside it
     sock = socket.socket(socket.AF_UNIX, kind)
     try:
         sock.bind(addr)
