@@ -29,6 +29,7 @@ import os
 import socket
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -191,7 +192,10 @@ def run_versus(
     try:
         with ExitStack() as stack:
             echo = stack.enter_context(_owned(_spawn("echo", "tcp://127.0.0.1:0", cpu=server_cpu)))
-            unix_path = f"/tmp/faultlab-versus-{os.getpid()}.sock"
+            # the unix sockets' files: the processes that bind them are killed, not asked
+            # to exit, so the run owns a directory for them and removes it at the end
+            unix_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="faultlab-versus-"))
+            unix_path = os.path.join(unix_dir, "echo.sock")
             unix_echo = stack.enter_context(
                 _owned(_spawn("echo", f"unix://{unix_path}", cpu=server_cpu))
             )

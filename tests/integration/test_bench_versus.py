@@ -5,7 +5,9 @@ benchmarks.)"""
 
 from __future__ import annotations
 
+import glob
 import os
+import tempfile
 
 from faultlab.bench.versus import GOALS, run_versus
 from faultlab.proxy.reference import find_toxiproxy
@@ -13,6 +15,7 @@ from faultlab.proxy.reference import find_toxiproxy
 
 def test_versus_measures_every_row_and_leaves_nothing() -> None:
     before = set(_children())
+    files_before = set(glob.glob(os.path.join(tempfile.gettempdir(), "faultlab-versus-*")))
     report = run_versus(
         iterations=200, warmup=20, blocks=2, bulk_mib=2, bulk_rounds=1, connections=20
     )
@@ -33,6 +36,8 @@ def test_versus_measures_every_row_and_leaves_nothing() -> None:
     assert set(report["goals"]) == set(GOALS)
     assert all(isinstance(judged["met"], bool) for judged in report["goals"].values())
     assert set(_children()) <= before, "a benchmark process outlived the run"
+    files_after = set(glob.glob(os.path.join(tempfile.gettempdir(), "faultlab-versus-*")))
+    assert files_after <= files_before, "the unix sockets' files outlived the run"
 
 
 def _children() -> list[int]:
