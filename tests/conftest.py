@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import glob
+import os
 import sys
+import tempfile
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -40,3 +44,29 @@ def real_toxiproxy() -> Iterator[RealToxiproxy]:
         pytest.skip(missing_reason())
     with RealToxiproxy() as server:
         yield server
+
+
+# ---- leftover files: which test left a faultlab temp file behind --------------------------
+# Every faultlab temp file (a command's output log, a unix socket of a benchmark, a FIFO) has
+# an owner that removes it. Files that appear during a test are remembered with the test's id;
+# those still there when the session ends are listed at the end of the run, so a leak on a
+# rare path (it showed as one command log per full run) names the test that made it.
+
+_TEMP_PATTERN = os.path.join(tempfile.gettempdir(), "faultlab-*")
+_appeared: dict[str, str] = {}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    before = set(glob.glob(_TEMP_PATTERN))
+    yield
+    for path in set(glob.glob(_TEMP_PATTERN)) - before:
+        _appeared.setdefault(path, item.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    left = {path: test for path, test in _appeared.items() if os.path.lexists(path)}
+    if left:
+        terminalreporter.section("faultlab temp files left behind")
+        for path, test in sorted(left.items()):
+            terminalreporter.write_line(f"{path}  (appeared during {test})")
