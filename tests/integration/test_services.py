@@ -227,9 +227,15 @@ def test_close_leaves_no_process_and_no_output_files(lab: Lab, tmp_path: Path) -
 @pytest.mark.parametrize("how", ["exit", "ctrl-c"])
 def test_exit_without_close_leaves_no_process(tmp_path: Path, how: str) -> None:
     """The Owner kills the command at interpreter exit (and on Ctrl-C) even if nobody
-    closed the lab, and removes its output files. (Ctrl-C hung twice in full runs on
-    2026-12-02 and passed in every full run since; on a hang the failure shows the
-    script's thread stacks.)"""
+    closed the lab, and removes its output files.
+
+    The script waits for Ctrl-C in short sleeps: a SIGINT that lands between its last
+    bytecode and the start of one long ``time.sleep`` is only acted on when that sleep
+    ends (CPython checks for signals before its next bytecode, and nothing wakes the
+    sleep). The test sends SIGINT right after reading the script's line, so on a loaded
+    machine it sometimes landed there, and a single ``time.sleep(60)`` outlived the 30 s
+    wait (full runs, 2026-12-02 and 2026-12-03: the main thread was still in that sleep).
+    On a hang the failure shows the script's thread stacks."""
     script = textwrap.dedent(
         f"""
         import faulthandler, signal, sys, time
@@ -244,7 +250,8 @@ def test_exit_without_close_leaves_no_process(tmp_path: Path, how: str) -> None:
         print(pair.server.pid, pair.server.stdout_path, pair.server.stderr_path, flush=True)
         if {how!r} == "exit":
             sys.exit(0)
-        time.sleep(60)  # until Ctrl-C
+        for _ in range(600):  # until Ctrl-C, in short sleeps: see the docstring
+            time.sleep(0.1)
         """
     )
     proc = subprocess.Popen(
