@@ -20,7 +20,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
-from faultlab._threads import leave_signals_to_main
 from faultlab.errors import EndOfStream, RemoteProtocolError, TransportError, TransportTimeout
 from faultlab.proxy.tcpcount import tcp_bytes_read
 from faultlab.streams import ByteStream, MessageStream, Stream
@@ -489,7 +488,6 @@ class BridgeEndpoint(Endpoint):
 
     # -- reader thread ---------------------------------------------------------
     def _read_loop(self) -> None:
-        leave_signals_to_main()
         try:
             self._read_until_done()
         finally:
@@ -551,7 +549,6 @@ class BridgeEndpoint(Endpoint):
 
     # -- writer thread ---------------------------------------------------------
     def _write_loop(self) -> None:
-        leave_signals_to_main()
         try:
             self._write_until_done()
         finally:

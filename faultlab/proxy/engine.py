@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from faultlab._seed import new_seed
-from faultlab._threads import leave_signals_to_main
 from faultlab._timers import start_precise_timers
 from faultlab.errors import FaultlabError
 from faultlab.journal import Journal
@@ -80,7 +79,6 @@ class ProxyEngine:
         self.journal.record("engine_started", seed=self.seed)
 
     def _run(self) -> None:
-        leave_signals_to_main()  # Ctrl-C must reach the main thread (faultlab._threads)
         asyncio.set_event_loop(self.loop)
         # toxics' sleeps end at their deadline, not a millisecond early (faultlab._timers)
         timers = start_precise_timers(self.loop)

@@ -33,7 +33,6 @@ from collections.abc import Callable
 from typing import Any
 
 from faultlab import transports
-from faultlab._threads import leave_signals_to_main
 from faultlab.codecs.errors import FrameTooLarge
 from faultlab.errors import (
     ClosedResourceError,
@@ -136,7 +135,6 @@ class RpcServer:
         return dispatch
 
     def _accept_loop(self) -> None:
-        leave_signals_to_main()  # the connection threads it starts inherit the mask
         while not self._closed.is_set():
             try:
                 stream = self._listener.accept(timeout=0.5)

@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 from hypothesis import strategies as st
 
-from faultlab._threads import leave_signals_to_main
 from faultlab.errors import FaultlabError
 from faultlab.toxics import Attr, InvalidToxic, Toxic, get_toxic_class, toxic_types
 
@@ -1154,7 +1153,6 @@ class PlanRunner:
         return self
 
     def _follow(self) -> None:
-        leave_signals_to_main()  # the call threads it starts inherit the mask
         while not self._stop.is_set():
             boundary = self.next_boundary()
             if boundary is None:

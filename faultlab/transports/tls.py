@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from faultlab._cleanup import check_private_file, private_dir, runtime_dir, write_private
-from faultlab._threads import leave_signals_to_main
 from faultlab.errors import (
     AddressError,
     BrokenResourceError,
@@ -168,7 +167,6 @@ class _ServerTLSStream(SocketByteStream):
         threading.Thread(target=self._handshake, daemon=True, name="faultlab-tls-hs").start()
 
     def _handshake(self) -> None:
-        leave_signals_to_main()
         try:
             assert isinstance(self.sock, ssl.SSLSocket)
             _handshake(self.sock, Deadline.after(HANDSHAKE_TIMEOUT))

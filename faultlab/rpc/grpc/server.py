@@ -27,7 +27,6 @@ import grpc  # type: ignore[import-untyped]
 from google.protobuf import message  # type: ignore[import-untyped]
 
 from faultlab._cleanup import Owner
-from faultlab._threads import leave_signals_to_main
 from faultlab.errors import AddressError
 from faultlab.rpc.channel import MAX_MESSAGE
 from faultlab.rpc.errors import (
@@ -138,9 +137,7 @@ class GrpcServer:
         self._closed = False
         self._owner: Owner | None = None
         parsed = parse_address(address)
-        self._pool = ThreadPoolExecutor(
-            max_workers, thread_name_prefix="faultlab-grpc", initializer=leave_signals_to_main
-        )
+        self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="faultlab-grpc")
         options = [
             ("grpc.max_send_message_length", max_message),
             ("grpc.max_receive_message_length", max_message),

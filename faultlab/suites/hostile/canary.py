@@ -12,8 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from faultlab._threads import leave_signals_to_main
-
 __all__ = ["Canary", "CanaryCall", "http_canary", "rpc_canary"]
 
 
@@ -94,7 +92,6 @@ class Canary:
         self._thread = threading.Thread(target=self._loop, name="faultlab-canary", daemon=True)
 
     def _loop(self) -> None:
-        leave_signals_to_main()
         while not self._stop.is_set():
             t0 = time.monotonic()
             try:

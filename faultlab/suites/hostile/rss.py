@@ -7,8 +7,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from faultlab._threads import leave_signals_to_main
-
 __all__ = ["RssSampler", "process_tree", "rss_bytes", "status_bytes"]
 
 
@@ -78,7 +76,6 @@ class RssSampler:
         self._thread = threading.Thread(target=self._loop, name="faultlab-hostile-rss", daemon=True)
 
     def _loop(self) -> None:
-        leave_signals_to_main()
         while not self._stop.is_set():
             value = rss_bytes(self.pid)
             if value is not None:
