@@ -229,17 +229,15 @@ def test_exit_without_close_leaves_no_process(tmp_path: Path, how: str) -> None:
     """The Owner kills the command at interpreter exit (and on Ctrl-C) even if nobody
     closed the lab, and removes its output files.
 
-    The script waits for Ctrl-C in short sleeps: a SIGINT that lands between its last
-    bytecode and the start of one long ``time.sleep`` is only acted on when that sleep
-    ends (CPython checks for signals before its next bytecode, and nothing wakes the
-    sleep). The test sends SIGINT right after reading the script's line, so on a loaded
-    machine it sometimes landed there, and a single ``time.sleep(60)`` outlived the 30 s
-    wait (full runs, 2026-12-02 and 2026-12-03: the main thread was still in that sleep).
-    On a hang the failure shows the script's thread stacks."""
+    The script puts back Python's own SIGINT handler first: a shell starts a background
+    job with SIGINT ignored, Python then keeps it ignored, and Ctrl-C would do nothing at
+    all (this hung in every fresh-clone run started in the background, and never in a
+    terminal). On a hang the failure shows the script's thread stacks."""
     script = textwrap.dedent(
         f"""
         import faulthandler, signal, sys, time
         faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test asks on a hang
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
         import faultlab
         lab = faultlab.Lab()
         pair = lab.pair(
@@ -250,8 +248,7 @@ def test_exit_without_close_leaves_no_process(tmp_path: Path, how: str) -> None:
         print(pair.server.pid, pair.server.stdout_path, pair.server.stderr_path, flush=True)
         if {how!r} == "exit":
             sys.exit(0)
-        for _ in range(600):  # until Ctrl-C, in short sleeps: see the docstring
-            time.sleep(0.1)
+        time.sleep(60)  # until Ctrl-C
         """
     )
     proc = subprocess.Popen(
