@@ -35,6 +35,7 @@ __all__ = [
     "pid_alive",
     "private_dir",
     "runtime_dir",
+    "runtime_dir_path",
     "write_private",
 ]
 
@@ -88,6 +89,17 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def runtime_dir_path() -> Path:
+    """Where :func:`runtime_dir` is, without creating or checking it: for telling whether
+    a path lies there (a path elsewhere must not make faultlab touch its directory)."""
+    base = os.environ.get("FAULTLAB_RUNTIME_DIR")
+    if base:
+        return Path(base)
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    root = Path(xdg) if xdg and os.path.isdir(xdg) else Path(tempfile.gettempdir())
+    return root / f"faultlab-{os.getuid()}"
+
+
 def runtime_dir() -> Path:
     """A private (0700) directory for named resources of this user, checked on every call.
 
@@ -95,14 +107,7 @@ def runtime_dir() -> Path:
     ``/tmp/faultlab-UID``. In a shared /tmp another user can create that name
     first, so the same checks apply to all three: see :func:`private_dir`.
     """
-    base = os.environ.get("FAULTLAB_RUNTIME_DIR")
-    if base:
-        path = Path(base)
-    else:
-        xdg = os.environ.get("XDG_RUNTIME_DIR")
-        root = Path(xdg) if xdg and os.path.isdir(xdg) else Path(tempfile.gettempdir())
-        path = root / f"faultlab-{os.getuid()}"
-    return private_dir(path, parents=True)
+    return private_dir(runtime_dir_path(), parents=True)
 
 
 def _owner_name(uid: int) -> str:

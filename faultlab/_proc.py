@@ -16,7 +16,7 @@ import subprocess
 import threading
 from dataclasses import dataclass
 
-from faultlab._cleanup import Owner, runtime_dir
+from faultlab._cleanup import Owner, runtime_dir_path
 from faultlab.errors import FaultlabError
 
 __all__ = ["ChildProcess", "serve_until_stopped", "spawn_ready"]
@@ -34,10 +34,7 @@ def _remove_endpoint_file(address: str) -> None:
     if not address.startswith(_FILE_SCHEMES):
         return
     path = address.split("://", 1)[1]
-    try:
-        if os.path.dirname(path) != str(runtime_dir()):
-            return
-    except (OSError, FaultlabError):  # no usable runtime directory: the child made nothing
+    if os.path.dirname(path) != str(runtime_dir_path()):
         return
     try:
         mode = os.lstat(path).st_mode

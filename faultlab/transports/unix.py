@@ -22,7 +22,7 @@ import time
 import uuid
 from typing import Any
 
-from faultlab._cleanup import Owner, chmod_nofollow, pid_alive, runtime_dir
+from faultlab._cleanup import Owner, chmod_nofollow, pid_alive, runtime_dir, runtime_dir_path
 from faultlab.errors import AddressError
 from faultlab.streams import ByteStream, Deadline, Listener
 from faultlab.transports import register
@@ -161,9 +161,8 @@ def bind_unix(
     file_mode = socket_mode(parsed, mode)
     if isinstance(addr, str):
         _remove_if_stale(addr, kind)
-        home = str(runtime_dir())
-        if os.path.dirname(addr) == home:
-            sweep_stale_sockets(home)  # what killed runs left beside it
+        if os.path.dirname(addr) == str(runtime_dir_path()):
+            sweep_stale_sockets(str(runtime_dir()))  # what killed runs left beside it
     sock = socket.socket(socket.AF_UNIX, kind)
     try:
         sock.bind(addr)

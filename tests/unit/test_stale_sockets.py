@@ -85,3 +85,20 @@ def test_a_listener_elsewhere_sweeps_nothing(rt: Path, tmp_path: Path) -> None:
     _left_behind(stale)
     with transports.listen(f"unix://{elsewhere}/server.sock"):
         assert stale.exists(), "only faultlab's own directory is swept"
+
+
+def test_a_listener_elsewhere_never_touches_the_runtime_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not created, not checked: an unsafe runtime directory (here a symlink) must not fail a
+    bind in a directory of the user's own."""
+    absent = tmp_path / "rt-absent"
+    monkeypatch.setenv("FAULTLAB_RUNTIME_DIR", str(absent))
+    with transports.listen(f"unix://{tmp_path}/a.sock"):
+        pass
+    assert not absent.exists()
+    unsafe = tmp_path / "rt-link"
+    unsafe.symlink_to(tmp_path)
+    monkeypatch.setenv("FAULTLAB_RUNTIME_DIR", str(unsafe))
+    with transports.listen(f"unix://{tmp_path}/b.sock") as listener:
+        assert listener.address.endswith("/b.sock")
